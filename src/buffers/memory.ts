@@ -1,0 +1,146 @@
+import type { Batch } from '../core/ack.ts';
+import type { ComponentMetrics } from '../core/metrics.ts';
+import { BufferClosedError, type SinkBuffer } from './buffer.ts';
+
+export interface MemoryBufferOptions {
+  maxEvents: number;
+  maxBytes: number;
+  whenFull: 'block' | 'drop_newest';
+}
+
+interface Waiter {
+  batch: Batch;
+  resolve: () => void;
+  reject: (error: Error) => void;
+}
+
+/**
+ * A bounded FIFO of batches. Room is counted from push() until the runner calls done(), so events being
+ * written still count: memory stays within the limits however slow the sink is. A batch larger than the
+ * limits is let in alone when the buffer is empty, rather than blocking forever.
+ */
+export class MemoryBuffer implements SinkBuffer {
+  private readonly queue: Batch[] = [];
+  private head = 0;
+  private readonly waiters: Waiter[] = [];
+  private taker: ((batches: Batch[] | null) => void) | undefined;
+  private takerMax = 0;
+  private heldEvents = 0;
+  private heldBytes = 0;
+  private closed = false;
+
+  constructor(
+    private readonly options: MemoryBufferOptions,
+    private readonly metrics?: ComponentMetrics,
+  ) {}
+
+  get events(): number {
+    return this.heldEvents;
+  }
+  get bytes(): number {
+    return this.heldBytes;
+  }
+
+  push(batch: Batch): Promise<void> | undefined {
+    if (this.closed) return Promise.reject(new BufferClosedError());
+    if (this.waiters.length === 0 && this.fits(batch)) {
+      this.enqueue(batch);
+      return undefined;
+    }
+    if (this.options.whenFull === 'drop_newest') {
+      // Opt-in loss: the share counts as settled so the source moves on; the drop is counted.
+      this.metrics?.bufferDropped.inc(batch.events.length);
+      batch.ack.release('delivered');
+      return undefined;
+    }
+    return new Promise<void>((resolve, reject) => this.waiters.push({ batch, resolve, reject }));
+  }
+
+  take(maxEvents: number): Promise<Batch[] | null> {
+    if (this.head < this.queue.length) return Promise.resolve(this.dequeue(maxEvents));
+    if (this.closed) return Promise.resolve(null);
+    if (this.taker) return Promise.reject(new Error('take() while another take() is waiting'));
+    this.takerMax = maxEvents;
+    return new Promise((resolve) => {
+      this.taker = resolve;
+    });
+  }
+
+  done(batches: Batch[]): void {
+    for (const b of batches) {
+      this.heldEvents -= b.events.length;
+      this.heldBytes -= b.bytes;
+    }
+    this.updateGauges();
+    while (this.waiters.length > 0 && this.fits(this.waiters[0]!.batch)) {
+      const w = this.waiters.shift()!;
+      this.enqueue(w.batch);
+      w.resolve();
+    }
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const w of this.waiters.splice(0)) {
+      w.batch.ack.release('failed');
+      w.reject(new BufferClosedError());
+    }
+    if (this.taker && this.head >= this.queue.length) this.wakeTaker(null);
+  }
+
+  abort(): void {
+    this.close();
+    const rest = this.queue.splice(this.head);
+    this.queue.length = 0;
+    this.head = 0;
+    for (const b of rest) b.ack.release('failed');
+    this.done(rest);
+    if (this.taker) this.wakeTaker(null);
+  }
+
+  private fits(batch: Batch): boolean {
+    if (this.heldEvents === 0) return true;
+    return (
+      this.heldEvents + batch.events.length <= this.options.maxEvents &&
+      this.heldBytes + batch.bytes <= this.options.maxBytes
+    );
+  }
+
+  private enqueue(batch: Batch): void {
+    this.queue.push(batch);
+    this.heldEvents += batch.events.length;
+    this.heldBytes += batch.bytes;
+    this.updateGauges();
+    if (this.taker) this.wakeTaker(this.dequeue(this.takerMax));
+  }
+
+  private wakeTaker(value: Batch[] | null): void {
+    const taker = this.taker!;
+    this.taker = undefined;
+    taker(value);
+  }
+
+  private dequeue(maxEvents: number): Batch[] {
+    const out: Batch[] = [];
+    let n = 0;
+    while (this.head < this.queue.length) {
+      const b = this.queue[this.head]!;
+      if (out.length > 0 && n + b.events.length > maxEvents) break;
+      out.push(b);
+      n += b.events.length;
+      this.head++;
+    }
+    if (this.head > 1024 && this.head * 2 > this.queue.length) {
+      this.queue.splice(0, this.head);
+      this.head = 0;
+    }
+    return out;
+  }
+
+  private updateGauges(): void {
+    if (!this.metrics) return;
+    this.metrics.bufferEvents.set(this.heldEvents);
+    this.metrics.bufferBytes.set(this.heldBytes);
+  }
+}

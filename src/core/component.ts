@@ -1,0 +1,118 @@
+import type { Logger } from 'pino';
+import type { z } from 'zod';
+import type { AckCallback } from './ack.ts';
+import type { Event } from './event.ts';
+import type { ComponentMetrics } from './metrics.ts';
+
+/** What every running component gets from the runtime. */
+export interface ComponentContext {
+  /** The component id from the config, e.g. `web_syslog`. */
+  readonly id: string;
+  /** Absolute `data_dir`; a component keeps its state under `<data_dir>/<kind>s/<id>/` or similar. */
+  readonly dataDir: string;
+  readonly logger: Logger;
+  readonly metrics: ComponentMetrics;
+}
+
+export interface EmitOptions {
+  /** Bytes as received on the wire or read from disk; estimated from `message` when absent. */
+  bytes?: number;
+  /** Called once when every sink settled the batch (see Acknowledgement). */
+  onSettled?: AckCallback;
+  /** When the events were received, for end-to-end latency; defaults to now. */
+  receivedAt?: number;
+}
+
+export interface SourceContext extends ComponentContext {
+  /**
+   * Hands a batch to the graph. The promise resolves once every consumer accepted it: awaiting it before
+   * reading more input is how a source obeys backpressure. It rejects only when the pipeline is stopping.
+   * The events array is owned by the pipeline from here on.
+   */
+  emit(events: Event[], options?: EmitOptions): Promise<void>;
+  /** Sends events that cannot be processed (e.g. an overlong line) to the dead letter output. */
+  deadLetter(events: Event[], reason: string): void;
+}
+
+export interface Source {
+  /** Binds sockets, opens files; resolves when the source is accepting input. */
+  start(): Promise<void>;
+  /**
+   * Stops accepting input, emits what it already holds (partial lines are not events yet and are dropped
+   * only when the protocol allows it), and resolves when the last emit() was accepted.
+   */
+  stop(): Promise<void>;
+}
+
+/** Where a transform puts what it made of a batch. */
+export interface TransformOutput {
+  /** Events for the default output, or for the named output `output` (route). */
+  push(events: Event[], output?: string): void;
+  /** Events that cannot be transformed, with the reason, to the dead letter output. */
+  deadLetter(events: Event[], reason: string): void;
+}
+
+export interface Transform {
+  /** Named outputs, addressed downstream as `<id>.<name>`; absent means one default output `<id>`. */
+  readonly outputs?: readonly string[];
+  /**
+   * Synchronous by contract: transforms run inline in the caller's turn, so nothing on the hot path awaits.
+   * Input events must not be mutated; build new objects for changed events.
+   */
+  process(events: Event[], out: TransformOutput): void;
+  stop?(): Promise<void>;
+}
+
+export interface Sink {
+  start?(): Promise<void>;
+  /**
+   * Delivers events. Resolves only once the destination confirmed them (or they are durable on disk).
+   * Throws RetryableError (or any other error) to be retried with backoff, PermanentError to dead-letter.
+   * Calls are sequential unless the sink's `concurrency` option says otherwise.
+   */
+  write(events: Event[], signal: AbortSignal): Promise<void>;
+  /** Flushes and closes; after it resolves everything written is complete and visible. */
+  stop(): Promise<void>;
+}
+
+export type ComponentKind = 'source' | 'transform' | 'sink';
+
+interface DefinitionBase<K extends ComponentKind, S extends z.ZodObject> {
+  readonly kind: K;
+  readonly type: string;
+  /** One line for `fluxo --help` and docs/components.md. */
+  readonly description: string;
+  /** The component's own options (without `type`, `inputs`, `buffer`, …), each field with `.describe()`. */
+  readonly options: S;
+  /** A config snippet shown in the generated docs. */
+  readonly example?: string;
+}
+
+export interface SourceDefinition<S extends z.ZodObject = z.ZodObject> extends DefinitionBase<'source', S> {
+  /** Where the source listens, for the start-up banner, e.g. `tcp 127.0.0.1:5514`. */
+  describeEndpoint?(options: z.infer<S>): string | undefined;
+  build(options: z.infer<S>, context: SourceContext): Source;
+}
+
+export interface TransformDefinition<S extends z.ZodObject = z.ZodObject> extends DefinitionBase<'transform', S> {
+  build(options: z.infer<S>, context: ComponentContext): Transform;
+}
+
+export interface SinkDefinition<S extends z.ZodObject = z.ZodObject> extends DefinitionBase<'sink', S> {
+  /** Where the sink writes, for the start-up banner, e.g. `./data/master/dt=%Y-%m-%d/…`. */
+  describeEndpoint?(options: z.infer<S>): string | undefined;
+  build(options: z.infer<S>, context: ComponentContext): Sink;
+}
+
+export type ComponentDefinition = SourceDefinition | TransformDefinition | SinkDefinition;
+
+/** Helpers so a component file gets its option types inferred from its schema. */
+export function defineSource<S extends z.ZodObject>(d: SourceDefinition<S>): SourceDefinition<S> {
+  return d;
+}
+export function defineTransform<S extends z.ZodObject>(d: TransformDefinition<S>): TransformDefinition<S> {
+  return d;
+}
+export function defineSink<S extends z.ZodObject>(d: SinkDefinition<S>): SinkDefinition<S> {
+  return d;
+}

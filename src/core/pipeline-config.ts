@@ -1,0 +1,61 @@
+import type { ComponentDefinition, SinkDefinition, SourceDefinition, TransformDefinition } from './component.ts';
+import type { RetryPolicy } from './retry.ts';
+
+/** The id transforms and sinks name in `inputs` to receive dead-lettered events. */
+export const DEAD_LETTER_ID = 'dead_letter';
+
+export interface ComponentSpec {
+  readonly id: string;
+  readonly type: string;
+  /** The component's own options, validated, with defaults applied. */
+  readonly options: Record<string, unknown>;
+  /** The raw config of the component as written (after interpolation), to tell changed from unchanged on reload. */
+  readonly fingerprint: string;
+}
+
+export interface TransformSpec extends ComponentSpec {
+  readonly inputs: readonly string[];
+}
+
+export interface BufferSpec {
+  readonly type: 'memory' | 'disk';
+  readonly maxEvents: number;
+  readonly maxBytes: number;
+  readonly whenFull: 'block' | 'drop_newest';
+}
+
+export interface SinkSpec extends TransformSpec {
+  readonly buffer: BufferSpec;
+  readonly batchMaxEvents: number;
+  readonly concurrency: number;
+  readonly retry: RetryPolicy;
+}
+
+/** A validated configuration, as the runtime takes it. */
+export interface PipelineConfig {
+  readonly dataDir: string;
+  readonly api: { readonly enabled: boolean; readonly address: string };
+  readonly shutdownTimeoutMs: number;
+  readonly sources: ReadonlyMap<string, ComponentSpec>;
+  readonly transforms: ReadonlyMap<string, TransformSpec>;
+  readonly sinks: ReadonlyMap<string, SinkSpec>;
+}
+
+/** The component types the runtime can build, by kind and type name. */
+export interface ComponentRegistry {
+  readonly sources: ReadonlyMap<string, SourceDefinition>;
+  readonly transforms: ReadonlyMap<string, TransformDefinition>;
+  readonly sinks: ReadonlyMap<string, SinkDefinition>;
+}
+
+export function createRegistry(definitions: readonly ComponentDefinition[]): ComponentRegistry {
+  const sources = new Map<string, SourceDefinition>();
+  const transforms = new Map<string, TransformDefinition>();
+  const sinks = new Map<string, SinkDefinition>();
+  for (const d of definitions) {
+    const map = (d.kind === 'source' ? sources : d.kind === 'transform' ? transforms : sinks) as Map<string, typeof d>;
+    if (map.has(d.type)) throw new Error(`two ${d.kind} definitions of type "${d.type}"`);
+    map.set(d.type, d);
+  }
+  return { sources, transforms, sinks };
+}

@@ -1,0 +1,72 @@
+import { z } from 'zod';
+
+const SIZE_UNITS: Record<string, number> = {
+  b: 1,
+  kb: 1e3,
+  mb: 1e6,
+  gb: 1e9,
+  kib: 1024,
+  mib: 1024 ** 2,
+  gib: 1024 ** 3,
+  tib: 1024 ** 4,
+};
+const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+export function parseSize(value: string): number | undefined {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(value);
+  if (!m) return undefined;
+  const unit = SIZE_UNITS[(m[2] || 'b').toLowerCase()];
+  return unit === undefined ? undefined : Math.round(Number(m[1]) * unit);
+}
+
+export function parseDuration(value: string): number | undefined {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$/i.exec(value);
+  if (!m) return undefined;
+  return Math.round(Number(m[1]) * DURATION_UNITS[m[2]!.toLowerCase()]!);
+}
+
+/** A size in bytes: a number, or a string with a unit (`512KiB`, `1GiB`, `10MB`). */
+export function size() {
+  return z.union([z.number().int().nonnegative(), z.string()]).transform((value, ctx) => {
+    if (typeof value === 'number') return value;
+    const bytes = parseSize(value);
+    if (bytes === undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `expected a size like 64KiB, 10MiB or 1GiB (or a number of bytes), found "${value}"`,
+      });
+      return z.NEVER;
+    }
+    return bytes;
+  });
+}
+
+/** A duration in milliseconds: a string with a unit (`250ms`, `30s`, `5m`, `1h`) or a number of milliseconds. */
+export function duration() {
+  return z.union([z.number().nonnegative(), z.string()]).transform((value, ctx) => {
+    if (typeof value === 'number') return value;
+    const ms = parseDuration(value);
+    if (ms === undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `expected a duration like 250ms, 30s, 5m or 1h (or a number of milliseconds), found "${value}"`,
+      });
+      return z.NEVER;
+    }
+    return ms;
+  });
+}
+
+/** A `host:port` address; port 0 asks the OS for a free port. */
+export function address() {
+  return z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/, {
+    message: 'expected an address host:port, e.g. 127.0.0.1:5514',
+  });
+}
+
+export function splitAddress(value: string): { host: string; port: number } {
+  const i = value.lastIndexOf(':');
+  let host = value.slice(0, i);
+  if (host.startsWith('[') && host.endsWith(']')) host = host.slice(1, -1);
+  return { host, port: Number(value.slice(i + 1)) };
+}
