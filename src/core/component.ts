@@ -42,6 +42,16 @@ export interface Source {
    * only when the protocol allows it), and resolves when the last emit() was accepted.
    */
   stop(): Promise<void>;
+  /**
+   * Where the source actually listens once started, e.g. `tcp 127.0.0.1:40123` (port 0 resolved): printed in
+   * the start-up banner and read by tests.
+   */
+  endpoint?(): string | undefined;
+  /**
+   * For sources that end by themselves (stdin at EOF, a generator with a `count`): resolves when the last
+   * batch was emitted. `fluxo run` stops the pipeline gracefully once every source has finished.
+   */
+  readonly finished?: Promise<void>;
 }
 
 /** Where a transform puts what it made of a batch. */
@@ -89,8 +99,6 @@ interface DefinitionBase<K extends ComponentKind, S extends z.ZodObject> {
 }
 
 export interface SourceDefinition<S extends z.ZodObject = z.ZodObject> extends DefinitionBase<'source', S> {
-  /** Where the source listens, for the start-up banner, e.g. `tcp 127.0.0.1:5514`. */
-  describeEndpoint?(options: z.infer<S>): string | undefined;
   build(options: z.infer<S>, context: SourceContext): Source;
 }
 
