@@ -23,8 +23,8 @@ export class MemoryBuffer implements SinkBuffer {
   private readonly queue: Batch[] = [];
   private head = 0;
   private readonly waiters: Waiter[] = [];
-  private taker: ((batches: Batch[] | null) => void) | undefined;
-  private takerMax = 0;
+  /** Runner loops waiting for batches (one per unit of sink concurrency), first come first served. */
+  private readonly takers: { resolve: (batches: Batch[] | null) => void; max: number }[] = [];
   private heldEvents = 0;
   private heldBytes = 0;
   private closed = false;
@@ -59,11 +59,7 @@ export class MemoryBuffer implements SinkBuffer {
   take(maxEvents: number): Promise<Batch[] | null> {
     if (this.head < this.queue.length) return Promise.resolve(this.dequeue(maxEvents));
     if (this.closed) return Promise.resolve(null);
-    if (this.taker) return Promise.reject(new Error('take() while another take() is waiting'));
-    this.takerMax = maxEvents;
-    return new Promise((resolve) => {
-      this.taker = resolve;
-    });
+    return new Promise((resolve) => this.takers.push({ resolve, max: maxEvents }));
   }
 
   done(batches: Batch[]): void {
@@ -86,7 +82,7 @@ export class MemoryBuffer implements SinkBuffer {
       w.batch.ack.release('failed');
       w.reject(new BufferClosedError());
     }
-    if (this.taker && this.head >= this.queue.length) this.wakeTaker(null);
+    if (this.head >= this.queue.length) this.wakeTakers();
   }
 
   abort(): void {
@@ -96,7 +92,7 @@ export class MemoryBuffer implements SinkBuffer {
     this.head = 0;
     for (const b of rest) b.ack.release('failed');
     this.done(rest);
-    if (this.taker) this.wakeTaker(null);
+    this.wakeTakers();
   }
 
   private fits(batch: Batch): boolean {
@@ -112,13 +108,13 @@ export class MemoryBuffer implements SinkBuffer {
     this.heldEvents += batch.events.length;
     this.heldBytes += batch.bytes;
     this.updateGauges();
-    if (this.taker) this.wakeTaker(this.dequeue(this.takerMax));
+    const taker = this.takers.shift();
+    if (taker) taker.resolve(this.dequeue(taker.max));
   }
 
-  private wakeTaker(value: Batch[] | null): void {
-    const taker = this.taker!;
-    this.taker = undefined;
-    taker(value);
+  /** Closed and empty: every waiting runner loop learns there is nothing more. */
+  private wakeTakers(): void {
+    for (const t of this.takers.splice(0)) t.resolve(null);
   }
 
   private dequeue(maxEvents: number): Batch[] {

@@ -103,6 +103,8 @@ export interface SourceDefinition<S extends z.ZodObject = z.ZodObject> extends D
 }
 
 export interface TransformDefinition<S extends z.ZodObject = z.ZodObject> extends DefinitionBase<'transform', S> {
+  /** Names of the outputs this config gives the transform (route); downstream names them `<id>.<name>`. */
+  outputs?(options: z.infer<S>): string[];
   build(options: z.infer<S>, context: ComponentContext): Transform;
 }
 

@@ -57,7 +57,8 @@ class Outlet {
       const p = consumers[i]!.accept(batch);
       if (p === undefined) continue;
       if (single === undefined) single = p;
-      else (many ??= [single]).push(p);
+      else if (many === undefined) many = [single, p];
+      else many.push(p);
     }
     if (many) return Promise.all(many).then(() => undefined);
     return single;
@@ -114,11 +115,21 @@ class TransformNode implements Consumer {
       (p.output === undefined ? this.metrics.sentEvents : this.metrics.sentEventsFor(p.output)).inc(p.events.length);
       ack.retain();
       const r = outlet.send({ events: p.events, ack, bytes: Math.round(perEvent * p.events.length) });
-      if (r) (pending ??= []).push(r);
+      if (r) {
+        if (pending === undefined) pending = [r];
+        else pending.push(r);
+      }
     }
     for (const d of dead) {
       ack.retain();
-      this.topology.deadLetter(this.spec.id, this.metrics, d.events, d.reason, ack, Math.round(perEvent * d.events.length));
+      this.topology.deadLetter(
+        this.spec.id,
+        this.metrics,
+        d.events,
+        d.reason,
+        ack,
+        Math.round(perEvent * d.events.length),
+      );
     }
     if (pushed.length === 0 && dead.length === 0) this.metrics.discarded('filtered', events.length);
     else if (kept < events.length && pushed.length > 0 && dead.length === 0 && !this.transform.outputs) {
@@ -161,6 +172,12 @@ export interface TopologyOptions {
   metrics: PipelineMetrics;
   /** Builds the buffer of a sink; the default builds memory buffers only. */
   createBuffer?: (spec: SinkSpec, context: ComponentContext) => SinkBuffer;
+}
+
+export interface ComponentEndpoint {
+  id: string;
+  type: string;
+  endpoint: string | undefined;
 }
 
 export type TopologyState = 'starting' | 'running' | 'draining' | 'stopped';
@@ -296,6 +313,31 @@ export class Topology {
     const p = this.deadLetterOutlet.send({ events: fresh, ack, bytes });
     // Dead letter is off the hot path; its backpressure is not propagated to avoid a sink waiting on itself.
     p?.catch(() => {});
+  }
+
+  /** What runs and where: component ids, types, and where sources listen and sinks write. */
+  describe(): { sources: ComponentEndpoint[]; transforms: ComponentEndpoint[]; sinks: ComponentEndpoint[] } {
+    const sinkEndpoint = (n: SinkNode) =>
+      this.registry.sinks.get(n.spec.type)?.describeEndpoint?.(n.spec.options as never);
+    return {
+      sources: [...this.sources.values()].map((n) => ({
+        id: n.spec.id,
+        type: n.spec.type,
+        endpoint: n.source.endpoint?.(),
+      })),
+      transforms: [...this.transforms.values()].map((n) => ({ id: n.spec.id, type: n.spec.type, endpoint: undefined })),
+      sinks: [...this.sinks.values()].map((n) => ({ id: n.spec.id, type: n.spec.type, endpoint: sinkEndpoint(n) })),
+    };
+  }
+
+  /**
+   * Resolves when every source has finished by itself (stdin at EOF, a generator's count reached);
+   * undefined when some source runs until stopped.
+   */
+  sourcesFinished(): Promise<void> | undefined {
+    const finished = [...this.sources.values()].map((n) => n.source.finished);
+    if (finished.length === 0 || finished.some((f) => f === undefined)) return undefined;
+    return Promise.all(finished).then(() => undefined);
   }
 
   metricsText(): Promise<string> {

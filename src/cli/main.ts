@@ -1,0 +1,72 @@
+import { readFileSync } from 'node:fs';
+import { Command, Option } from 'commander';
+import { configJsonSchema } from '../config/schema.ts';
+import { registry } from '../registry.ts';
+import { loadOrReport, resolveConfigPaths, run } from './run.ts';
+
+const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+
+const collect = (value: string, previous: string[]) => [...previous, value];
+const configOption = () =>
+  new Option('-c, --config <file>', 'config file (YAML or JSON); repeat to merge several')
+    .argParser(collect)
+    .default([]);
+
+const program = new Command()
+  .name('fluxo')
+  .description('Fluxo: a log and event data collector that loses no line.')
+  .version(pkg.version, '-V, --version')
+  .showHelpAfterError()
+  .addHelpText(
+    'after',
+    `
+Examples:
+  fluxo run                          run ./fluxo.yaml (or the embedded default config)
+  fluxo run -c base.yaml -c prod.yaml  merge two files, later ones win for global settings
+  fluxo validate -c fluxo.yaml       check a config: every problem with file, line and key
+  fluxo schema > fluxo.schema.json   JSON Schema for editor completion`,
+  );
+
+program
+  .command('run')
+  .description('run the pipeline until SIGTERM/SIGINT; SIGHUP reloads the config')
+  .addOption(configOption())
+  .addOption(
+    new Option('--log-level <level>', 'log level')
+      .choices(['trace', 'debug', 'info', 'warn', 'error', 'silent'])
+      .default('info'),
+  )
+  .addOption(
+    new Option('--log-format <format>', 'log format on standard error').choices(['text', 'json']).default('text'),
+  )
+  .action(async (opts: { config: string[]; logLevel: string; logFormat: 'text' | 'json' }) => {
+    process.exitCode = await run(opts, registry, pkg.version);
+  });
+
+program
+  .command('validate')
+  .description('check config files and exit 0 when valid, 1 with every problem listed')
+  .addOption(configOption())
+  .action((opts: { config: string[] }) => {
+    const paths = resolveConfigPaths(opts.config);
+    const loaded = loadOrReport(paths, registry);
+    if (!loaded) {
+      process.exitCode = 1;
+      return;
+    }
+    for (const w of loaded.warnings)
+      process.stderr.write(`warning: ${w.file}:${w.line}:${w.column}: ${w.path}: ${w.message}\n`);
+    const c = loaded.config;
+    process.stdout.write(
+      `${paths.join(', ')}: valid (${c.sources.size} sources, ${c.transforms.size} transforms, ${c.sinks.size} sinks)\n`,
+    );
+  });
+
+program
+  .command('schema')
+  .description('print the JSON Schema of the config file')
+  .action(() => {
+    process.stdout.write(`${JSON.stringify(configJsonSchema(registry), null, 2)}\n`);
+  });
+
+await program.parseAsync(process.argv);

@@ -1,0 +1,148 @@
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import type { Logger } from 'pino';
+import { ApiServer } from '../api/server.ts';
+import { ConfigError, formatProblem } from '../config/errors.ts';
+import { type LoadedConfig, loadConfigFiles } from '../config/load.ts';
+import { createLogger, type LogFormat } from '../core/logger.ts';
+import { PipelineMetrics } from '../core/metrics.ts';
+import type { ComponentRegistry, PipelineConfig } from '../core/pipeline-config.ts';
+import { Topology } from '../core/topology.ts';
+
+/** The default config shipped with Fluxo, used when no -c is given and ./fluxo.yaml does not exist. */
+export const EMBEDDED_DEFAULT_CONFIG = fileURLToPath(new URL('../../fluxo.yaml', import.meta.url));
+
+export function resolveConfigPaths(paths: string[] | undefined): string[] {
+  if (paths && paths.length > 0) return paths;
+  return existsSync('fluxo.yaml') ? ['fluxo.yaml'] : [EMBEDDED_DEFAULT_CONFIG];
+}
+
+export interface RunOptions {
+  config: string[];
+  logLevel: string;
+  logFormat: LogFormat;
+}
+
+/** Loads the config and prints every problem; returns undefined when it is invalid. */
+export function loadOrReport(paths: string[], registry: ComponentRegistry, logger?: Logger): LoadedConfig | undefined {
+  try {
+    return loadConfigFiles(paths, registry);
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    if (logger) {
+      for (const p of error.problems) logger.error({ code: p.code }, formatProblem(p));
+    } else {
+      process.stderr.write(`${error.message}\n`);
+    }
+    return undefined;
+  }
+}
+
+/** `fluxo run`: starts the pipeline and keeps it running until a signal (or every source finished). */
+export async function run(options: RunOptions, registry: ComponentRegistry, version: string): Promise<number> {
+  const logger = createLogger({ level: options.logLevel as never, format: options.logFormat });
+  const paths = resolveConfigPaths(options.config);
+  const loaded = loadOrReport(paths, registry);
+  if (!loaded) return 1;
+  for (const w of loaded.warnings) logger.warn({ code: w.code }, formatProblem(w));
+
+  const metrics = new PipelineMetrics();
+  const topology = new Topology(loaded.config, registry, { logger, metrics });
+  let api: ApiServer | undefined;
+  let apiUrl: string | undefined;
+  if (loaded.config.api.enabled) {
+    api = new ApiServer(
+      loaded.config.api.address,
+      {
+        state: () => topology.state,
+        metrics: () => topology.metricsText(),
+        describe: () => ({
+          version,
+          state: topology.state,
+          data_dir: topology.current.dataDir,
+          ...topology.describe(),
+        }),
+      },
+      logger,
+    );
+    try {
+      apiUrl = await api.start();
+    } catch (error) {
+      logger.fatal((error as Error).message);
+      return 1;
+    }
+  }
+  try {
+    await topology.start();
+  } catch (error) {
+    logger.fatal({ err: (error as Error).message }, 'pipeline failed to start');
+    await topology.stop(1000).catch(() => {});
+    await api?.stop();
+    return 1;
+  }
+  printBanner(version, paths, topology, apiUrl);
+
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const shutdown = async (reason: string) => {
+      if (stopping) return;
+      stopping = true;
+      logger.info({ reason, shutdown_timeout_ms: topology.current.shutdownTimeoutMs }, 'stopping: draining sinks');
+      const drained = await topology.stop();
+      await api?.stop();
+      logger.info(
+        { drained },
+        drained ? 'stopped: everything delivered' : 'stopped: undelivered events stay unacknowledged',
+      );
+      process.off('SIGHUP', onHup);
+      resolve(0);
+    };
+    const onSignal = (signal: NodeJS.Signals) => {
+      if (stopping) {
+        logger.warn({ signal }, 'second signal: exiting now without waiting for the drain');
+        process.exit(130);
+      }
+      void shutdown(signal);
+    };
+    const onHup = () => void reload(topology, paths, registry, logger);
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+    process.on('SIGHUP', onHup);
+    topology.sourcesFinished()?.then(() => shutdown('all sources finished'));
+  });
+}
+
+async function reload(topology: Topology, paths: string[], registry: ComponentRegistry, logger: Logger): Promise<void> {
+  logger.info({ config: paths }, 'SIGHUP: reloading configuration');
+  const loaded = loadOrReport(paths, registry, logger);
+  if (!loaded) {
+    logger.error('reload rejected: the new configuration is invalid; the running one stays');
+    return;
+  }
+  warnUnreloadable(topology.current, loaded.config, logger);
+  try {
+    const summary = await topology.reload(loaded.config);
+    logger.info(summary, 'configuration reloaded');
+  } catch (error) {
+    logger.error({ err: (error as Error).message }, 'reload failed; the running configuration stays');
+  }
+}
+
+function warnUnreloadable(current: PipelineConfig, next: PipelineConfig, logger: Logger): void {
+  if (current.dataDir !== next.dataDir) logger.warn('data_dir changed: takes effect at the next restart');
+  if (JSON.stringify(current.api) !== JSON.stringify(next.api))
+    logger.warn('api changed: takes effect at the next restart');
+}
+
+function printBanner(version: string, paths: string[], topology: Topology, apiUrl: string | undefined): void {
+  const d = topology.describe();
+  const lines = [`Fluxo ${version} running with ${paths.join(', ')}`];
+  for (const s of d.sources)
+    lines.push(`  source ${s.id} (${s.type})${s.endpoint ? `: listening on ${s.endpoint}` : ''}`);
+  for (const t of d.transforms) lines.push(`  transform ${t.id} (${t.type})`);
+  for (const s of d.sinks) lines.push(`  sink ${s.id} (${s.type})${s.endpoint ? `: writing to ${s.endpoint}` : ''}`);
+  lines.push(`  data_dir ${topology.current.dataDir}`);
+  lines.push(apiUrl ? `  api ${apiUrl} (/health, /metrics)` : '  api disabled');
+  lines.push('Send SIGTERM or press Ctrl-C to stop (sinks drain first); SIGHUP reloads the configuration.');
+  process.stderr.write(`${lines.join('\n')}\n`);
+}

@@ -1,0 +1,125 @@
+import { z } from 'zod';
+import type { ComponentDefinition } from '../core/component.ts';
+import type { ComponentRegistry } from '../core/pipeline-config.ts';
+import { address, duration, size } from '../core/units.ts';
+
+/** Settings every config has, outside the component maps. */
+export const globalOptions = z
+  .object({
+    data_dir: z
+      .string()
+      .default('./data')
+      .describe(
+        'Directory for checkpoints, disk buffers and other state; relative paths start at the working directory.',
+      ),
+    api: z
+      .object({
+        enabled: z.boolean().default(true).describe('Serve /health and /metrics.'),
+        address: address()
+          .default('127.0.0.1:8686')
+          .describe('Where the API listens (host:port; port 0 picks a free one).'),
+      })
+      .strict()
+      .default({ enabled: true, address: '127.0.0.1:8686' })
+      .describe('The HTTP API: health, Prometheus metrics.'),
+    shutdown_timeout: duration()
+      .default(30_000)
+      .describe(
+        'How long SIGTERM/SIGINT waits for sinks to drain; what is not delivered by then stays unacknowledged.',
+      ),
+  })
+  .describe('Global settings');
+
+const inputs = z
+  .array(z.string().min(1), { error: 'expected a list of component ids' })
+  .min(1, { error: 'expected at least one input id' })
+  .describe('Ids of the sources or transforms (or `route_id.output`, or `dead_letter`) this component reads from.');
+
+export const memoryBufferOptions = z
+  .object({
+    type: z
+      .literal('memory')
+      .describe('`memory`: bounded in events and bytes, lost on a crash (upstream was not acknowledged).'),
+    max_events: z
+      .number()
+      .int()
+      .positive()
+      .default(10_000)
+      .describe('Most events held, including those being written.'),
+    max_bytes: size()
+      .default(64 * 1024 * 1024)
+      .describe('Most bytes held, including those being written.'),
+    when_full: z
+      .enum(['block', 'drop_newest'])
+      .default('block')
+      .describe('`block` pushes back on the sources (default); `drop_newest` drops and counts new events.'),
+  })
+  .strict();
+
+export const sinkCommonOptions = {
+  inputs,
+  buffer: z
+    .discriminatedUnion('type', [memoryBufferOptions], {
+      error: 'expected a buffer with type: memory',
+    })
+    .default({ type: 'memory', max_events: 10_000, max_bytes: 64 * 1024 * 1024, when_full: 'block' })
+    .describe("The sink's buffer."),
+  batch: z
+    .object({
+      max_events: z.number().int().positive().default(1000).describe('Most events per write to the destination.'),
+    })
+    .strict()
+    .default({ max_events: 1000 })
+    .describe('How queued batches are merged into one write.'),
+  retry: z
+    .object({
+      initial_backoff: duration().default(100).describe('First retry delay (before jitter).'),
+      max_backoff: duration().default(30_000).describe('Longest retry delay.'),
+      max_attempts: z
+        .number()
+        .int()
+        .nonnegative()
+        .default(0)
+        .describe('Attempts before the events go to the dead letter output; 0 retries forever.'),
+    })
+    .strict()
+    .default({ initial_backoff: 100, max_backoff: 30_000, max_attempts: 0 })
+    .describe('Retries of transient errors: exponential backoff with full jitter.'),
+  concurrency: z.number().int().positive().default(1).describe('Writes in flight at once.'),
+} as const;
+
+export const SINK_COMMON_KEYS = new Set(Object.keys(sinkCommonOptions));
+
+/** The full schema of one component as written in the config: `type`, wiring keys and the component's options. */
+export function componentSchema(def: ComponentDefinition) {
+  const base = { type: z.literal(def.type).describe(def.description) };
+  if (def.kind === 'source') return z.object({ ...base, ...def.options.shape }).strict();
+  if (def.kind === 'transform') return z.object({ ...base, inputs, ...def.options.shape }).strict();
+  return z.object({ ...base, ...sinkCommonOptions, ...def.options.shape }).strict();
+}
+
+/** The JSON Schema of a whole config file, for editor completion (`fluxo schema`). */
+export function configJsonSchema(registry: ComponentRegistry): unknown {
+  const union = (defs: ComponentDefinition[]) => {
+    const schemas = defs.map((d) => componentSchema(d).describe(`${d.kind} ${d.type}: ${d.description}`));
+    return schemas.length === 1 ? schemas[0]! : z.union(schemas as unknown as [z.ZodType, z.ZodType]);
+  };
+  const whole = globalOptions
+    .extend({
+      sources: z
+        .record(z.string(), union([...registry.sources.values()]))
+        .optional()
+        .describe('Where events come from.'),
+      transforms: z
+        .record(z.string(), union([...registry.transforms.values()]))
+        .optional()
+        .describe('What happens to events on the way.'),
+      sinks: z
+        .record(z.string(), union([...registry.sinks.values()]))
+        .optional()
+        .describe('Where events go.'),
+    })
+    .strict();
+  const schema = z.toJSONSchema(whole, { io: 'input', unrepresentable: 'any' }) as Record<string, unknown>;
+  return { ...schema, title: 'Fluxo configuration' };
+}

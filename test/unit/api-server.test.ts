@@ -1,0 +1,45 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { ApiServer } from '../../src/api/server.ts';
+import { testLogger } from '../helpers/context.ts';
+
+describe('ApiServer', () => {
+  it('answers /health 503 unless running, and serves /metrics', async (t) => {
+    let state = 'starting';
+    const api = new ApiServer(
+      '127.0.0.1:0',
+      { state: () => state, metrics: async () => 'm_total 1\n', describe: () => ({ ok: 1 }) },
+      testLogger(),
+    );
+    const url = await api.start();
+    t.after(() => api.stop());
+    assert.equal((await fetch(`${url}/health`)).status, 503);
+    state = 'running';
+    assert.equal((await fetch(`${url}/health`)).status, 200);
+    state = 'draining';
+    const draining = await fetch(`${url}/health`);
+    assert.equal(draining.status, 503);
+    assert.deepEqual(await draining.json(), { status: 'draining' });
+    const metrics = await fetch(`${url}/metrics`);
+    assert.match(metrics.headers.get('content-type')!, /text\/plain/);
+    assert.equal(await metrics.text(), 'm_total 1\n');
+    assert.deepEqual(await (await fetch(`${url}/`)).json(), { ok: 1 });
+    assert.equal((await fetch(`${url}/health`, { method: 'POST' })).status, 405);
+  });
+
+  it('reports a busy port clearly', async (t) => {
+    const first = new ApiServer(
+      '127.0.0.1:0',
+      { state: () => 'running', metrics: async () => '', describe: () => ({}) },
+      testLogger(),
+    );
+    const url = await first.start();
+    t.after(() => first.stop());
+    const second = new ApiServer(
+      url.replace('http://', ''),
+      { state: () => 'running', metrics: async () => '', describe: () => ({}) },
+      testLogger(),
+    );
+    await assert.rejects(second.start(), /API cannot listen on .*EADDRINUSE.*api\.address/);
+  });
+});

@@ -1,0 +1,302 @@
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { ConfigError, type ConfigProblem, closestName, formatProblem } from '../../src/config/errors.ts';
+import { loadConfigFiles, loadConfigTexts } from '../../src/config/load.ts';
+import { configJsonSchema } from '../../src/config/schema.ts';
+import { createRegistry } from '../../src/core/pipeline-config.ts';
+import { blackholeSink } from '../../src/sinks/blackhole.ts';
+import { consoleSink } from '../../src/sinks/console.ts';
+import { filterTransform } from '../../src/transforms/filter.ts';
+import { manualSource } from '../helpers/components.ts';
+import { tempDir } from '../helpers/context.ts';
+
+const registry = createRegistry([manualSource(new Map()), filterTransform, consoleSink, blackholeSink]);
+
+function problems(text: string, env: NodeJS.ProcessEnv = {}): ConfigProblem[] {
+  try {
+    loadConfigTexts([{ file: 'fluxo.yaml', text }], registry, env);
+  } catch (error) {
+    assert.ok(error instanceof ConfigError, `expected ConfigError, got ${error}`);
+    return [...error.problems];
+  }
+  assert.fail('expected the config to be rejected');
+}
+
+function one(text: string, env: NodeJS.ProcessEnv = {}): ConfigProblem {
+  const list = problems(text, env);
+  assert.equal(list.length, 1, `expected one problem, got:\n${list.map(formatProblem).join('\n')}`);
+  return list[0]!;
+}
+
+const valid = `
+sources:
+  in: { type: manual }
+transforms:
+  errors: { type: filter, inputs: [in], condition: 'int(status) >= 500' }
+sinks:
+  out: { type: console, inputs: [errors], encoding: text }
+`;
+
+describe('config loading', () => {
+  it('accepts a valid config and applies defaults', () => {
+    const { config } = loadConfigTexts([{ file: 'fluxo.yaml', text: valid }], registry, {});
+    assert.equal(config.sources.get('in')!.type, 'manual');
+    const out = config.sinks.get('out')!;
+    assert.deepEqual(out.inputs, ['errors']);
+    assert.deepEqual(out.options, { encoding: 'text', target: 'stdout' });
+    assert.deepEqual(out.buffer, { type: 'memory', maxEvents: 10_000, maxBytes: 64 * 1024 * 1024, whenFull: 'block' });
+    assert.equal(out.retry.maxAttempts, 0);
+    assert.equal(config.api.address, '127.0.0.1:8686');
+    assert.equal(config.shutdownTimeoutMs, 30_000);
+  });
+
+  it('reads JSON too, with line numbers', () => {
+    const p = (() => {
+      try {
+        loadConfigTexts(
+          [{ file: 'fluxo.json', text: '{\n  "sources": {\n    "in": { "type": "manul" }\n  }\n}' }],
+          registry,
+          {},
+        );
+      } catch (e) {
+        return (e as ConfigError).problems[0]!;
+      }
+      assert.fail('expected rejection');
+    })();
+    assert.equal(p.file, 'fluxo.json');
+    assert.equal(p.line, 3);
+    assert.match(p.message, /unknown source type "manul"; did you mean "manual"\?/);
+  });
+
+  it('YAML syntax error: file, line and column', () => {
+    const p = one('sources:\n  in: { type: manual\nsinks: {}\n');
+    assert.equal(p.code, 'FLUXO_CONFIG_SYNTAX');
+    assert.ok(p.line >= 2, `line ${p.line}`);
+    assert.match(formatProblem(p), /^fluxo\.yaml:\d+:\d+: YAML syntax error/);
+  });
+
+  it('unknown key: names the key, the expected keys and the closest one', () => {
+    const p = one(
+      valid.replace(
+        '  out: { type: console, inputs: [errors], encoding: text }',
+        '  out:\n    type: console\n    inputs: [errors]\n    bufer: { type: memory }',
+      ),
+    );
+    assert.equal(p.code, 'FLUXO_CONFIG_UNKNOWN_KEY');
+    assert.equal(p.path, 'sinks.out.bufer');
+    assert.equal(p.line, 10);
+    assert.equal(p.column, 5);
+    assert.match(p.message, /unknown key "bufer"; did you mean "buffer"\?; expected one of: .*inputs.*encoding/);
+  });
+
+  it('unknown top-level key', () => {
+    const p = one(`sinkz: {}\n${valid}`);
+    assert.equal(p.line, 1);
+    assert.match(p.message, /unknown key "sinkz"; did you mean "sinks"\?/);
+  });
+
+  it('unknown nested key inside a buffer', () => {
+    const p = one(valid.replace('encoding: text }', 'encoding: text, buffer: { type: memory, max_event: 5 } }'));
+    assert.equal(p.path, 'sinks.out.buffer.max_event');
+    assert.match(p.message, /did you mean "max_events"\?/);
+  });
+
+  it('unknown component type, with a suggestion and the list of types', () => {
+    const p = one(valid.replace('type: console', 'type: consol'));
+    assert.equal(p.code, 'FLUXO_CONFIG_UNKNOWN_TYPE');
+    assert.equal(p.path, 'sinks.out.type');
+    assert.equal(p.line, 7);
+    assert.match(p.message, /unknown sink type "consol"; did you mean "console"\?; available: blackhole, console/);
+  });
+
+  it('a type of another kind says where it belongs', () => {
+    const p = one(valid.replace('in: { type: manual }', 'in: { type: console }'));
+    assert.match(p.message, /"console" is a sink type, it belongs under sinks/);
+  });
+
+  it('missing type', () => {
+    const p = one(valid.replace('in: { type: manual }', 'in: {}'));
+    assert.equal(p.code, 'FLUXO_CONFIG_MISSING_KEY');
+    assert.equal(p.line, 3);
+    assert.match(p.message, /missing required key "type"/);
+  });
+
+  it('wrong value type: expected and found', () => {
+    const p = one(valid.replace('encoding: text', 'encoding: text, concurrency: "two"'));
+    assert.equal(p.code, 'FLUXO_CONFIG_INVALID_TYPE');
+    assert.equal(p.path, 'sinks.out.concurrency');
+    assert.match(p.message, /expected a number, found "two"/);
+  });
+
+  it('bad enum value: lists the choices and the closest', () => {
+    const p = one(valid.replace('encoding: text', 'encoding: jsn'));
+    assert.equal(p.path, 'sinks.out.encoding');
+    assert.match(p.message, /expected one of "json", "text", found "jsn"; did you mean "json"\?/);
+  });
+
+  it('bad size and duration', () => {
+    const list = problems(
+      `shutdown_timeout: soon\n${valid.replace('encoding: text', 'buffer: { type: memory, max_bytes: lots }')}`,
+    );
+    const byPath = new Map(list.map((p) => [p.path, p]));
+    assert.match(byPath.get('shutdown_timeout')!.message, /expected a duration like 250ms, 30s.*found "soon"/);
+    assert.equal(byPath.get('shutdown_timeout')!.line, 1);
+    assert.match(byPath.get('sinks.out.buffer.max_bytes')!.message, /expected a size like 64KiB.*found "lots"/);
+  });
+
+  it('invalid CEL condition is caught at validation, at its line', () => {
+    const p = one(valid.replace("'int(status) >= 500'", "'int(status >='"));
+    assert.equal(p.path, 'transforms.errors.condition');
+    assert.equal(p.line, 5);
+    assert.match(p.message, /invalid CEL expression/);
+  });
+
+  it('missing required option', () => {
+    const p = one(valid.replace(", condition: 'int(status) >= 500'", ''));
+    assert.equal(p.code, 'FLUXO_CONFIG_MISSING_KEY');
+    assert.equal(p.path, 'transforms.errors.condition');
+    assert.equal(p.line, 5);
+  });
+
+  it('environment interpolation with defaults, and a missing variable at its line', () => {
+    const text =
+      'data_dir: ${DIR:-/tmp/x}\nsources:\n  in: { type: manual }\nsinks:\n  out: { type: console, inputs: [in], encoding: ${ENC} }\n';
+    const { config } = loadConfigTexts([{ file: 'f.yaml', text }], registry, { ENC: 'text' });
+    assert.equal(config.dataDir, '/tmp/x');
+    assert.equal(config.sinks.get('out')!.options.encoding, 'text');
+    const p = one(text);
+    assert.equal(p.code, 'FLUXO_CONFIG_MISSING_ENV');
+    assert.equal(p.line, 5);
+    assert.match(p.message, /environment variable ENC is not set/);
+    const escaped = loadConfigTexts(
+      [
+        {
+          file: 'f.yaml',
+          text: `# \${NOT_SET} in a comment is left alone\n${valid.replace("'int(status) >= 500'", () => '\'message == "$${HOME}"\'')}`,
+        },
+      ],
+      registry,
+      {},
+    );
+    assert.equal(escaped.config.transforms.get('errors')!.options.condition, 'message == "${HOME}"');
+  });
+
+  it('unknown input id, with the closest id', () => {
+    const p = one(valid.replace('inputs: [errors]', 'inputs: [erors]'));
+    assert.equal(p.code, 'FLUXO_CONFIG_UNKNOWN_INPUT');
+    assert.equal(p.path, 'sinks.out.inputs.0');
+    assert.equal(p.line, 7);
+    assert.match(p.message, /unknown input "erors".*did you mean "errors"\?/);
+  });
+
+  it('an input that is a sink', () => {
+    const p = one(`${valid}  other: { type: blackhole, inputs: [out] }\n`);
+    assert.match(p.message, /input "out" is a sink/);
+  });
+
+  it('cycle between transforms', () => {
+    const p = one(`
+sources: { in: { type: manual } }
+transforms:
+  a: { type: filter, inputs: [in, c], condition: 'true' }
+  b: { type: filter, inputs: [a], condition: 'true' }
+  c: { type: filter, inputs: [b], condition: 'true' }
+sinks: { out: { type: blackhole, inputs: [c] } }
+`);
+    assert.equal(p.code, 'FLUXO_CONFIG_CYCLE');
+    assert.match(p.message, /cycle: a -> b -> c -> a/);
+    assert.equal(p.line, 4);
+  });
+
+  it('no inputs', () => {
+    const p = one(valid.replace('inputs: [errors]', 'inputs: []'));
+    assert.equal(p.path, 'sinks.out.inputs');
+    assert.match(p.message, /at least one input/);
+  });
+
+  it('duplicate ids: in one map, across kinds, across files', (t) => {
+    assert.equal(one(`sources:\n  in: { type: manual }\n  in: { type: manual }\n`).code, 'FLUXO_CONFIG_DUPLICATE_ID');
+    const across = one(`${valid}  in: { type: blackhole, inputs: [in] }\n`);
+    assert.equal(across.code, 'FLUXO_CONFIG_DUPLICATE_ID');
+    assert.equal(across.line, 8);
+    assert.match(across.message, /already used by source "in"/);
+    const dir = tempDir(t);
+    writeFileSync(join(dir, 'a.yaml'), valid);
+    writeFileSync(join(dir, 'b.yaml'), 'sinks:\n  out: { type: blackhole, inputs: [in] }\n');
+    try {
+      loadConfigFiles([join(dir, 'a.yaml'), join(dir, 'b.yaml')], registry, {});
+      assert.fail('expected rejection');
+    } catch (error) {
+      const p = (error as ConfigError).problems[0]!;
+      assert.equal(p.file, join(dir, 'b.yaml'));
+      assert.equal(p.line, 2);
+      assert.match(p.message, /duplicate id "out".*in .*a\.yaml/);
+    }
+  });
+
+  it('reserved and malformed ids', () => {
+    assert.match(one(`${valid}  dead_letter: { type: blackhole, inputs: [in] }\n`).message, /reserved/);
+    assert.match(one(`${valid}  "a.b": { type: blackhole, inputs: [in] }\n`).message, /invalid id "a.b"/);
+  });
+
+  it('lists every problem, not just the first', () => {
+    const list = problems(`
+sources:
+  in: { type: manul }
+sinks:
+  out: { type: console, inputs: [nowhere], encoding: xml }
+  two: { type: blackhole, inputs: [in], colour: red }
+`);
+    assert.ok(list.length >= 4, list.map(formatProblem).join('\n'));
+  });
+
+  it('merges several files: components combine, later global settings win', (t) => {
+    const dir = tempDir(t);
+    writeFileSync(join(dir, 'a.yaml'), `data_dir: /tmp/a\n${valid}`);
+    writeFileSync(join(dir, 'b.yaml'), 'data_dir: /tmp/b\nsinks:\n  more: { type: blackhole, inputs: [in] }\n');
+    const { config } = loadConfigFiles([join(dir, 'a.yaml'), join(dir, 'b.yaml')], registry, {});
+    assert.equal(config.dataDir, '/tmp/b');
+    assert.deepEqual([...config.sinks.keys()].sort(), ['more', 'out']);
+  });
+
+  it('warns about a source nobody reads', () => {
+    const { warnings } = loadConfigTexts([{ file: 'f.yaml', text: valid }], registry, {});
+    assert.equal(warnings.length, 0);
+    const w = loadConfigTexts(
+      [{ file: 'f.yaml', text: `${valid.replace('sources:\n', 'sources:\n  lonely: { type: manual }\n')}` }],
+      registry,
+      {},
+    ).warnings;
+    assert.equal(w.length, 1);
+    assert.match(w[0]!.message, /source "lonely" is not an input/);
+  });
+
+  it('a missing file is reported by name', () => {
+    assert.throws(
+      () => loadConfigFiles(['/nonexistent/fluxo.yaml'], registry, {}),
+      /\/nonexistent\/fluxo\.yaml: file not found/,
+    );
+  });
+});
+
+describe('closestName', () => {
+  for (const [name, candidates, expected] of [
+    ['bufer', ['buffer', 'batch'], 'buffer'],
+    ['sockt', ['socket', 'stdin'], 'socket'],
+    ['fiel', ['file', 'filter'], 'file'],
+    ['zzzzzz', ['socket', 'stdin'], undefined],
+  ] as const) {
+    it(`${name} -> ${expected}`, () => assert.equal(closestName(name, candidates), expected));
+  }
+});
+
+describe('fluxo schema', () => {
+  it('describes every component type with its options', () => {
+    const schema = JSON.stringify(configJsonSchema(registry));
+    for (const text of ['"console"', '"blackhole"', '"filter"', 'condition', 'max_events', 'when_full', 'data_dir']) {
+      assert.ok(schema.includes(text), `schema mentions ${text}`);
+    }
+  });
+});

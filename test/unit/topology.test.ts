@@ -1,0 +1,221 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { numbered } from '../helpers/components.ts';
+import { tempDir } from '../helpers/context.ts';
+import { testPipeline, tick, until } from '../helpers/pipeline.ts';
+
+const fast = 'retry: { initial_backoff: 1ms, max_backoff: 5ms }';
+
+describe('Topology acknowledgements', () => {
+  it('acks once, only after both fan-out sinks settled, through a dropping filter and a transient failure', async (t) => {
+    const p = testPipeline(
+      `
+sources:
+  in: { type: manual }
+transforms:
+  odd: { type: filter, inputs: [in], condition: 'n % 2 == 1' }
+sinks:
+  all: { type: controlled, inputs: [in], ${fast} }
+  odds: { type: controlled, inputs: [odd], ${fast} }
+`,
+      tempDir(t),
+    );
+    await p.topology.start();
+    p.sink('all').behaviour = { failTimes: 2 };
+    p.sink('odds').behaviour = 'stall';
+    await p.source('in').emit(numbered(1, 10));
+    await p.sink('all').waitForAttempts(3);
+    await until(() => p.sink('all').written.length === 10, 'sink all delivered after retries');
+    assert.deepEqual(p.source('in').acks, [], 'not acknowledged while odds stalls');
+    p.sink('odds').release();
+    await until(() => p.source('in').acks.length > 0, 'acknowledged');
+    await tick();
+    assert.deepEqual(p.source('in').acks, ['delivered'], 'exactly once');
+    assert.deepEqual(
+      p.sink('odds').written.map((e) => e.n),
+      [1, 3, 5, 7, 9],
+    );
+    assert.equal(p.sink('all').attempts, 3);
+    await p.topology.stop(1000);
+  });
+
+  it('acks a batch the filter drops entirely at once', async (t) => {
+    const p = testPipeline(
+      `
+sources: { in: { type: manual } }
+transforms: { none: { type: filter, inputs: [in], condition: 'n > 1000' } }
+sinks: { out: { type: controlled, inputs: [none] } }
+`,
+      tempDir(t),
+    );
+    await p.topology.start();
+    await p.source('in').emit(numbered(1, 5));
+    assert.deepEqual(p.source('in').acks, ['delivered']);
+    assert.equal(p.sink('out').written.length, 0);
+    const text = await p.metrics.registry.getSingleMetricAsString('fluxo_component_discarded_events_total');
+    assert.match(text, /component_id="none".*reason="filtered"\} 5/);
+    await p.topology.stop(1000);
+  });
+
+  it('dead-letters permanent rejections and acks only after the dead letter sink delivered them', async (t) => {
+    const p = testPipeline(
+      `
+sources: { in: { type: manual } }
+sinks:
+  out: { type: controlled, inputs: [in] }
+  dlq: { type: controlled, inputs: [dead_letter] }
+`,
+      tempDir(t),
+    );
+    await p.topology.start();
+    p.sink('out').behaviour = { reject: (e) => (e.n as number) > 3 };
+    p.sink('dlq').behaviour = 'stall';
+    await p.source('in').emit(numbered(1, 5));
+    await p.sink('dlq').waitForAttempts(1);
+    await tick();
+    assert.deepEqual(p.source('in').acks, []);
+    p.sink('dlq').release();
+    await until(() => p.source('in').acks.length === 1, 'acknowledged');
+    assert.deepEqual(
+      p.sink('out').written.map((e) => e.n),
+      [1, 2, 3],
+    );
+    const dead = p.sink('dlq').written;
+    assert.deepEqual(
+      dead.map((e) => e.n),
+      [4, 5],
+    );
+    assert.deepEqual((dead[0]!._dead_letter as { reason: string; component_id: string }).reason, 'injected rejection');
+    assert.equal((dead[0]!._dead_letter as { component_id: string }).component_id, 'out');
+    await p.topology.stop(1000);
+  });
+
+  it('gives up after max_attempts and dead-letters with the last error', async (t) => {
+    const p = testPipeline(
+      `
+sources: { in: { type: manual } }
+sinks:
+  out: { type: controlled, inputs: [in], retry: { initial_backoff: 1ms, max_backoff: 2ms, max_attempts: 3 } }
+  dlq: { type: controlled, inputs: [dead_letter] }
+`,
+      tempDir(t),
+    );
+    await p.topology.start();
+    p.sink('out').behaviour = { failTimes: 100 };
+    await p.source('in').emit(numbered(1, 2));
+    await until(() => p.source('in').acks.length === 1, 'acknowledged after dead letter');
+    assert.equal(p.sink('out').attempts, 3);
+    assert.match((p.sink('dlq').written[0]!._dead_letter as { reason: string }).reason, /gave up after 3 attempts/);
+    await p.topology.stop(1000);
+  });
+});
+
+describe('Topology backpressure and shutdown', () => {
+  it('block: a stalled sink stops the source, the buffer stays within its limit, nothing is lost', async (t) => {
+    const p = testPipeline(
+      `
+sources: { in: { type: manual } }
+sinks:
+  out: { type: controlled, inputs: [in], buffer: { type: memory, max_events: 100 }, batch: { max_events: 50 } }
+`,
+      tempDir(t),
+    );
+    await p.topology.start();
+    p.sink('out').behaviour = 'stall';
+    const node = () => p.topology.busySinks();
+    let sent = 0;
+    let blocked = false;
+    const bufferEvents = async () => {
+      const text = await p.metrics.registry.getSingleMetricAsString('fluxo_buffer_events');
+      return Number(/ (\d+)$/m.exec(text)?.[1] ?? 0);
+    };
+    for (let i = 0; i < 30 && !blocked; i++) {
+      const pending = p.source('in').emit(numbered(sent + 1, 10));
+      sent += 10;
+      const state = await Promise.race([pending.then(() => 'accepted'), tick().then(() => 'blocked')]);
+      assert.ok((await bufferEvents()) <= 100, 'buffer within max_events');
+      if (state === 'blocked') {
+        blocked = true;
+        p.sink('out').release();
+        await pending;
+      }
+    }
+    assert.ok(blocked, 'the source was blocked by the full buffer');
+    assert.ok(sent <= 120, `source stopped early (sent ${sent})`);
+    await until(() => node().length === 0, 'drained');
+    assert.deepEqual(
+      p.sink('out').written.map((e) => e.n),
+      Array.from({ length: sent }, (_, i) => i + 1),
+    );
+    await p.topology.stop(1000);
+    assert.equal(p.source('in').acks.filter((s) => s === 'delivered').length, sent / 10);
+  });
+
+  it('stop drains within the timeout; what is not delivered by then is failed, never acknowledged', async (t) => {
+    const p = testPipeline(
+      `
+sources: { in: { type: manual } }
+sinks:
+  ok: { type: controlled, inputs: [in] }
+  stuck: { type: controlled, inputs: [in] }
+`,
+      tempDir(t),
+    );
+    await p.topology.start();
+    p.sink('stuck').behaviour = 'stall';
+    await p.source('in').emit(numbered(1, 5));
+    const drained = await p.topology.stop(50);
+    assert.equal(drained, false);
+    assert.deepEqual(p.source('in').acks, ['failed']);
+    assert.equal(p.sink('ok').written.length, 5);
+    assert.equal(p.sink('stuck').stopped, true);
+    assert.equal(p.source('in').stopped, true);
+  });
+});
+
+describe('Topology reload', () => {
+  it('keeps unchanged components, swaps a changed sink without losing or duplicating events', async (t) => {
+    const dir = tempDir(t);
+    const p = testPipeline(
+      `
+sources: { in: { type: manual } }
+sinks:
+  keep: { type: controlled, inputs: [in] }
+  swap: { type: controlled, inputs: [in] }
+`,
+      dir,
+    );
+    await p.topology.start();
+    const keep = p.sink('keep');
+    await p.source('in').emit(numbered(1, 5));
+    const oldSwap = p.sink('swap');
+    oldSwap.behaviour = 'stall';
+    await p.source('in').emit(numbered(6, 5));
+    const reloading = p.topology.reload(
+      p.load(`
+sources: { in: { type: manual } }
+sinks:
+  keep: { type: controlled, inputs: [in] }
+  swap: { type: controlled, inputs: [in], concurrency: 2 }
+`),
+    );
+    await tick();
+    oldSwap.release();
+    const summary = await reloading;
+    assert.deepEqual(summary, { added: [], changed: ['swap'], removed: [] });
+    assert.equal(p.sink('keep'), keep, 'unchanged sink kept');
+    assert.equal(oldSwap.stopped, true, 'old sink drained and stopped');
+    await p.source('in').emit(numbered(11, 5));
+    await until(() => p.topology.busySinks().length === 0, 'drained');
+    const swapped = [...oldSwap.written, ...(p.sink('swap') === oldSwap ? [] : p.sink('swap').written)];
+    assert.deepEqual(
+      swapped.map((e) => e.n).sort((a, b) => (a as number) - (b as number)),
+      Array.from({ length: 15 }, (_, i) => i + 1),
+    );
+    assert.deepEqual(
+      keep.written.map((e) => e.n),
+      Array.from({ length: 15 }, (_, i) => i + 1),
+    );
+    await p.topology.stop(1000);
+  });
+});
