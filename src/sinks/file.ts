@@ -1,0 +1,368 @@
+import { EventEmitter } from 'node:events';
+import { z } from 'zod';
+import { encodeLines } from '../codecs/ndjson.ts';
+import { checkPathTemplate, PathTemplate } from '../codecs/path-template.ts';
+import { type ComponentContext, defineSink, type Sink } from '../core/component.ts';
+import { FluxoError, PermanentError } from '../core/errors.ts';
+import type { Event } from '../core/event.ts';
+import { duration, size } from '../core/units.ts';
+import { OpenFile, type OpenFileOptions, ownerToken } from './file/open-file.ts';
+import { type RecoveryReport, recoverInProgressFiles } from './file/recovery.ts';
+
+const fileSinkOptions = z.object({
+  path: z
+    .string()
+    .min(1)
+    .superRefine((value, ctx) => {
+      const problem = checkPathTemplate(value);
+      if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem });
+    })
+    .describe(
+      'Where events go: a template with strftime fields from the event `timestamp` (%Y %m %d %H %M %S %j %F %T %s %y %%) ' +
+        'and event fields (`{{ host }}`, `{{ kubernetes.pod }}`; `/`, `..` and NUL in values become `_`). Each file gets ' +
+        'a unique `-<UTC time>-<random>` suffix before its extensions: `part.ndjson.gz` → `part-20261124T074501Z-1a2b3c4d.ndjson.gz`.',
+    ),
+  encoding: z
+    .enum(['json', 'text'])
+    .default('json')
+    .describe('`json`: one JSON object per line (NDJSON); `text`: the `message` field only.'),
+  compression: z
+    .enum(['none', 'gzip', 'auto'])
+    .default('auto')
+    .describe('`gzip`, `none`, or `auto`: gzip when the path ends in `.gz`.'),
+  timezone: z.enum(['utc', 'local']).default('utc').describe('Time zone of the strftime fields in `path`.'),
+  max_file_size: size()
+    .default(128 * 1024 * 1024)
+    .describe('Close a file once it holds this many bytes on disk (it can pass it by one write).'),
+  max_file_age: duration()
+    .default(5 * 60_000)
+    .describe('Close a file this long after it was opened, so readers see data at least this often; 0: never.'),
+  idle_timeout: duration()
+    .default(30_000)
+    .describe('Close a file not written for this long (e.g. a past hour partition); 0: never.'),
+  max_open_files: z
+    .number()
+    .int()
+    .positive()
+    .default(64)
+    .describe('Most files open at once; opening another closes the least recently written one.'),
+  sync: z
+    .boolean()
+    .default(true)
+    .describe(
+      'fdatasync each write before acknowledging it. `false` is for benchmarks only: a crash can lose acknowledged events.',
+    ),
+});
+
+export type FileSinkOptions = z.infer<typeof fileSinkOptions>;
+
+export type CloseReason = 'max_file_size' | 'max_file_age' | 'idle_timeout' | 'max_open_files' | 'stop';
+export interface FileClosed {
+  path: string;
+  reason: CloseReason;
+  bytes: number;
+}
+
+/** Limits how many groups are written at once, so files in use never outnumber max_open_files. */
+class Slots {
+  private readonly waiting: (() => void)[] = [];
+  constructor(private free: number) {}
+  async acquire(): Promise<void> {
+    if (this.free > 0) this.free--;
+    else await new Promise<void>((resolve) => this.waiting.push(resolve));
+  }
+  release(): void {
+    const next = this.waiting.shift();
+    if (next) next();
+    else this.free++;
+  }
+}
+
+/**
+ * The batch layer's writer. Each write() groups its events by rendered path, and appends each group to its
+ * file as one buffer with one fdatasync (group commit). Files become visible, complete, by rename when they
+ * roll. Emits `file-closed` with the final path each time a file becomes visible.
+ */
+export class FileSink extends EventEmitter<{ 'file-closed': [FileClosed] }> implements Sink {
+  private readonly template: PathTemplate;
+  private readonly fileOptions: OpenFileOptions;
+  /** Open files by rendered path, least recently written first. */
+  private readonly files = new Map<string, OpenFile>();
+  private readonly opening = new Map<string, Promise<OpenFile>>();
+  private readonly closing = new Set<Promise<void>>();
+  private readonly writes = new Set<Promise<void>>();
+  private readonly slots: Slots;
+  /**
+   * For the events array of a failed write: the groups that did reach their files. The runner retries with
+   * the same array, and skipping them keeps one failing partition from duplicating the others.
+   */
+  private readonly partlyWritten = new WeakMap<Event[], Event[][]>();
+  private readonly sweepEveryMs: number | undefined;
+  private readonly staleForeignMs: number;
+  private sweeper: NodeJS.Timeout | undefined;
+  private stopped = false;
+  private closeFailures = 0;
+  private readonly opened;
+  private readonly closed;
+  private readonly recovered;
+  private readonly openFiles;
+
+  constructor(
+    private readonly options: FileSinkOptions,
+    private readonly context: ComponentContext,
+  ) {
+    super();
+    this.template = new PathTemplate(options.path, { timezone: options.timezone });
+    const gzip = options.compression === 'gzip' || (options.compression === 'auto' && options.path.endsWith('.gz'));
+    this.fileOptions = { gzip, sync: options.sync, owner: ownerToken(context.dataDir, context.id) };
+    this.slots = new Slots(options.max_open_files);
+    const limits = [options.max_file_age, options.idle_timeout].filter((ms) => ms > 0);
+    this.sweepEveryMs =
+      limits.length > 0 ? Math.min(1000, Math.max(10, Math.floor(Math.min(...limits) / 4))) : undefined;
+    // A live writer closes a file untouched for idle_timeout or older than max_file_age; three times that (an
+    // hour at least) untouched means its writer is gone. Without either limit a live file may sit untouched.
+    this.staleForeignMs = limits.length > 0 ? Math.max(3 * Math.max(...limits), 3_600_000) : Number.POSITIVE_INFINITY;
+    const m = context.metrics;
+    this.opened = m.counter('fluxo_file_sink_files_opened_total', 'Files the file sink started writing.');
+    this.closed = m.counter('fluxo_file_sink_files_closed_total', 'Files the file sink finished and made visible.');
+    this.recovered = m.counter(
+      'fluxo_file_sink_files_recovered_total',
+      'In-progress files of a crashed run the file sink finalized at start.',
+    );
+    this.openFiles = m.gauge('fluxo_file_sink_open_files', 'Files the file sink has open.');
+  }
+
+  /** Finalizes the in-progress files a crash (kill -9, power loss) left: they hold acknowledged events. */
+  async start(): Promise<void> {
+    const report = await this.recover();
+    const { logger } = this.context;
+    if (report.files + report.empty + report.damaged + report.failed > 0) {
+      logger.info({ path: this.options.path, ...report }, 'file sink: finalized in-progress files of a previous run');
+    }
+    if (report.foreign > 0) {
+      logger.warn(
+        { path: this.options.path, files: report.foreign },
+        'file sink: in-progress files of another fluxo instance (other host, data_dir or sink id) left alone; ' +
+          'a later start adopts them once untouched for 3 × max(max_file_age, idle_timeout), at least 1h',
+      );
+    }
+  }
+
+  write(events: Event[], _signal: AbortSignal): Promise<void> {
+    const writing = this.writeEvents(events);
+    this.writes.add(writing);
+    const forget = () => this.writes.delete(writing);
+    writing.then(forget, forget);
+    return writing;
+  }
+
+  /** Closes every file; afterwards every acknowledged event is in a complete, visible file. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await Promise.allSettled([...this.writes]);
+    await Promise.allSettled([...this.opening.values()]);
+    clearInterval(this.sweeper);
+    this.sweeper = undefined;
+    for (const [path, file] of this.files) this.retire(path, file, 'stop');
+    while (this.closing.size > 0) await Promise.all([...this.closing]);
+    if (this.closeFailures === 0) return;
+    // A file that failed to close still holds its acknowledged events; finalize it the way a restart would.
+    const report = await this.recover();
+    if (report.failed > 0) {
+      throw new FluxoError(
+        'FLUXO_FILE_SINK_CLOSE_FAILED',
+        `file sink ${this.context.id}: ${report.failed} in-progress file(s) could not be finalized; they keep their events and are recovered at the next start`,
+      );
+    }
+  }
+
+  private async recover(): Promise<RecoveryReport> {
+    const report = await recoverInProgressFiles({
+      root: this.template.staticDir,
+      depth: this.template.depth,
+      owner: this.fileOptions.owner,
+      staleForeignMs: this.staleForeignMs,
+      logger: this.context.logger,
+      now: Date.now(),
+    });
+    this.recovered.inc(report.files);
+    return report;
+  }
+
+  private async writeEvents(events: Event[]): Promise<void> {
+    if (this.stopped) throw new FluxoError('FLUXO_SINK_STOPPED', `file sink ${this.context.id} is stopped`);
+    const now = Date.now();
+    const alreadyWritten = this.partlyWritten.get(events);
+    let todo = events;
+    if (alreadyWritten !== undefined) {
+      const skip = new Set<Event>();
+      for (const group of alreadyWritten) for (const e of group) skip.add(e);
+      todo = events.filter((e) => !skip.has(e));
+    }
+    const groups = new Map<string, Event[]>();
+    const unplaceable: Event[] = [];
+    const unencodable: Event[] = [];
+    let missingField: string | undefined;
+    let lastPath: string | undefined;
+    let lastGroup: Event[] = [];
+    for (const event of todo) {
+      const path = this.template.render(event, now);
+      if (path === undefined) {
+        unplaceable.push(event);
+        missingField ??= this.template.missingField;
+        continue;
+      }
+      if (path !== lastPath) {
+        lastPath = path;
+        let group = groups.get(path);
+        if (group === undefined) {
+          group = [];
+          groups.set(path, group);
+        }
+        lastGroup = group;
+      }
+      lastGroup.push(event);
+    }
+
+    const results = await Promise.allSettled(
+      Array.from(groups, ([path, group]) => this.appendGroup(path, group, unencodable)),
+    );
+    const written = alreadyWritten ?? [];
+    let failure: unknown;
+    for (const r of results) {
+      if (r.status === 'fulfilled') written.push(r.value);
+      else failure ??= r.reason;
+    }
+    if (failure !== undefined) {
+      this.partlyWritten.set(events, written);
+      throw failure;
+    }
+    this.partlyWritten.delete(events);
+    if (unplaceable.length + unencodable.length > 0) {
+      const reasons: string[] = [];
+      if (unplaceable.length > 0) {
+        reasons.push(
+          `${unplaceable.length} event(s) lack path field {{ ${missingField} }} (missing, null, empty or not a string/number/boolean)`,
+        );
+      }
+      if (unencodable.length > 0) reasons.push(`${unencodable.length} event(s) cannot be encoded as JSON`);
+      throw new PermanentError(`file sink: ${reasons.join('; ')}`, [...unplaceable, ...unencodable]);
+    }
+  }
+
+  /** Appends one group to its file; resolves with the events it wrote. */
+  private async appendGroup(path: string, group: Event[], unencodable: Event[]): Promise<Event[]> {
+    const bad: Event[] = [];
+    const text = encodeLines(group, this.options.encoding, bad);
+    let written = group;
+    if (bad.length > 0) {
+      unencodable.push(...bad);
+      const badSet = new Set(bad);
+      written = group.filter((e) => !badSet.has(e));
+    }
+    if (text === '') return written;
+    const data = Buffer.from(text);
+    await this.slots.acquire();
+    try {
+      for (;;) {
+        const file = this.files.get(path) ?? (await this.openFile(path));
+        if (this.files.get(path) === file) {
+          this.files.delete(path);
+          this.files.set(path, file);
+        }
+        const appended = await file.exclusive(async () => {
+          if (file.closed) return false;
+          await file.append(data, Date.now());
+          return true;
+        });
+        // A timer or the open-files limit closed it just before: the events go to a new file.
+        if (!appended) continue;
+        if (file.committed >= this.options.max_file_size) this.retire(path, file, 'max_file_size');
+        return written;
+      }
+    } finally {
+      this.slots.release();
+    }
+  }
+
+  private openFile(path: string): Promise<OpenFile> {
+    let opening = this.opening.get(path);
+    if (opening === undefined) {
+      opening = this.createFile(path).finally(() => this.opening.delete(path));
+      this.opening.set(path, opening);
+    }
+    return opening;
+  }
+
+  private async createFile(path: string): Promise<OpenFile> {
+    // Close the least recently written idle files to stay within the limit. Files in use are at most the
+    // number of slots, so one is idle unless several write() calls run at once (sink concurrency > 1).
+    for (const [p, f] of this.files) {
+      if (this.files.size + this.opening.size < this.options.max_open_files) break;
+      if (f.pending === 0) this.retire(p, f, 'max_open_files');
+    }
+    const file = await OpenFile.create(path, this.fileOptions, Date.now());
+    this.files.set(path, file);
+    this.opened.inc();
+    this.openFiles.set(this.files.size);
+    if (this.sweeper === undefined && this.sweepEveryMs !== undefined) {
+      this.sweeper = setInterval(() => this.sweep(), this.sweepEveryMs);
+      this.sweeper.unref();
+    }
+    return file;
+  }
+
+  private sweep(): void {
+    const now = Date.now();
+    const { max_file_age: maxAge, idle_timeout: idle } = this.options;
+    for (const [path, file] of this.files) {
+      if (maxAge > 0 && now - file.openedAt >= maxAge) this.retire(path, file, 'max_file_age');
+      else if (idle > 0 && file.pending === 0 && now - file.lastWriteAt >= idle)
+        this.retire(path, file, 'idle_timeout');
+    }
+    if (this.files.size === 0 && this.opening.size === 0) {
+      clearInterval(this.sweeper);
+      this.sweeper = undefined;
+    }
+  }
+
+  /** Takes `file` out of use and closes it after whatever is queued on it; never throws. */
+  private retire(path: string, file: OpenFile, reason: CloseReason): void {
+    if (this.files.get(path) === file) this.files.delete(path);
+    this.openFiles.set(this.files.size);
+    const closing = file
+      .exclusive(() => file.close())
+      .then(
+        (finalPath) => {
+          if (finalPath === undefined) return;
+          this.closed.inc();
+          this.context.logger.debug({ file: finalPath, reason, bytes: file.committed }, 'file sink: file closed');
+          this.emit('file-closed', { path: finalPath, reason, bytes: file.committed });
+        },
+        (error) => {
+          this.closeFailures++;
+          this.context.metrics.error('close_failed');
+          this.context.logger.error({ err: error, file: file.tempPath, reason }, 'file sink: could not close a file');
+        },
+      );
+    this.closing.add(closing);
+    closing.finally(() => this.closing.delete(closing));
+  }
+}
+
+export const fileSink = defineSink({
+  kind: 'sink',
+  type: 'file',
+  description:
+    'Writes events to partitioned NDJSON or text files (gzip optional); files appear complete, by rename, when they roll.',
+  options: fileSinkOptions,
+  example: `sinks:
+  master:                       # batch layer: immutable, partitioned, readable by Spark/Hive/DuckDB
+    type: file
+    inputs: [web_syslog, app_files]
+    path: "data/master/dt=%Y-%m-%d/hour=%H/part.ndjson.gz"
+    max_file_size: 128MiB
+    idle_timeout: 30s`,
+  describeEndpoint: (options) => options.path,
+  build: (options, context) => new FileSink(options, context),
+});

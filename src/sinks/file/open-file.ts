@@ -1,0 +1,204 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { type FileHandle, mkdir, open, rename, unlink } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { insertUniqueSuffix } from '../../codecs/path-template.ts';
+import { FluxoError } from '../../core/errors.ts';
+import { GzipMemberWriter } from './gzip-member.ts';
+
+/*
+ * A file is written as `<dir>/.<final name>.<owner>.inprogress` and renamed to `<dir>/<final name>` when
+ * closed. The final name is chosen when the file opens, so recovering a temp file always produces the same
+ * final name: a recovery interrupted after its rename and redone replaces that file, never duplicates it.
+ * `owner` tells which sink instance (host, data_dir, id) a temp file belongs to, so a start-up scan never
+ * finalizes a file another live process is still writing into the same directory.
+ */
+export const TEMP_SUFFIX = '.inprogress';
+export const TEMP_NAME = /^\.(.+)\.([0-9a-f]{8})\.inprogress$/;
+
+export function tempNameFor(finalName: string, owner: string): string {
+  return `.${finalName}.${owner}${TEMP_SUFFIX}`;
+}
+
+export function ownerToken(dataDir: string, id: string): string {
+  return createHash('sha256')
+    .update(`${hostname()}\0${resolve(dataDir)}\0${id}`)
+    .digest('hex')
+    .slice(0, 8);
+}
+
+/** Temp files open in this process, which a recovery scan (another sink instance, a reload) must not touch. */
+export const liveTempFiles = new Set<string>();
+
+/** fsync a directory, so a file created, renamed or removed in it survives a crash. */
+export async function fsyncDir(dir: string): Promise<void> {
+  const handle = await open(dir, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+export async function writeFully(handle: FileHandle, data: Buffer, position: number): Promise<void> {
+  let done = 0;
+  while (done < data.length) {
+    const { bytesWritten } = await handle.write(data, done, data.length - done, position + done);
+    if (bytesWritten <= 0) throw new Error(`short write to file at offset ${position + done}`);
+    done += bytesWritten;
+  }
+}
+
+/** Creates `dir` and makes each directory it had to create durable in its parent. */
+async function makeDir(dir: string): Promise<void> {
+  const first = await mkdir(dir, { recursive: true });
+  if (first === undefined) return;
+  const top = resolve(first);
+  for (let d = resolve(dir); ; d = dirname(d)) {
+    await fsyncDir(dirname(d));
+    if (d === top || d === dirname(d)) break;
+  }
+}
+
+export interface OpenFileOptions {
+  gzip: boolean;
+  /** fdatasync after each write (group commit); off only for benchmarks. */
+  sync: boolean;
+  owner: string;
+}
+
+/**
+ * One file being written. Every operation runs through exclusive(), so a timer's close never overlaps a
+ * write. `committed` is the length after the last durable write: a failed write is cut back to it.
+ */
+export class OpenFile {
+  readonly openedAt: number;
+  lastWriteAt: number;
+  committed = 0;
+  closed = false;
+  /** Operations queued or running; an idle file (0) is the one to close when too many are open. */
+  pending = 0;
+  private broken = false;
+  private queue: Promise<unknown> = Promise.resolve();
+  private readonly gzip: GzipMemberWriter | undefined;
+
+  private constructor(
+    readonly finalPath: string,
+    readonly tempPath: string,
+    private handle: FileHandle,
+    private readonly options: OpenFileOptions,
+    now: number,
+  ) {
+    this.openedAt = now;
+    this.lastWriteAt = now;
+    this.gzip = options.gzip ? new GzipMemberWriter() : undefined;
+  }
+
+  /** Creates the temp file for rendered path `path` (its name gets a unique suffix when the file closes). */
+  static async create(path: string, options: OpenFileOptions, now: number): Promise<OpenFile> {
+    const dir = dirname(path);
+    await makeDir(dir);
+    const finalPath = insertUniqueSuffix(path, now, randomBytes(4).toString('hex'));
+    const tempPath = join(dir, tempNameFor(finalPath.slice(finalPath.lastIndexOf('/') + 1), options.owner));
+    const handle = await open(tempPath, 'wx');
+    liveTempFiles.add(tempPath);
+    try {
+      // The name must survive a crash as well as the data that fdatasync makes durable later.
+      await fsyncDir(dir);
+    } catch (error) {
+      liveTempFiles.delete(tempPath);
+      await handle.close().catch(() => {});
+      await unlink(tempPath).catch(() => {});
+      throw error;
+    }
+    return new OpenFile(finalPath, tempPath, handle, options, now);
+  }
+
+  exclusive<T>(operation: () => Promise<T>): Promise<T> {
+    this.pending++;
+    const run = this.queue.then(operation).finally(() => {
+      this.pending--;
+    });
+    this.queue = run.catch(() => {});
+    return run;
+  }
+
+  /** Appends one write's bytes and makes them durable; call inside exclusive(). */
+  async append(raw: Buffer, now: number): Promise<void> {
+    if (this.broken) await this.repair();
+    try {
+      const data = this.gzip ? await this.gzip.encode(raw) : raw;
+      await writeFully(this.handle, data, this.committed);
+      if (this.options.sync) await this.handle.datasync();
+      this.committed += data.length;
+      this.gzip?.commit();
+      this.lastWriteAt = now;
+    } catch (error) {
+      // Whatever part of the write reached the file is not acknowledged: the next operation cuts it off.
+      this.broken = true;
+      this.gzip?.abort();
+      throw error;
+    }
+  }
+
+  /**
+   * Cuts the file back to its committed length on a fresh descriptor: the old one may be the cause (closed,
+   * or after a failed fsync Linux may have dropped the pages and will not report it again on that fd).
+   */
+  private async repair(): Promise<void> {
+    await this.handle.close().catch(() => {});
+    try {
+      this.handle = await open(this.tempPath, 'r+');
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+      // Someone removed the temp file: its committed bytes are gone, start over in the same name.
+      this.handle = await open(this.tempPath, 'wx');
+      this.committed = 0;
+      this.gzip?.abort();
+      throw new FluxoError(
+        'FLUXO_FILE_SINK_TEMP_REMOVED',
+        `${this.tempPath} was removed while being written; the events acknowledged into it are lost`,
+      );
+    }
+    await this.handle.truncate(this.committed);
+    this.broken = false;
+  }
+
+  /**
+   * Ends the file and makes it visible under its final name; returns that name, or undefined when nothing
+   * was ever committed (the temp file is removed). Call inside exclusive(). On failure the temp file stays,
+   * holding every acknowledged byte, for the recovery at the next start.
+   */
+  async close(): Promise<string | undefined> {
+    if (this.closed) return undefined;
+    this.closed = true;
+    try {
+      if (this.committed === 0) {
+        await this.handle.close();
+        await unlink(this.tempPath);
+        return undefined;
+      }
+      if (this.broken) await this.repair();
+      if (this.gzip) {
+        const end = this.gzip.end();
+        await writeFully(this.handle, end, this.committed);
+        this.committed += end.length;
+      }
+      // fsync (not fdatasync): size and data must be on disk before the rename can make the name visible.
+      await this.handle.sync();
+      await this.handle.close();
+      await rename(this.tempPath, this.finalPath);
+      await fsyncDir(dirname(this.finalPath));
+      return this.finalPath;
+    } catch (error) {
+      await this.handle.close().catch(() => {});
+      throw new FluxoError(
+        'FLUXO_FILE_SINK_CLOSE_FAILED',
+        `could not finalize ${this.tempPath}: ${(error as Error).message}; it keeps the acknowledged events and is recovered at the next start`,
+        { cause: error },
+      );
+    } finally {
+      liveTempFiles.delete(this.tempPath);
+    }
+  }
+}
