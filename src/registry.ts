@@ -1,0 +1,19 @@
+import { createRegistry } from './core/pipeline-config.ts';
+import { blackholeSink } from './sinks/blackhole.ts';
+import { consoleSink } from './sinks/console.ts';
+import { fileSink } from './sinks/file.ts';
+import { generatorSource } from './sources/generator.ts';
+import { socketSource } from './sources/socket.ts';
+import { stdinSource } from './sources/stdin.ts';
+import { filterTransform } from './transforms/filter.ts';
+
+/** Every component type Fluxo knows. Adding a component is one line here. */
+export const registry = createRegistry([
+  socketSource,
+  stdinSource,
+  generatorSource,
+  filterTransform,
+  consoleSink,
+  blackholeSink,
+  fileSink,
+]);

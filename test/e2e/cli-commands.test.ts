@@ -1,0 +1,110 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { renderComponentsDoc } from '../../src/config/docs.ts';
+import { registry } from '../../src/registry.ts';
+import { tempDir } from '../helpers/context.ts';
+import { FluxoProcess } from '../helpers/fluxo-process.ts';
+
+const ROOT = new URL('../..', import.meta.url).pathname;
+const BIN = join(ROOT, 'bin/fluxo.js');
+
+function fluxo(args: string[], cwd = ROOT) {
+  const r = spawnSync(process.execPath, [BIN, ...args], { cwd, encoding: 'utf8', timeout: 60_000 });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+describe('fluxo CLI', () => {
+  it('--version prints the package version', () => {
+    const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string };
+    const r = fluxo(['--version']);
+    assert.equal(r.code, 0);
+    assert.equal(r.stdout.trim(), pkg.version);
+  });
+
+  it('--help lists the commands and examples', () => {
+    const r = fluxo(['--help']);
+    assert.equal(r.code, 0);
+    for (const word of ['run', 'validate', 'schema', 'Examples:']) assert.ok(r.stdout.includes(word), word);
+  });
+
+  it('validate: the default fluxo.yaml is valid', () => {
+    const r = fluxo(['validate', '-c', 'fluxo.yaml']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /fluxo\.yaml: valid \(1 sources, 0 transforms, 1 sinks\)/);
+  });
+
+  it('validate: exit 1 with every problem, each with file:line:column', (t) => {
+    const dir = tempDir(t);
+    const file = join(dir, 'bad.yaml');
+    writeFileSync(
+      file,
+      'sources:\n  in: { type: sockt, address: 127.0.0.1:1 }\nsinks:\n  out: { type: console, inputs: [nowhere], encodng: json }\n',
+    );
+    const r = fluxo(['validate', '-c', file]);
+    assert.equal(r.code, 1);
+    assert.match(
+      r.stderr,
+      new RegExp(`${file}:2:\\d+: sources\\.in\\.type: unknown source type "sockt"; did you mean "socket"\\?`),
+    );
+    assert.match(
+      r.stderr,
+      new RegExp(`${file}:4:\\d+: sinks\\.out\\.encodng: unknown key "encodng"; did you mean "encoding"\\?`),
+    );
+    assert.match(r.stderr, /3 problems/);
+  });
+
+  it('schema prints a JSON Schema naming every component type', () => {
+    const r = fluxo(['schema']);
+    assert.equal(r.code, 0);
+    const schema = JSON.parse(r.stdout) as { title: string };
+    assert.equal(schema.title, 'Fluxo configuration');
+    for (const type of [...registry.sources.keys(), ...registry.sinks.keys(), ...registry.transforms.keys()]) {
+      assert.ok(r.stdout.includes(`"${type}"`), type);
+    }
+  });
+
+  it('docs/components.md is up to date with the schemas (run `npm run docs`)', () => {
+    assert.equal(readFileSync(join(ROOT, 'docs/components.md'), 'utf8'), renderComponentsDoc(registry));
+  });
+
+  it('run: a bad config exits 1 without starting', (t) => {
+    const dir = tempDir(t);
+    const file = join(dir, 'bad.yaml');
+    writeFileSync(file, 'sinks:\n  out: { type: blackhole, inputs: [ghost] }\n');
+    const r = fluxo(['run', '-c', file]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /unknown input "ghost"/);
+  });
+
+  it('run with the default config: banner, /health, /metrics, SIGINT exits 0', async (t) => {
+    const dir = tempDir(t);
+    const p = new FluxoProcess(['run', '-c', join(ROOT, 'fluxo.yaml')], {
+      cwd: dir,
+      env: { FLUXO_DATA_DIR: join(dir, 'data'), FLUXO_API_ADDRESS: '127.0.0.1:0', FLUXO_TCP_ADDRESS: '127.0.0.1:0' },
+    });
+    t.after(() => p.stop('SIGKILL'));
+    await p.port('tcp_lines');
+    assert.match(p.stderr, /sink master \(file\): writing to .*\/master\/dt=%Y-%m-%d\/hour=%H\/part\.ndjson/);
+    const api = await p.apiUrl();
+    const health = await fetch(`${api}/health`);
+    assert.equal(health.status, 200);
+    assert.deepEqual(await health.json(), { status: 'running' });
+    const metrics = await (await fetch(`${api}/metrics`)).text();
+    for (const name of [
+      'fluxo_component_received_events_total',
+      'fluxo_component_sent_events_total',
+      'fluxo_buffer_events',
+      'fluxo_pending_acknowledgements',
+      'fluxo_end_to_end_latency_seconds',
+      'fluxo_process_cpu_seconds_total',
+      'fluxo_process_resident_memory_bytes',
+    ]) {
+      assert.ok(metrics.includes(name), name);
+    }
+    assert.equal((await fetch(`${api}/nope`)).status, 404);
+    assert.equal(await p.stop('SIGINT'), 0);
+  });
+});

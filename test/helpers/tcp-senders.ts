@@ -1,0 +1,41 @@
+import { connect, type Socket } from 'node:net';
+
+/**
+ * Opens `connections` TCP connections and sends lines `line <n>` for n in 1..total, spread round-robin
+ * over the connections, respecting each socket's backpressure (waits for 'drain'). Resolves when every
+ * byte was handed to the kernel and the sockets are closed.
+ */
+export async function sendNumberedLines(
+  port: number,
+  options: { connections: number; total: number; from?: number; payload?: (n: number) => string; host?: string },
+): Promise<void> {
+  const { connections, total } = options;
+  const from = options.from ?? 1;
+  const payload = options.payload ?? ((n: number) => `line ${n}`);
+  const sockets = await Promise.all(
+    Array.from({ length: connections }, () => openSocket(port, options.host ?? '127.0.0.1')),
+  );
+  await Promise.all(
+    sockets.map(async (socket, c) => {
+      let chunk = '';
+      for (let n = from + c; n < from + total; n += connections) {
+        chunk += `${payload(n)}\n`;
+        if (chunk.length > 16 * 1024) {
+          if (!socket.write(chunk)) await new Promise((r) => socket.once('drain', r));
+          chunk = '';
+        }
+      }
+      await new Promise<void>((resolve, reject) => {
+        socket.end(chunk, () => resolve());
+        socket.once('error', reject);
+      });
+    }),
+  );
+}
+
+function openSocket(port: number, host: string): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const s = connect({ port, host }, () => resolve(s));
+    s.once('error', reject);
+  });
+}
