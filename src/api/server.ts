@@ -1,6 +1,7 @@
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
+import type { Event } from '../core/event.ts';
 import { splitAddress } from '../core/units.ts';
 
 export interface ApiState {
@@ -9,9 +10,16 @@ export interface ApiState {
   metrics(): Promise<string>;
   /** Components and where they listen or write, for GET /. */
   describe(): unknown;
+  /** Attaches a tap to a component (see Topology.tap); undefined for an unknown id. */
+  tap?(id: string, listener: (events: readonly Event[], output: string) => void): (() => void) | undefined;
 }
 
-/** The HTTP API: GET /health, GET /metrics (Prometheus text format), GET / (what runs). */
+/**
+ * The HTTP API: GET /health, GET /metrics (Prometheus text format), GET / (what runs), and
+ * GET /tap?component=ID[&limit=N][&sample=K]: a live NDJSON stream of the component's events, every K-th
+ * event up to N (default 100, at most 10,000). A tap never slows the pipeline: while the client is not
+ * reading, events are skipped and the count of skipped events is reported at the end.
+ */
 export class ApiServer {
   private server: Server | undefined;
 
@@ -23,7 +31,7 @@ export class ApiServer {
 
   async start(): Promise<string> {
     const server = createServer((req, res) => {
-      const url = (req.url ?? '/').split('?')[0];
+      const [url, query] = (req.url ?? '/').split('?') as [string, string | undefined];
       if (req.method !== 'GET' && req.method !== 'HEAD') {
         res.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain' }).end('method not allowed\n');
         return;
@@ -41,6 +49,8 @@ export class ApiServer {
             res.writeHead(500, { 'content-type': 'text/plain' }).end('metrics collection failed\n');
           },
         );
+      } else if (url === '/tap') {
+        this.serveTap(new URLSearchParams(query ?? ''), req, res);
       } else if (url === '/') {
         res
           .writeHead(200, { 'content-type': 'application/json' })
@@ -64,6 +74,43 @@ export class ApiServer {
     return `http://${bound.family === 'IPv6' ? `[${bound.address}]` : bound.address}:${bound.port}`;
   }
 
+  private serveTap(params: URLSearchParams, req: IncomingMessage, res: ServerResponse): void {
+    const id = params.get('component') ?? '';
+    const limit = clampInt(params.get('limit'), 100, 1, 10_000);
+    const sample = clampInt(params.get('sample'), 1, 1, 1_000_000);
+    let seen = 0;
+    let sent = 0;
+    let skipped = 0;
+    let remove: (() => void) | undefined;
+    const finish = () => {
+      remove?.();
+      remove = undefined;
+      if (!res.writableEnded) res.end(`${JSON.stringify({ tap_end: true, component: id, sent, skipped })}\n`);
+    };
+    remove = this.state.tap?.(id, (events, output) => {
+      for (const event of events) {
+        if (sent >= limit) break;
+        if (seen++ % sample !== 0) continue;
+        if (res.writableNeedDrain) {
+          skipped++;
+          continue;
+        }
+        res.write(`${JSON.stringify({ component: id, output, event })}\n`);
+        sent++;
+      }
+      if (sent >= limit) finish();
+    });
+    if (!remove) {
+      res
+        .writeHead(404, { 'content-type': 'text/plain' })
+        .end(`no component "${id}": see GET / for the running components\n`);
+      return;
+    }
+    res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
+    res.flushHeaders();
+    req.on('close', finish);
+  }
+
   async stop(): Promise<void> {
     const server = this.server;
     if (!server) return;
@@ -73,4 +120,9 @@ export class ApiServer {
       server.closeAllConnections();
     });
   }
+}
+
+function clampInt(value: string | null, fallback: number, min: number, max: number): number {
+  const n = value === null ? fallback : Number.parseInt(value, 10);
+  return Number.isFinite(n) ? Math.min(max, Math.max(min, n)) : fallback;
 }

@@ -62,6 +62,7 @@ export async function run(options: RunOptions, registry: ComponentRegistry, vers
           data_dir: topology.current.dataDir,
           ...topology.describe(),
         }),
+        tap: (id, listener) => topology.tap(id, listener),
       },
       logger,
     );

@@ -38,10 +38,13 @@ const RESOLVED = Promise.resolve();
  */
 class Outlet {
   consumers: Consumer[] = [];
+  /** Observers of what passes (fluxo tap); empty in normal operation, so the hot path pays one length check. */
+  taps: TapListener[] = [];
 
   constructor(private readonly metrics: ComponentMetrics | undefined) {}
 
   send(batch: Batch): Promise<void> | undefined {
+    if (this.taps.length > 0) notifyTaps(this.taps, batch.events);
     const consumers = this.consumers;
     const n = consumers.length;
     if (n === 0) {
@@ -142,6 +145,8 @@ class TransformNode implements Consumer {
 }
 
 class SinkNode implements Consumer {
+  taps: TapListener[] = [];
+
   constructor(
     readonly spec: SinkSpec,
     readonly sink: Sink,
@@ -153,6 +158,7 @@ class SinkNode implements Consumer {
   accept(batch: Batch): Promise<void> | undefined {
     this.metrics.receivedEvents.inc(batch.events.length);
     this.metrics.receivedBytes.inc(batch.bytes);
+    if (this.taps.length > 0) notifyTaps(this.taps, batch.events);
     return this.buffer.push(batch);
   }
 }
@@ -172,6 +178,19 @@ export interface TopologyOptions {
   metrics: PipelineMetrics;
   /** Builds the buffer of a sink; the default builds memory buffers only. */
   createBuffer?: (spec: SinkSpec, context: ComponentContext) => SinkBuffer;
+}
+
+/** Sees the events a component emits (sources, transforms: every output) or receives (sinks). Must not mutate them. */
+export type TapListener = (events: readonly Event[], output: string) => void;
+
+function notifyTaps(taps: TapListener[], events: Event[], output = ''): void {
+  for (const tap of taps) {
+    try {
+      tap(events, output);
+    } catch {
+      // A tap is a debugging aid: its failure must never disturb the pipeline.
+    }
+  }
 }
 
 export interface ComponentEndpoint {
@@ -327,6 +346,34 @@ export class Topology {
       })),
       transforms: [...this.transforms.values()].map((n) => ({ id: n.spec.id, type: n.spec.type, endpoint: undefined })),
       sinks: [...this.sinks.values()].map((n) => ({ id: n.spec.id, type: n.spec.type, endpoint: sinkEndpoint(n) })),
+    };
+  }
+
+  /**
+   * Observes the events of a component without changing the pipeline: what a source or transform emits (all
+   * outputs), or what a sink receives. Returns the function that removes the tap, or undefined for an
+   * unknown id. A reload that replaces the component ends the tap (the caller sees no more events).
+   */
+  tap(id: string, listener: TapListener): (() => void) | undefined {
+    const attached: { list: TapListener[]; tap: TapListener }[] = [];
+    const source = this.sources.get(id);
+    if (source) attached.push({ list: source.outlet.taps, tap: listener });
+    const transform = this.transforms.get(id);
+    if (transform) {
+      for (const [name, outlet] of transform.outlets) {
+        const output = name === id ? '' : name.slice(id.length + 1);
+        attached.push({ list: outlet.taps, tap: (events) => listener(events, output) });
+      }
+    }
+    const sink = this.sinks.get(id);
+    if (sink) attached.push({ list: sink.taps, tap: listener });
+    if (attached.length === 0) return undefined;
+    for (const a of attached) a.list.push(a.tap);
+    return () => {
+      for (const a of attached) {
+        const i = a.list.indexOf(a.tap);
+        if (i >= 0) a.list.splice(i, 1);
+      }
     };
   }
 

@@ -43,3 +43,37 @@ describe('ApiServer', () => {
     await assert.rejects(second.start(), /API cannot listen on .*EADDRINUSE.*api\.address/);
   });
 });
+
+describe('ApiServer /tap', () => {
+  it('streams a component’s events as NDJSON up to the limit, with sampling; 404 for an unknown id', async (t) => {
+    const listeners = new Set<(events: readonly Record<string, unknown>[], output: string) => void>();
+    const api = new ApiServer(
+      '127.0.0.1:0',
+      {
+        state: () => 'running',
+        metrics: async () => '',
+        describe: () => ({}),
+        tap: (id, listener) => {
+          if (id !== 'web') return undefined;
+          listeners.add(listener);
+          return () => listeners.delete(listener);
+        },
+      },
+      testLogger(),
+    );
+    const url = await api.start();
+    t.after(() => api.stop());
+    assert.equal((await fetch(`${url}/tap?component=nope`)).status, 404);
+    const res = await fetch(`${url}/tap?component=web&limit=3&sample=2`);
+    assert.equal(res.status, 200);
+    assert.equal(listeners.size, 1);
+    for (const l of listeners) l(Array.from({ length: 10 }, (_, i) => ({ n: i })), '');
+    const lines = (await res.text()).trim().split('\n').map((l) => JSON.parse(l));
+    assert.deepEqual(
+      lines.slice(0, 3).map((l) => l.event.n),
+      [0, 2, 4],
+    );
+    assert.deepEqual(lines[3], { tap_end: true, component: 'web', sent: 3, skipped: 0 });
+    assert.equal(listeners.size, 0, 'tap removed at the limit');
+  });
+});

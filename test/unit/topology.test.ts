@@ -219,3 +219,28 @@ sinks:
     await p.topology.stop(1000);
   });
 });
+
+describe('Topology tap', () => {
+  it('shows what a source emits, what each transform output carries and what a sink receives', async (t) => {
+    const p = testPipeline(
+      `
+sources: { in: { type: manual } }
+transforms: { odd: { type: filter, inputs: [in], condition: 'n % 2 == 1' } }
+sinks: { out: { type: controlled, inputs: [odd] } }
+`,
+      tempDir(t),
+    );
+    await p.topology.start();
+    const seen: Record<string, number[]> = { in: [], odd: [], out: [] };
+    const removers = Object.keys(seen).map((id) =>
+      p.topology.tap(id, (events) => seen[id]!.push(...events.map((e) => e.n as number))),
+    );
+    assert.equal(p.topology.tap('nope', () => {}), undefined);
+    await p.source('in').emit(numbered(1, 4));
+    assert.deepEqual(seen, { in: [1, 2, 3, 4], odd: [1, 3], out: [1, 3] });
+    for (const r of removers) r!();
+    await p.source('in').emit(numbered(5, 2));
+    assert.deepEqual(seen.in, [1, 2, 3, 4], 'removed taps see nothing more');
+    await p.topology.stop(1000);
+  });
+});
