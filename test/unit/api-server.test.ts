@@ -67,8 +67,15 @@ describe('ApiServer /tap', () => {
     const res = await fetch(`${url}/tap?component=web&limit=3&sample=2`);
     assert.equal(res.status, 200);
     assert.equal(listeners.size, 1);
-    for (const l of listeners) l(Array.from({ length: 10 }, (_, i) => ({ n: i })), '');
-    const lines = (await res.text()).trim().split('\n').map((l) => JSON.parse(l));
+    for (const l of listeners)
+      l(
+        Array.from({ length: 10 }, (_, i) => ({ n: i })),
+        '',
+      );
+    const lines = (await res.text())
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     assert.deepEqual(
       lines.slice(0, 3).map((l) => l.event.n),
       [0, 2, 4],

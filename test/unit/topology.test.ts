@@ -235,7 +235,10 @@ sinks: { out: { type: controlled, inputs: [odd] } }
     const removers = Object.keys(seen).map((id) =>
       p.topology.tap(id, (events) => seen[id]!.push(...events.map((e) => e.n as number))),
     );
-    assert.equal(p.topology.tap('nope', () => {}), undefined);
+    assert.equal(
+      p.topology.tap('nope', () => {}),
+      undefined,
+    );
     await p.source('in').emit(numbered(1, 4));
     assert.deepEqual(seen, { in: [1, 2, 3, 4], odd: [1, 3], out: [1, 3] });
     for (const r of removers) r!();
