@@ -48,6 +48,10 @@ export async function run(options: RunOptions, registry: ComponentRegistry, vers
 
   const metrics = new PipelineMetrics();
   const topology = new Topology(loaded.config, registry, { logger, metrics });
+  // Signals are handled from here on, before anything is started or printed: a SIGHUP or SIGTERM that arrives
+  // while starting is queued, never lost (and never the default action, which would kill the process).
+  const signals = new SignalHandling(topology, paths, registry, logger);
+
   let api: ApiServer | undefined;
   let apiUrl: string | undefined;
   if (loaded.config.api.enabled) {
@@ -70,6 +74,7 @@ export async function run(options: RunOptions, registry: ComponentRegistry, vers
       apiUrl = await api.start();
     } catch (error) {
       logger.fatal((error as Error).message);
+      signals.detach();
       return 1;
     }
   }
@@ -79,38 +84,88 @@ export async function run(options: RunOptions, registry: ComponentRegistry, vers
     logger.fatal({ err: (error as Error).message }, 'pipeline failed to start');
     await topology.stop(1000).catch(() => {});
     await api?.stop();
+    signals.detach();
     return 1;
   }
   printBanner(version, paths, topology, apiUrl);
+  topology.sourcesFinished()?.then(() => signals.requestStop('all sources finished'));
+  await signals.running();
+  await api?.stop();
+  return 0;
+}
 
-  return new Promise<number>((resolve) => {
-    let stopping = false;
-    const shutdown = async (reason: string) => {
-      if (stopping) return;
-      stopping = true;
-      logger.info({ reason, shutdown_timeout_ms: topology.current.shutdownTimeoutMs }, 'stopping: draining sinks');
-      const drained = await topology.stop();
-      await api?.stop();
-      logger.info(
-        { drained },
-        drained ? 'stopped: everything delivered' : 'stopped: undelivered events stay unacknowledged',
-      );
-      process.off('SIGHUP', onHup);
-      resolve(0);
-    };
-    const onSignal = (signal: NodeJS.Signals) => {
-      if (stopping) {
-        logger.warn({ signal }, 'second signal: exiting now without waiting for the drain');
-        process.exit(130);
-      }
-      void shutdown(signal);
-    };
-    const onHup = () => void reload(topology, paths, registry, logger);
-    process.on('SIGTERM', onSignal);
-    process.on('SIGINT', onSignal);
-    process.on('SIGHUP', onHup);
-    topology.sourcesFinished()?.then(() => shutdown('all sources finished'));
-  });
+/**
+ * SIGTERM/SIGINT stop gracefully (a second one exits at once), SIGHUP reloads. Requests that arrive before the
+ * pipeline runs wait for it; reloads run one at a time, and several SIGHUPs during a reload coalesce into one more.
+ */
+class SignalHandling {
+  private stopReason: string | undefined;
+  private stopped: Promise<void> | undefined;
+  private reloading: Promise<void> = Promise.resolve();
+  private reloadQueued = false;
+  private wake: (() => void) | undefined;
+  private readonly onSignal = (signal: NodeJS.Signals) => {
+    if (this.stopReason !== undefined) {
+      this.logger.warn({ signal }, 'second signal: exiting now without waiting for the drain');
+      process.exit(130);
+    }
+    this.requestStop(signal);
+  };
+  private readonly onHup = () => {
+    if (this.reloadQueued || this.stopReason !== undefined) return;
+    this.reloadQueued = true;
+    this.reloading = this.reloading.then(async () => {
+      await this.started();
+      this.reloadQueued = false;
+      if (this.stopReason === undefined) await reload(this.topology, this.paths, this.registry, this.logger);
+    });
+  };
+
+  constructor(
+    private readonly topology: Topology,
+    private readonly paths: string[],
+    private readonly registry: ComponentRegistry,
+    private readonly logger: Logger,
+  ) {
+    process.on('SIGTERM', this.onSignal);
+    process.on('SIGINT', this.onSignal);
+    process.on('SIGHUP', this.onHup);
+  }
+
+  requestStop(reason: string): void {
+    if (this.stopReason !== undefined) return;
+    this.stopReason = reason;
+    this.wake?.();
+  }
+
+  /** Resolves once a stop was requested and the pipeline drained and stopped. */
+  async running(): Promise<void> {
+    if (this.stopReason === undefined) await new Promise<void>((resolve) => (this.wake = resolve));
+    this.stopped ??= this.shutdown(this.stopReason!);
+    await this.stopped;
+    this.detach();
+  }
+
+  detach(): void {
+    process.off('SIGTERM', this.onSignal);
+    process.off('SIGINT', this.onSignal);
+    process.off('SIGHUP', this.onHup);
+  }
+
+  private async started(): Promise<void> {
+    while (this.topology.state === 'starting') await new Promise((r) => setTimeout(r, 10));
+  }
+
+  private async shutdown(reason: string): Promise<void> {
+    await this.reloading;
+    const topology = this.topology;
+    this.logger.info({ reason, shutdown_timeout_ms: topology.current.shutdownTimeoutMs }, 'stopping: draining sinks');
+    const drained = await topology.stop();
+    this.logger.info(
+      { drained },
+      drained ? 'stopped: everything delivered' : 'stopped: undelivered events stay unacknowledged',
+    );
+  }
 }
 
 async function reload(topology: Topology, paths: string[], registry: ComponentRegistry, logger: Logger): Promise<void> {
