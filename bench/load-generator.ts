@@ -1,0 +1,136 @@
+/**
+ * The load generator of `npm run bench`, run as its own process so its CPU is never counted as Fluxo's.
+ *
+ * 1. Pre-generates every connection's payload (combined access-log lines from src/codecs/access-log.ts, cut
+ *    into chunks that end at a newline) before any clock starts.
+ * 2. Opens all connections, then prints `{"ready":…}` on stdout and waits for a `go` line on stdin.
+ * 3. On `go`, writes the chunks on every connection at once, honouring each socket's backpressure, ends the
+ *    sockets and prints `{"done":…}` with the time of the first byte, the lines and bytes sent and its own CPU.
+ *
+ * `--duration-s D` sends for D seconds (cycling through the pre-generated chunks) instead of sending them once.
+ */
+import { once } from 'node:events';
+import { connect, type Socket } from 'node:net';
+import { createInterface } from 'node:readline';
+import { parseArgs } from 'node:util';
+import { ACCESS_LOG_FORMATS, type AccessLogFormat, AccessLogGenerator } from '../src/codecs/access-log.ts';
+import { nowMs } from './lib/proc.ts';
+
+const { values } = parseArgs({
+  options: {
+    host: { type: 'string', default: '127.0.0.1' },
+    port: { type: 'string' },
+    connections: { type: 'string', default: '300' },
+    events: { type: 'string', default: '1000000' },
+    'duration-s': { type: 'string' },
+    'chunk-bytes': { type: 'string', default: String(64 * 1024) },
+    format: { type: 'string', default: 'apache_combined' },
+    seed: { type: 'string', default: '20250305' },
+  },
+});
+
+const port = Number(values.port);
+const connections = Number(values.connections);
+const events = Number(values.events);
+const durationMs = values['duration-s'] === undefined ? undefined : Number(values['duration-s']) * 1000;
+const chunkBytes = Number(values['chunk-bytes']);
+const format = values.format as AccessLogFormat;
+if (!ACCESS_LOG_FORMATS.includes(format)) throw new Error(`--format must be one of ${ACCESS_LOG_FORMATS.join(', ')}`);
+if (!(port > 0 && connections > 0 && events >= connections && chunkBytes > 0)) {
+  throw new Error('need --port, --connections > 0, --events >= connections, --chunk-bytes > 0');
+}
+
+interface Chunk {
+  buf: Buffer;
+  lines: number;
+}
+
+/** Line n goes to connection (n - 1) % connections, as a load balancer spreading requests would. */
+function pregenerate(): { perConnection: Chunk[][]; bytes: number } {
+  const generator = new AccessLogGenerator({ format, seed: Number(values.seed) });
+  const baseMs = Date.UTC(2025, 2, 5, 14, 0, 0);
+  const perConnection: Chunk[][] = Array.from({ length: connections }, () => []);
+  const pending: string[][] = Array.from({ length: connections }, () => []);
+  const pendingBytes = new Array<number>(connections).fill(0);
+  let bytes = 0;
+  const cut = (c: number) => {
+    const buf = Buffer.from(`${pending[c]!.join('\n')}\n`, 'utf8');
+    perConnection[c]!.push({ buf, lines: pending[c]!.length });
+    bytes += buf.length;
+    pending[c] = [];
+    pendingBytes[c] = 0;
+  };
+  for (let seq = 1; seq <= events; seq++) {
+    const c = (seq - 1) % connections;
+    // ~2,000 requests per second of log time, so timestamps advance as in a busy server's log.
+    const line = generator.line(seq, baseMs + Math.floor(seq / 2));
+    pending[c]!.push(line);
+    pendingBytes[c]! += line.length + 1;
+    if (pendingBytes[c]! >= chunkBytes) cut(c);
+  }
+  for (let c = 0; c < connections; c++) if (pending[c]!.length > 0) cut(c);
+  return { perConnection, bytes };
+}
+
+function open(): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const s = connect({ host: values.host, port }, () => {
+      s.off('error', reject);
+      resolve(s);
+    });
+    s.once('error', reject);
+  });
+}
+
+async function sendAll(
+  socket: Socket,
+  chunks: Chunk[],
+  deadline: number | undefined,
+): Promise<{ lines: number; bytes: number }> {
+  let lines = 0;
+  let bytes = 0;
+  for (let i = 0; ; i++) {
+    if (i === chunks.length) {
+      if (deadline === undefined) break;
+      i = 0;
+    }
+    if (deadline !== undefined && nowMs() >= deadline) break;
+    const chunk = chunks[i]!;
+    lines += chunk.lines;
+    bytes += chunk.buf.length;
+    if (!socket.write(chunk.buf)) await once(socket, 'drain');
+  }
+  socket.end();
+  await once(socket, 'finish');
+  return { lines, bytes };
+}
+
+const t0 = nowMs();
+const { perConnection, bytes: pregeneratedBytes } = pregenerate();
+const pregenMs = nowMs() - t0;
+const sockets = await Promise.all(Array.from({ length: connections }, open));
+for (const s of sockets)
+  s.on('error', (error) => process.stderr.write(`load generator socket error: ${error.message}\n`));
+process.stdout.write(
+  `${JSON.stringify({ ready: true, connections, pregenerated_lines: events, pregenerated_bytes: pregeneratedBytes, pregen_ms: Math.round(pregenMs) })}\n`,
+);
+
+const stdin = createInterface({ input: process.stdin });
+for await (const line of stdin) if (line.trim() === 'go') break;
+
+const cpu0 = process.cpuUsage();
+const firstByteMs = nowMs();
+const deadline = durationMs === undefined ? undefined : firstByteMs + durationMs;
+const results = await Promise.all(sockets.map((s, c) => sendAll(s, perConnection[c]!, deadline)));
+const doneMs = nowMs();
+const cpu = process.cpuUsage(cpu0);
+let lines = 0;
+let bytes = 0;
+for (const r of results) {
+  lines += r.lines;
+  bytes += r.bytes;
+}
+process.stdout.write(
+  `${JSON.stringify({ done: true, first_byte_ms: firstByteMs, done_ms: doneMs, lines, bytes, cpu_user_s: cpu.user / 1e6, cpu_sys_s: cpu.system / 1e6 })}\n`,
+);
+process.exit(0);
