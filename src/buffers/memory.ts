@@ -20,7 +20,8 @@ interface Waiter {
  * limits is let in alone when the buffer is empty, rather than blocking forever.
  */
 export class MemoryBuffer implements SinkBuffer {
-  private readonly queue: Batch[] = [];
+  /** FIFO with a moving head; taken slots are cleared at once so delivered batches can be collected. */
+  private readonly queue: (Batch | undefined)[] = [];
   private head = 0;
   private readonly waiters: Waiter[] = [];
   /** Runner loops waiting for batches (one per unit of sink concurrency), first come first served. */
@@ -87,7 +88,7 @@ export class MemoryBuffer implements SinkBuffer {
 
   abort(): void {
     this.close();
-    const rest = this.queue.splice(this.head);
+    const rest = this.queue.splice(this.head) as Batch[];
     this.queue.length = 0;
     this.head = 0;
     for (const b of rest) b.ack.release('failed');
@@ -125,9 +126,12 @@ export class MemoryBuffer implements SinkBuffer {
       if (out.length > 0 && n + b.events.length > maxEvents) break;
       out.push(b);
       n += b.events.length;
-      this.head++;
+      this.queue[this.head++] = undefined;
     }
-    if (this.head > 1024 && this.head * 2 > this.queue.length) {
+    if (this.head === this.queue.length) {
+      this.queue.length = 0;
+      this.head = 0;
+    } else if (this.head > 1024 && this.head * 2 > this.queue.length) {
       this.queue.splice(0, this.head);
       this.head = 0;
     }

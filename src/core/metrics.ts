@@ -22,83 +22,88 @@ export class PipelineMetrics {
   readonly pendingAcks: Gauge<string>;
   readonly latency: Histogram<string>;
   private readonly custom = new Map<string, Counter<string> | Gauge<string>>();
+  private readonly counterChildren = new Map<
+    Counter<string>,
+    { labels: Record<string, string>; local: LocalCounter; reported: number }[]
+  >();
+  private readonly gaugeChildren = new Map<Gauge<string>, { labels: Record<string, string>; local: LocalGauge }[]>();
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
     const registers = [this.registry];
     const labelNames = ['component_id', 'component_kind', 'component_type'];
-    this.receivedEvents = new Counter({
+    this.receivedEvents = this.newCounter({
       name: 'fluxo_component_received_events_total',
       help: 'Events received by a component.',
       labelNames,
       registers,
     });
-    this.receivedBytes = new Counter({
+    this.receivedBytes = this.newCounter({
       name: 'fluxo_component_received_bytes_total',
       help: 'Bytes received by a component (wire bytes for sources, estimated for others).',
       labelNames,
       registers,
     });
-    this.sentEvents = new Counter({
+    this.sentEvents = this.newCounter({
       name: 'fluxo_component_sent_events_total',
       help: 'Events sent on by a component (delivered, for sinks).',
       labelNames: [...labelNames, 'output'],
       registers,
     });
-    this.sentBytes = new Counter({
+    this.sentBytes = this.newCounter({
       name: 'fluxo_component_sent_bytes_total',
       help: 'Bytes written by a sink to its destination.',
       labelNames,
       registers,
     });
-    this.errors = new Counter({
+    this.errors = this.newCounter({
       name: 'fluxo_component_errors_total',
       help: 'Errors by component and error type.',
       labelNames: [...labelNames, 'error_type'],
       registers,
     });
-    this.retries = new Counter({
+    this.retries = this.newCounter({
       name: 'fluxo_sink_retries_total',
       help: 'Sink writes retried after a transient error.',
       labelNames,
       registers,
     });
-    this.deadLettered = new Counter({
+    this.deadLettered = this.newCounter({
       name: 'fluxo_dead_letter_events_total',
       help: 'Events sent to the dead letter output, by the component that rejected them.',
       labelNames,
       registers,
     });
-    this.discarded = new Counter({
+    this.discarded = this.newCounter({
       name: 'fluxo_component_discarded_events_total',
       help: 'Events a component deliberately dropped (filter, sampling), by reason.',
       labelNames: [...labelNames, 'reason'],
       registers,
     });
-    this.bufferEvents = new Gauge({
+    this.bufferEvents = this.newGauge({
       name: 'fluxo_buffer_events',
       help: "Events in a sink's buffer, including those being written.",
       labelNames,
       registers,
     });
-    this.bufferBytes = new Gauge({
+    this.bufferBytes = this.newGauge({
       name: 'fluxo_buffer_bytes',
       help: "Bytes in a sink's buffer, including those being written.",
       labelNames,
       registers,
     });
-    this.bufferMaxEvents = new Gauge({
+    this.bufferMaxEvents = this.newGauge({
       name: 'fluxo_buffer_max_events',
       help: "The sink buffer's event limit.",
       labelNames,
       registers,
     });
-    this.bufferDropped = new Counter({
+    this.bufferDropped = this.newCounter({
       name: 'fluxo_buffer_dropped_events_total',
       help: 'Events dropped by a full buffer with when_full: drop_newest.',
       labelNames,
       registers,
     });
-    this.pendingAcks = new Gauge({
+    this.pendingAcks = this.newGauge({
       name: 'fluxo_pending_acknowledgements',
       help: 'Batches emitted by a source and not yet settled by every sink.',
       labelNames,
@@ -114,6 +119,65 @@ export class PipelineMetrics {
     if (options.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: 'fluxo_' });
   }
 
+  private newCounter(config: {
+    name: string;
+    help: string;
+    labelNames: string[];
+    registers: Registry[];
+  }): Counter<string> {
+    const self = this;
+    return new Counter({
+      ...config,
+      collect() {
+        self.flushCounter(this as Counter<string>);
+      },
+    });
+  }
+
+  private newGauge(config: { name: string; help: string; labelNames: string[]; registers: Registry[] }): Gauge<string> {
+    const self = this;
+    return new Gauge({
+      ...config,
+      collect() {
+        self.flushGauge(this as Gauge<string>);
+      },
+    });
+  }
+
+  /** A child of `counter` that the hot path increments as a plain number; folded into `counter` at scrape time. */
+  localCounter(counter: Counter<string>, labels: Record<string, string>): LocalCounter {
+    const local = new LocalCounter();
+    let list = this.counterChildren.get(counter);
+    if (!list) this.counterChildren.set(counter, (list = []));
+    list.push({ labels, local, reported: 0 });
+    return local;
+  }
+
+  localGauge(gauge: Gauge<string>, labels: Record<string, string>): LocalGauge {
+    const local = new LocalGauge();
+    let list = this.gaugeChildren.get(gauge);
+    if (!list) this.gaugeChildren.set(gauge, (list = []));
+    // A replaced component (reload) takes over its predecessor's series: the newest child sets the value.
+    const i = list.findIndex((c) => sameLabels(c.labels, labels));
+    if (i >= 0) list.splice(i, 1);
+    list.push({ labels, local });
+    return local;
+  }
+
+  private flushCounter(counter: Counter<string>): void {
+    for (const child of this.counterChildren.get(counter) ?? []) {
+      const delta = child.local.value - child.reported;
+      if (delta > 0) {
+        counter.inc(child.labels, delta);
+        child.reported = child.local.value;
+      }
+    }
+  }
+
+  private flushGauge(gauge: Gauge<string>): void {
+    for (const child of this.gaugeChildren.get(gauge) ?? []) gauge.set(child.labels, child.local.value);
+  }
+
   forComponent(id: string, kind: ComponentKind, type: string): ComponentMetrics {
     return new ComponentMetrics(this, { component_id: id, component_kind: kind, component_type: type });
   }
@@ -122,7 +186,7 @@ export class PipelineMetrics {
   counter(name: string, help: string, labelNames: string[]): Counter<string> {
     let metric = this.custom.get(name);
     if (!metric) {
-      metric = new Counter({ name, help, labelNames, registers: [this.registry] });
+      metric = this.newCounter({ name, help, labelNames, registers: [this.registry] });
       this.custom.set(name, metric);
     }
     return metric as Counter<string>;
@@ -131,7 +195,7 @@ export class PipelineMetrics {
   gauge(name: string, help: string, labelNames: string[]): Gauge<string> {
     let metric = this.custom.get(name);
     if (!metric) {
-      metric = new Gauge({ name, help, labelNames, registers: [this.registry] });
+      metric = this.newGauge({ name, help, labelNames, registers: [this.registry] });
       this.custom.set(name, metric);
     }
     return metric as Gauge<string>;
@@ -140,57 +204,120 @@ export class PipelineMetrics {
 
 type Labels = { component_id: string; component_kind: string; component_type: string };
 
+/**
+ * A counter child that only adds to a number: prom-client hashes and validates the labels on every inc(),
+ * which showed up in the hot path's profile. The registry reads these at scrape time (see PipelineMetrics.local*).
+ */
+export class LocalCounter {
+  value = 0;
+  inc(n = 1): void {
+    this.value += n;
+  }
+}
+
+export class LocalGauge {
+  value = 0;
+  set(v: number): void {
+    this.value = v;
+  }
+  inc(n = 1): void {
+    this.value += n;
+  }
+  dec(n = 1): void {
+    this.value -= n;
+  }
+}
+
 /** The metrics of one component, bound to its labels. */
 export class ComponentMetrics {
-  readonly receivedEvents;
-  readonly receivedBytes;
-  readonly sentEvents;
-  readonly sentBytes;
-  readonly retries;
-  readonly deadLettered;
-  readonly bufferEvents;
-  readonly bufferBytes;
-  readonly bufferDropped;
-  readonly bufferMaxEvents;
-  readonly pendingAcks;
+  readonly receivedEvents: LocalCounter;
+  readonly receivedBytes: LocalCounter;
+  readonly sentEvents: LocalCounter;
+  readonly sentBytes: LocalCounter;
+  readonly retries: LocalCounter;
+  readonly deadLettered: LocalCounter;
+  readonly bufferEvents: LocalGauge;
+  readonly bufferBytes: LocalGauge;
+  readonly bufferDropped: LocalCounter;
+  readonly bufferMaxEvents: LocalGauge;
+  readonly pendingAcks: LocalGauge;
   readonly latency;
+  private readonly byOutput = new Map<string, LocalCounter>();
+  private readonly byErrorType = new Map<string, LocalCounter>();
+  private readonly byReason = new Map<string, LocalCounter>();
+  private readonly own = new Map<string, LocalCounter | LocalGauge>();
 
   constructor(
     private readonly pipeline: PipelineMetrics,
     readonly labels: Labels,
   ) {
-    this.receivedEvents = pipeline.receivedEvents.labels(labels);
-    this.receivedBytes = pipeline.receivedBytes.labels(labels);
-    this.sentEvents = pipeline.sentEvents.labels({ ...labels, output: '' });
-    this.sentBytes = pipeline.sentBytes.labels(labels);
-    this.retries = pipeline.retries.labels(labels);
-    this.deadLettered = pipeline.deadLettered.labels(labels);
-    this.bufferEvents = pipeline.bufferEvents.labels(labels);
-    this.bufferBytes = pipeline.bufferBytes.labels(labels);
-    this.bufferDropped = pipeline.bufferDropped.labels(labels);
-    this.bufferMaxEvents = pipeline.bufferMaxEvents.labels(labels);
-    this.pendingAcks = pipeline.pendingAcks.labels(labels);
+    this.receivedEvents = pipeline.localCounter(pipeline.receivedEvents, labels);
+    this.receivedBytes = pipeline.localCounter(pipeline.receivedBytes, labels);
+    this.sentEvents = pipeline.localCounter(pipeline.sentEvents, { ...labels, output: '' });
+    this.sentBytes = pipeline.localCounter(pipeline.sentBytes, labels);
+    this.retries = pipeline.localCounter(pipeline.retries, labels);
+    this.deadLettered = pipeline.localCounter(pipeline.deadLettered, labels);
+    this.bufferEvents = pipeline.localGauge(pipeline.bufferEvents, labels);
+    this.bufferBytes = pipeline.localGauge(pipeline.bufferBytes, labels);
+    this.bufferDropped = pipeline.localCounter(pipeline.bufferDropped, labels);
+    this.bufferMaxEvents = pipeline.localGauge(pipeline.bufferMaxEvents, labels);
+    this.pendingAcks = pipeline.localGauge(pipeline.pendingAcks, labels);
     this.latency = pipeline.latency.labels(labels);
   }
 
-  sentEventsFor(output: string) {
-    return this.pipeline.sentEvents.labels({ ...this.labels, output });
+  /** The prom-client registry, for a component that needs a metric type of its own (e.g. a histogram). */
+  get registry(): Registry {
+    return this.pipeline.registry;
+  }
+
+  sentEventsFor(output: string): LocalCounter {
+    let c = this.byOutput.get(output);
+    if (!c) {
+      c = this.pipeline.localCounter(this.pipeline.sentEvents, { ...this.labels, output });
+      this.byOutput.set(output, c);
+    }
+    return c;
   }
 
   error(errorType: string, count = 1): void {
-    this.pipeline.errors.labels({ ...this.labels, error_type: errorType }).inc(count);
+    let c = this.byErrorType.get(errorType);
+    if (!c) {
+      c = this.pipeline.localCounter(this.pipeline.errors, { ...this.labels, error_type: errorType });
+      this.byErrorType.set(errorType, c);
+    }
+    c.inc(count);
   }
 
   discarded(reason: string, count: number): void {
-    this.pipeline.discarded.labels({ ...this.labels, reason }).inc(count);
+    let c = this.byReason.get(reason);
+    if (!c) {
+      c = this.pipeline.localCounter(this.pipeline.discarded, { ...this.labels, reason });
+      this.byReason.set(reason, c);
+    }
+    c.inc(count);
   }
 
   /** A counter of this component's own, e.g. `counter('fluxo_socket_connections_rejected_total', …)`. */
-  counter(name: string, help: string) {
-    return this.pipeline.counter(name, help, Object.keys(this.labels)).labels(this.labels);
+  counter(name: string, help: string): LocalCounter {
+    let c = this.own.get(name);
+    if (!c) {
+      c = this.pipeline.localCounter(this.pipeline.counter(name, help, Object.keys(this.labels)), this.labels);
+      this.own.set(name, c);
+    }
+    return c as LocalCounter;
   }
 
-  gauge(name: string, help: string) {
-    return this.pipeline.gauge(name, help, Object.keys(this.labels)).labels(this.labels);
+  gauge(name: string, help: string): LocalGauge {
+    let g = this.own.get(name);
+    if (!g) {
+      g = this.pipeline.localGauge(this.pipeline.gauge(name, help, Object.keys(this.labels)), this.labels);
+      this.own.set(name, g);
+    }
+    return g as LocalGauge;
   }
+}
+
+function sameLabels(a: Record<string, string>, b: Record<string, string>): boolean {
+  const keys = Object.keys(a);
+  return keys.length === Object.keys(b).length && keys.every((k) => a[k] === b[k]);
 }

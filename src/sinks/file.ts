@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { z } from 'zod';
-import { encodeLines } from '../codecs/ndjson.ts';
+import { encodeLinesToBuffer } from '../codecs/ndjson.ts';
 import { checkPathTemplate, PathTemplate } from '../codecs/path-template.ts';
 import { type ComponentContext, defineSink, type Sink } from '../core/component.ts';
 import { FluxoError, PermanentError } from '../core/errors.ts';
@@ -253,15 +253,14 @@ export class FileSink extends EventEmitter<{ 'file-closed': [FileClosed] }> impl
   /** Appends one group to its file; resolves with the events it wrote. */
   private async appendGroup(path: string, group: Event[], unencodable: Event[]): Promise<Event[]> {
     const bad: Event[] = [];
-    const text = encodeLines(group, this.options.encoding, bad);
+    const data = encodeLinesToBuffer(group, this.options.encoding, bad);
     let written = group;
     if (bad.length > 0) {
       unencodable.push(...bad);
       const badSet = new Set(bad);
       written = group.filter((e) => !badSet.has(e));
     }
-    if (text === '') return written;
-    const data = Buffer.from(text);
+    if (data.length === 0) return written;
     await this.slots.acquire();
     try {
       for (;;) {
