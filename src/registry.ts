@@ -3,14 +3,18 @@ import { blackholeSink } from './sinks/blackhole.ts';
 import { consoleSink } from './sinks/console.ts';
 import { fileSink } from './sinks/file.ts';
 import { generatorSource } from './sources/generator.ts';
+import { httpSource } from './sources/http.ts';
 import { socketSource } from './sources/socket.ts';
 import { stdinSource } from './sources/stdin.ts';
+import { syslogSource } from './sources/syslog.ts';
 import { filterTransform } from './transforms/filter.ts';
 
 /** Every component type Fluxo knows. Adding a component is one line here. */
 export const registry = createRegistry([
   socketSource,
   stdinSource,
+  syslogSource,
+  httpSource,
   generatorSource,
   filterTransform,
   consoleSink,

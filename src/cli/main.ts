@@ -3,6 +3,7 @@ import { Command, Option } from 'commander';
 import { configJsonSchema } from '../config/schema.ts';
 import { registry } from '../registry.ts';
 import { loadOrReport, resolveConfigPaths, run } from './run.ts';
+import { registerSimulateCommand } from './simulate.ts';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
 
@@ -68,5 +69,7 @@ program
   .action(() => {
     process.stdout.write(`${JSON.stringify(configJsonSchema(registry), null, 2)}\n`);
   });
+
+registerSimulateCommand(program);
 
 await program.parseAsync(process.argv);

@@ -1,0 +1,101 @@
+import type { Event } from '../../core/event.ts';
+
+/**
+ * Request bodies into events, by `Content-Type`:
+ * - `application/x-ndjson` (also `application/ndjson`, `application/jsonl`, `application/x-jsonlines`):
+ *   one JSON value per line;
+ * - `application/json`: an array of values, or one object;
+ * - `text/plain`, or no Content-Type: one event per line, the line in `message`.
+ * A JSON object becomes the event as sent; a JSON string becomes `{ message }`; any other value is refused.
+ * Blank lines are skipped. A body that does not decode is refused whole (400), so a client never has to guess
+ * which part was taken.
+ */
+export type BodyFormat = 'ndjson' | 'json' | 'text';
+
+const FORMATS: Record<string, BodyFormat> = {
+  'application/json': 'json',
+  'application/x-ndjson': 'ndjson',
+  'application/ndjson': 'ndjson',
+  'application/jsonl': 'ndjson',
+  'application/x-jsonl': 'ndjson',
+  'application/jsonlines': 'ndjson',
+  'application/x-jsonlines': 'ndjson',
+  'text/plain': 'text',
+};
+
+export const SUPPORTED_CONTENT_TYPES = Object.keys(FORMATS);
+
+/** The body format of a Content-Type header (parameters such as `charset` ignored); undefined if unsupported. */
+export function bodyFormatOf(contentType: string | undefined): BodyFormat | undefined {
+  if (contentType === undefined || contentType === '') return 'text';
+  const semi = contentType.indexOf(';');
+  const media = (semi < 0 ? contentType : contentType.slice(0, semi)).trim().toLowerCase();
+  return FORMATS[media];
+}
+
+/** A body that cannot be decoded: answered 400 with `message`. */
+export class MalformedBodyError extends Error {}
+
+/** Decodes `text` into events (fields as sent, not yet stamped). Throws MalformedBodyError. */
+export function decodeBody(format: BodyFormat, text: string): Event[] {
+  if (format === 'json') return decodeJson(text);
+  const lines = text.split('\n');
+  const events: Event[] = [];
+  if (format === 'text') {
+    for (let i = 0; i < lines.length; i++) {
+      let line = lines[i]!;
+      if (line.charCodeAt(line.length - 1) === 0x0d) line = line.slice(0, -1);
+      if (line.length > 0) events.push({ message: line });
+    }
+    return events;
+  }
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i]!;
+    if (isBlank(line)) continue;
+    let value: unknown;
+    try {
+      value = JSON.parse(line);
+    } catch (error) {
+      throw new MalformedBodyError(`malformed JSON on line ${i + 1}: ${(error as Error).message}`);
+    }
+    events.push(toEvent(value, `line ${i + 1}`));
+  }
+  return events;
+}
+
+function decodeJson(text: string): Event[] {
+  if (isBlank(text)) return [];
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (error) {
+    throw new MalformedBodyError(`malformed JSON: ${(error as Error).message}`);
+  }
+  if (Array.isArray(value)) {
+    const events: Event[] = new Array(value.length);
+    for (let i = 0; i < value.length; i++) events[i] = toEvent(value[i], `element ${i}`);
+    return events;
+  }
+  if (typeof value === 'object' && value !== null) return [value as Event];
+  throw new MalformedBodyError(`a JSON body must be an object or an array of events, found ${kindOf(value)}`);
+}
+
+function toEvent(value: unknown, where: string): Event {
+  if (typeof value === 'object' && value !== null && !Array.isArray(value)) return value as Event;
+  if (typeof value === 'string') return { message: value };
+  throw new MalformedBodyError(`${where} is ${kindOf(value)}: expected an event object or a string`);
+}
+
+function kindOf(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'an array';
+  return `a ${typeof value}`;
+}
+
+function isBlank(s: string): boolean {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c !== 0x20 && c !== 0x09 && c !== 0x0d && c !== 0x0a) return false;
+  }
+  return true;
+}

@@ -1,0 +1,177 @@
+import type { AddressInfo } from 'node:net';
+import { SyslogParser } from '../../codecs/syslog.ts';
+import type { Source, SourceContext } from '../../core/component.ts';
+import { FluxoError } from '../../core/errors.ts';
+import { type Event, EventIdGenerator } from '../../core/event.ts';
+import { splitAddress } from '../../core/units.ts';
+import type { SyslogSourceOptions } from '../syslog.ts';
+
+/** At most one warning of each kind per this interval: a misbehaving sender must not flood the log. */
+const WARN_EVERY_MS = 10_000;
+
+/**
+ * What TCP and UDP share: parsing messages into events, counting parse failures and overlong messages,
+ * rate-limited warnings, and waiting for the emits in flight at shutdown.
+ */
+export abstract class SyslogSourceBase implements Source {
+  protected readonly host: string;
+  protected readonly port: number;
+  protected stopping = false;
+  private readonly ids = new EventIdGenerator();
+  private readonly parser = new SyslogParser();
+  private inFlight = 0;
+  private idleWaiters: (() => void)[] = [];
+  private stampMs = -1;
+  private stampIso = '';
+  private readonly parseFailures;
+  private readonly tooLong;
+  private readonly overlongReason: string;
+  private readonly lastWarn = new Map<string, { at: number; suppressed: number }>();
+
+  constructor(
+    readonly opts: SyslogSourceOptions,
+    readonly ctx: SourceContext,
+  ) {
+    ({ host: this.host, port: this.port } = splitAddress(opts.address));
+    this.parseFailures = ctx.metrics.counter(
+      'fluxo_syslog_parse_failures_total',
+      'Messages that were not RFC 5424 or RFC 3164: kept whole in `message`, without syslog fields.',
+    );
+    this.tooLong = ctx.metrics.counter(
+      'fluxo_syslog_messages_too_long_total',
+      'Messages longer than max_message_bytes, sent to the dead letter output.',
+    );
+    this.overlongReason = `syslog message longer than max_message_bytes (${opts.max_message_bytes} bytes)`;
+  }
+
+  abstract start(): Promise<void>;
+  abstract stop(): Promise<void>;
+  abstract endpoint(): string | undefined;
+
+  /** Parses messages into events appended to `out`; empty messages carry nothing and are skipped. */
+  protected appendEvents(messages: readonly string[], host: string, out: Event[]): void {
+    if (messages.length === 0) return;
+    const now = this.stamp();
+    const received = this.stampIso;
+    const parser = this.parser;
+    const ids = this.ids;
+    let failures = 0;
+    let sample: string | undefined;
+    for (let i = 0; i < messages.length; i++) {
+      const line = messages[i]!;
+      if (line.length === 0) continue;
+      const m = parser.parse(line, now);
+      if (m === undefined) {
+        failures++;
+        sample ??= line;
+        out.push({ message: line, timestamp: received, host, source_type: 'syslog', _id: ids.next(now) });
+        continue;
+      }
+      const e: Event = {
+        message: m.message,
+        timestamp: m.timestamp ?? received,
+        host,
+        source_type: 'syslog',
+        facility: m.facility,
+        severity: m.severity,
+      };
+      if (m.hostname !== undefined) e.hostname = m.hostname;
+      if (m.appname !== undefined) e.appname = m.appname;
+      if (m.procid !== undefined) e.procid = m.procid;
+      if (m.msgid !== undefined) e.msgid = m.msgid;
+      if (m.structured_data !== undefined) e.structured_data = m.structured_data;
+      e._id = ids.next(now);
+      out.push(e);
+    }
+    if (failures > 0) {
+      this.parseFailures.inc(failures);
+      this.warn(
+        'parse',
+        { host, reason: parser.error, sample: sample!.slice(0, 200) },
+        'not a syslog message: kept raw',
+      );
+    }
+  }
+
+  /** Date.now(), with its ISO string in stampIso formatted at most once per millisecond. */
+  private stamp(): number {
+    const now = Date.now();
+    if (now !== this.stampMs) {
+      this.stampMs = now;
+      this.stampIso = new Date(now).toISOString();
+    }
+    return now;
+  }
+
+  protected deadLetterOverlong(prefix: string, originalBytes: number, host: string): void {
+    this.tooLong.inc();
+    const now = this.stamp();
+    const event: Event = {
+      message: prefix,
+      timestamp: this.stampIso,
+      host,
+      source_type: 'syslog',
+      _id: this.ids.next(now),
+      _truncated: true,
+      _original_bytes: originalBytes,
+    };
+    this.ctx.deadLetter([event], this.overlongReason);
+    this.warn(
+      'overlong',
+      { host, bytes: originalBytes, max_message_bytes: this.opts.max_message_bytes },
+      'syslog message too long: sent to the dead letter output',
+    );
+  }
+
+  /** A warning of kind `kind` at most once per 10 s, with how many were suppressed since the last one. */
+  protected warn(kind: string, fields: Record<string, unknown>, message: string): void {
+    const now = Date.now();
+    const last = this.lastWarn.get(kind);
+    if (last !== undefined && now - last.at < WARN_EVERY_MS) {
+      last.suppressed++;
+      return;
+    }
+    const suppressed = last?.suppressed ?? 0;
+    this.lastWarn.set(kind, { at: now, suppressed: 0 });
+    this.ctx.logger.warn(suppressed > 0 ? { ...fields, suppressed } : fields, message);
+  }
+
+  protected emitTracked(events: Event[], bytes: number, onSettled: () => void): void {
+    this.inFlight++;
+    this.ctx.emit(events, { bytes }).then(onSettled, (error: unknown) => {
+      // Only a stopping pipeline rejects; syslog has no acknowledgement to withhold.
+      this.ctx.logger.debug({ err: String(error) }, 'emit rejected');
+      onSettled();
+    });
+  }
+
+  /** Call from every emit settlement, after any follow-up emit was started. */
+  protected settled(): void {
+    if (--this.inFlight === 0) for (const resolve of this.idleWaiters.splice(0)) resolve();
+  }
+
+  protected idle(): Promise<void> {
+    if (this.inFlight === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.idleWaiters.push(resolve);
+    });
+  }
+
+  protected listenError(error: Error): FluxoError {
+    return new FluxoError(
+      'FLUXO_SOURCE_LISTEN',
+      `source ${this.ctx.id}: cannot listen on ${this.opts.mode} ${this.opts.address}: ${error.message}`,
+      { cause: error },
+    );
+  }
+}
+
+export function formatEndpoint(mode: string, info: AddressInfo): string {
+  return info.family === 'IPv6' ? `${mode} [${info.address}]:${info.port}` : `${mode} ${info.address}:${info.port}`;
+}
+
+/** The peer address as users write it: `::ffff:10.0.0.7` (IPv4 on a dual-stack socket) becomes `10.0.0.7`. */
+export function peerHost(address: string | undefined): string {
+  if (address === undefined) return '';
+  return address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address;
+}
