@@ -7,7 +7,13 @@ import { httpSource } from './sources/http.ts';
 import { socketSource } from './sources/socket.ts';
 import { stdinSource } from './sources/stdin.ts';
 import { syslogSource } from './sources/syslog.ts';
+import { dedupeTransform } from './transforms/dedupe.ts';
 import { filterTransform } from './transforms/filter.ts';
+import { parseTransform } from './transforms/parse.ts';
+import { remapTransform } from './transforms/remap.ts';
+import { routeTransform } from './transforms/route.ts';
+import { sampleTransform } from './transforms/sample.ts';
+import { throttleTransform } from './transforms/throttle.ts';
 
 /** Every component type Fluxo knows. Adding a component is one line here. */
 export const registry = createRegistry([
@@ -17,6 +23,12 @@ export const registry = createRegistry([
   httpSource,
   generatorSource,
   filterTransform,
+  parseTransform,
+  remapTransform,
+  routeTransform,
+  sampleTransform,
+  dedupeTransform,
+  throttleTransform,
   consoleSink,
   blackholeSink,
   fileSink,

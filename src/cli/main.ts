@@ -4,6 +4,8 @@ import { configJsonSchema } from '../config/schema.ts';
 import { registry } from '../registry.ts';
 import { loadOrReport, resolveConfigPaths, run } from './run.ts';
 import { registerSimulateCommand } from './simulate.ts';
+import { registerTapCommand } from './tap.ts';
+import { registerTestCommand } from './test-command.ts';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
 
@@ -71,5 +73,7 @@ program
   });
 
 registerSimulateCommand(program);
+registerTestCommand(program);
+registerTapCommand(program);
 
 await program.parseAsync(process.argv);

@@ -20,7 +20,7 @@ import { objectKeysAt } from './zod-walk.ts';
 type Path = (string | number)[];
 type Kind = 'source' | 'transform' | 'sink';
 const SECTIONS = { sources: 'source', transforms: 'transform', sinks: 'sink' } as const;
-const TOP_LEVEL_KEYS = ['data_dir', 'api', 'shutdown_timeout', 'sources', 'transforms', 'sinks'];
+const TOP_LEVEL_KEYS = ['data_dir', 'api', 'shutdown_timeout', 'sources', 'transforms', 'sinks', 'tests'];
 const ID_PATTERN = /^[A-Za-z0-9_-]+$/;
 
 interface ConfigFile {
@@ -41,6 +41,8 @@ export interface LoadedConfig {
   readonly config: PipelineConfig;
   /** Problems that do not stop the pipeline, e.g. a source nobody reads. */
   readonly warnings: readonly ConfigProblem[];
+  /** The `tests:` sections as written (after ${VAR} interpolation), per file, for `fluxo test`; `fluxo run` ignores them. */
+  readonly tests: readonly { readonly file: string; readonly value: unknown }[];
 }
 
 export interface ConfigText {
@@ -81,6 +83,7 @@ export function loadConfigTexts(
 class ConfigLoader {
   private readonly problems: ConfigProblem[] = [];
   private readonly warnings: ConfigProblem[] = [];
+  private readonly tests: { file: string; value: unknown }[] = [];
 
   constructor(
     private readonly registry: ComponentRegistry,
@@ -116,6 +119,10 @@ class ConfigLoader {
           );
           continue;
         }
+        if (key === 'tests') {
+          this.tests.push({ file: origin.file, value });
+          continue;
+        }
         if (!(key in SECTIONS)) {
           globals[key] = { value, origin };
           continue;
@@ -143,7 +150,7 @@ class ConfigLoader {
     }
     this.validateGraph(components, specs);
     if (this.problems.length > 0) throw new ConfigError(this.problems);
-    return { config: this.build(global!, specs), warnings: this.warnings };
+    return { config: this.build(global!, specs), warnings: this.warnings, tests: this.tests };
   }
 
   private parse(file: string, original: string): ConfigFile | undefined {

@@ -93,9 +93,17 @@ export const SINK_COMMON_KEYS = new Set(Object.keys(sinkCommonOptions));
 /** The full schema of one component as written in the config: `type`, wiring keys and the component's options. */
 export function componentSchema(def: ComponentDefinition) {
   const base = { type: z.literal(def.type).describe(def.description) };
-  if (def.kind === 'source') return z.object({ ...base, ...def.options.shape }).strict();
-  if (def.kind === 'transform') return z.object({ ...base, inputs, ...def.options.shape }).strict();
-  return z.object({ ...base, ...sinkCommonOptions, ...def.options.shape }).strict();
+  const shape =
+    def.kind === 'source'
+      ? { ...base, ...def.options.shape }
+      : def.kind === 'transform'
+        ? { ...base, inputs, ...def.options.shape }
+        : { ...base, ...sinkCommonOptions, ...def.options.shape };
+  const schema = z.object(shape).strict();
+  // Cross-field checks of the options (refine/superRefine on the object, e.g. "format grok needs a pattern")
+  // live on the options schema, not its shape: carry them over so `fluxo validate` reports them too.
+  const checks = (def.options as unknown as { _zod: { def: { checks?: unknown[] } } })._zod.def.checks;
+  return checks && checks.length > 0 ? schema.check(...(checks as never[])) : schema;
 }
 
 /** The JSON Schema of a whole config file, for editor completion (`fluxo schema`). */

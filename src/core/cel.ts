@@ -27,9 +27,18 @@ for (const [op, fn] of Object.entries(ARITHMETIC)) {
 }
 environment.registerOperator('double % double', (a: number, b: number) => a % b);
 
-/** Compiles a CEL expression once; the result is called per event with the event's fields as variables. */
+const MENTIONS_EVENT = /\bevent\b/;
+
+/**
+ * Compiles a CEL expression once; the result is called per event with the event's fields as variables.
+ * `event` names the whole event, for what plain field names cannot say: `has(event.status)` (CEL's has()
+ * needs a selection) and fields named like CEL types (`event.bytes > 1000`). Only expressions that mention
+ * `event` pay for the wrapper object.
+ */
 export function compileCel(source: string): CompiledExpression {
-  return environment.parse(source) as unknown as CompiledExpression;
+  const evaluate = environment.parse(source) as unknown as CompiledExpression;
+  if (!MENTIONS_EVENT.test(source)) return evaluate;
+  return (e) => evaluate(Object.create(e, { event: { value: e } }) as Event);
 }
 
 /** A CEL expression option: checked for syntax when the config is validated, so `fluxo validate` names the line. */

@@ -1,4 +1,5 @@
 import { loadConfigTexts } from '../../src/config/load.ts';
+import type { ComponentDefinition } from '../../src/core/component.ts';
 import { PipelineMetrics } from '../../src/core/metrics.ts';
 import { createRegistry, type PipelineConfig } from '../../src/core/pipeline-config.ts';
 import { Topology } from '../../src/core/topology.ts';
@@ -6,11 +7,14 @@ import { filterTransform } from '../../src/transforms/filter.ts';
 import { type ControlledSinkHandle, controlledSink, type ManualSourceHandle, manualSource } from './components.ts';
 import { testLogger } from './context.ts';
 
-/** A Topology built from YAML with the test components (`manual` source, `controlled` sink) and the real filter. */
-export function testPipeline(yaml: string, dataDir: string) {
+/**
+ * A Topology built from YAML with the test components (`manual` source, `controlled` sink), the real filter,
+ * and any `extra` real components the test needs (route, parse…).
+ */
+export function testPipeline(yaml: string, dataDir: string, extra: readonly ComponentDefinition[] = []) {
   const sources = new Map<string, ManualSourceHandle>();
   const sinks = new Map<string, ControlledSinkHandle>();
-  const registry = createRegistry([manualSource(sources), controlledSink(sinks), filterTransform]);
+  const registry = createRegistry([manualSource(sources), controlledSink(sinks), filterTransform, ...extra]);
   const load = (text: string): PipelineConfig =>
     loadConfigTexts([{ file: 'test.yaml', text: `data_dir: ${dataDir}\napi: { enabled: false }\n${text}` }], registry)
       .config;

@@ -300,3 +300,37 @@ describe('fluxo schema', () => {
     }
   });
 });
+
+describe('cross-field checks of component options', () => {
+  it('a refinement on the options object is reported by validation, at its key', () => {
+    const withCheck = createRegistry([
+      manualSource(new Map()),
+      consoleSink,
+      {
+        ...filterTransform,
+        type: 'picky',
+        options: filterTransform.options.superRefine((o, ctx) => {
+          if (o.condition === 'true') ctx.addIssue({ code: 'custom', path: ['condition'], message: 'say something' });
+        }),
+      },
+    ]);
+    try {
+      loadConfigTexts(
+        [
+          {
+            file: 'f.yaml',
+            text: "sources: { in: { type: manual } }\ntransforms:\n  p: { type: picky, inputs: [in], condition: 'true' }\nsinks: { out: { type: console, inputs: [p] } }\n",
+          },
+        ],
+        withCheck,
+        {},
+      );
+      assert.fail('expected rejection');
+    } catch (error) {
+      const p = (error as ConfigError).problems[0]!;
+      assert.equal(p.path, 'transforms.p.condition');
+      assert.equal(p.line, 3);
+      assert.match(p.message, /say something/);
+    }
+  });
+});
