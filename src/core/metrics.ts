@@ -148,7 +148,10 @@ export class PipelineMetrics {
   localCounter(counter: Counter<string>, labels: Record<string, string>): LocalCounter {
     const local = new LocalCounter();
     let list = this.counterChildren.get(counter);
-    if (!list) this.counterChildren.set(counter, (list = []));
+    if (!list) {
+      list = [];
+      this.counterChildren.set(counter, list);
+    }
     list.push({ labels, local, reported: 0 });
     return local;
   }
@@ -156,7 +159,10 @@ export class PipelineMetrics {
   localGauge(gauge: Gauge<string>, labels: Record<string, string>): LocalGauge {
     const local = new LocalGauge();
     let list = this.gaugeChildren.get(gauge);
-    if (!list) this.gaugeChildren.set(gauge, (list = []));
+    if (!list) {
+      list = [];
+      this.gaugeChildren.set(gauge, list);
+    }
     // A replaced component (reload) takes over its predecessor's series: the newest child sets the value.
     const i = list.findIndex((c) => sameLabels(c.labels, labels));
     if (i >= 0) list.splice(i, 1);

@@ -8,7 +8,17 @@ describe('ndjson encoding', () => {
   it('encodeLinesToBuffer produces exactly the UTF-8 bytes of encodeLines, for any events', () => {
     fc.assert(
       fc.property(
-        fc.array(fc.record({ message: fc.oneof(fc.string(), fc.string({ unit: 'grapheme' }), fc.string({ unit: 'binary' }), fc.integer()), n: fc.integer() })),
+        fc.array(
+          fc.record({
+            message: fc.oneof(
+              fc.string(),
+              fc.string({ unit: 'grapheme' }),
+              fc.string({ unit: 'binary' }),
+              fc.integer(),
+            ),
+            n: fc.integer(),
+          }),
+        ),
         fc.constantFrom('json' as const, 'text' as const),
         (events, encoding) => {
           const a: Event[] = [];
