@@ -2,8 +2,11 @@ import { createRegistry } from './core/pipeline-config.ts';
 import { blackholeSink } from './sinks/blackhole.ts';
 import { consoleSink } from './sinks/console.ts';
 import { fileSink } from './sinks/file.ts';
+import { forwardSink } from './sinks/forward.ts';
+import { forwardSource } from './sources/forward.ts';
 import { generatorSource } from './sources/generator.ts';
 import { httpSource } from './sources/http.ts';
+import { otlpSource } from './sources/otlp.ts';
 import { socketSource } from './sources/socket.ts';
 import { stdinSource } from './sources/stdin.ts';
 import { syslogSource } from './sources/syslog.ts';
@@ -22,6 +25,8 @@ export const registry = createRegistry([
   syslogSource,
   httpSource,
   generatorSource,
+  forwardSource,
+  otlpSource,
   filterTransform,
   parseTransform,
   remapTransform,
@@ -32,4 +37,5 @@ export const registry = createRegistry([
   consoleSink,
   blackholeSink,
   fileSink,
+  forwardSink,
 ]);

@@ -1,0 +1,398 @@
+/**
+ * OTLP/HTTP logs (`POST /v1/logs`): the ExportLogsServiceRequest in protobuf or JSON, its response, and how each
+ * log record becomes a Fluxo event.
+ *
+ * Record → event (docs/components.md repeats this):
+ * - `message`: the body when it is a string. Any other body (map, array, number, bool, bytes) goes to `body` as a
+ *   JSON value instead, and the event has no `message`.
+ * - `severity_text`, `severity_number` (1-24), `event_name`: when set.
+ * - `attributes`: the record's attributes as one JSON object, keys exactly as sent (`http.method` stays one key,
+ *   never nested); values unwrapped from AnyValue: string, bool, double as they are; int64 as a number (a
+ *   decimal string beyond ±2^53); bytes as base64; arrays as arrays; key-value lists as objects.
+ * - `resource`: the resource attributes, the same way; `scope`: `{ name, version, attributes }` of the
+ *   instrumentation scope (absent when unnamed).
+ * - `trace_id`, `span_id`: lowercase hex (absent when empty or all zero); `trace_flags` when not zero.
+ * - `timestamp`: time_unix_nano as ISO-8601 (milliseconds), else observed_time_unix_nano, else the time of receipt;
+ *   `observed_timestamp`: observed_time_unix_nano when set.
+ * - `host`: the resource's `host.name`, else the client's address; `source_type`: `otlp`; `_id`: a UUIDv7.
+ * `dropped_attributes_count` is kept when not zero. A record whose fields have the wrong type (JSON) or a trace id
+ * of the wrong length is rejected and reported in the response's partial success.
+ */
+import protobuf from 'protobufjs';
+import { FluxoError } from '../core/errors.ts';
+import type { Event, EventIdGenerator } from '../core/event.ts';
+
+// The OTLP messages the logs endpoint needs, with the field numbers of opentelemetry-proto (logs/v1, common/v1,
+// resource/v1, collector/logs/v1). Field names are camel-cased by protobufjs, which makes them the OTLP/JSON names,
+// so one mapping reads both encodings. Severity is an enum on the wire, a varint like int32.
+const SCHEMA = `
+syntax = "proto3";
+package fluxo.otlp;
+message AnyValue {
+  oneof value {
+    string string_value = 1; bool bool_value = 2; int64 int_value = 3; double double_value = 4;
+    ArrayValue array_value = 5; KeyValueList kvlist_value = 6; bytes bytes_value = 7;
+  }
+}
+message ArrayValue { repeated AnyValue values = 1; }
+message KeyValueList { repeated KeyValue values = 1; }
+message KeyValue { string key = 1; AnyValue value = 2; }
+message InstrumentationScope {
+  string name = 1; string version = 2; repeated KeyValue attributes = 3; uint32 dropped_attributes_count = 4;
+}
+message Resource { repeated KeyValue attributes = 1; uint32 dropped_attributes_count = 2; }
+message LogRecord {
+  fixed64 time_unix_nano = 1; fixed64 observed_time_unix_nano = 11; int32 severity_number = 2;
+  string severity_text = 3; AnyValue body = 5; repeated KeyValue attributes = 6;
+  uint32 dropped_attributes_count = 7; fixed32 flags = 8; bytes trace_id = 9; bytes span_id = 10;
+  string event_name = 12;
+}
+message ScopeLogs { InstrumentationScope scope = 1; repeated LogRecord log_records = 2; string schema_url = 3; }
+message ResourceLogs { Resource resource = 1; repeated ScopeLogs scope_logs = 2; string schema_url = 3; }
+message ExportLogsServiceRequest { repeated ResourceLogs resource_logs = 1; }
+message ExportLogsPartialSuccess { int64 rejected_log_records = 1; string error_message = 2; }
+message ExportLogsServiceResponse { ExportLogsPartialSuccess partial_success = 1; }
+message Status { int32 code = 1; string message = 2; }
+`;
+
+const root = protobuf.parse(SCHEMA).root;
+const RequestType = root.lookupType('fluxo.otlp.ExportLogsServiceRequest');
+const ResponseType = root.lookupType('fluxo.otlp.ExportLogsServiceResponse');
+const StatusType = root.lookupType('fluxo.otlp.Status');
+
+/** The body cannot be read as an ExportLogsServiceRequest: answered 400. */
+export class OtlpFormatError extends FluxoError {
+  constructor(message: string) {
+    super('FLUXO_OTLP_MALFORMED', message);
+  }
+}
+
+export type OtlpEncoding = 'protobuf' | 'json';
+
+/** Decodes a request body into plain objects with the OTLP/JSON field names. Throws OtlpFormatError. */
+export function decodeLogsRequest(body: Uint8Array, encoding: OtlpEncoding): unknown {
+  if (encoding === 'protobuf') {
+    try {
+      return RequestType.decode(body);
+    } catch (error) {
+      throw new OtlpFormatError(`invalid protobuf ExportLogsServiceRequest: ${(error as Error).message}`);
+    }
+  }
+  try {
+    return JSON.parse(Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString('utf8'));
+  } catch (error) {
+    throw new OtlpFormatError(`invalid JSON: ${(error as Error).message}`);
+  }
+}
+
+/** The success response: empty when everything was accepted, else a partial success with the count and reason. */
+export function encodeLogsResponse(encoding: OtlpEncoding, rejected: number, errorMessage: string): Buffer {
+  if (encoding === 'protobuf') {
+    const message = rejected > 0 ? { partialSuccess: { rejectedLogRecords: rejected, errorMessage } } : {};
+    return Buffer.from(ResponseType.encode(ResponseType.fromObject(message)).finish());
+  }
+  // int64 is a decimal string in OTLP/JSON (proto3 JSON mapping).
+  const json = rejected > 0 ? { partialSuccess: { rejectedLogRecords: String(rejected), errorMessage } } : {};
+  return Buffer.from(JSON.stringify(json));
+}
+
+/** A google.rpc.Status body for error responses (400, 413, 415, 429, 503). */
+export function encodeStatus(encoding: OtlpEncoding, code: number, message: string): Buffer {
+  if (encoding === 'protobuf') return Buffer.from(StatusType.encode(StatusType.fromObject({ code, message })).finish());
+  return Buffer.from(JSON.stringify({ code, message }));
+}
+
+export interface ConvertResult {
+  events: Event[];
+  rejected: number;
+  /** The reason of the first rejection, for the partial success message. */
+  firstError: string;
+}
+
+/** A value of the wrong shape inside one log record: that record is rejected, the others go on. */
+class RecordError extends Error {}
+
+/**
+ * Turns a decoded request (protobuf or JSON) into events, one per log record. Throws OtlpFormatError when the
+ * request itself has the wrong shape; records with wrong values are counted in `rejected` instead.
+ */
+export function logsRequestToEvents(request: unknown, peerHost: string, ids: EventIdGenerator): ConvertResult {
+  const now = Date.now();
+  const receivedIso = new Date(now).toISOString();
+  const events: Event[] = [];
+  let rejected = 0;
+  let firstError = '';
+  if (!isObject(request)) throw new OtlpFormatError('expected an ExportLogsServiceRequest object');
+  const resourceLogs = field(request, 'resourceLogs');
+  if (resourceLogs === undefined) return { events, rejected, firstError };
+  if (!Array.isArray(resourceLogs)) {
+    throw new OtlpFormatError('expected an ExportLogsServiceRequest: an object with a `resourceLogs` array');
+  }
+  for (const rl of resourceLogs) {
+    if (!isObject(rl)) throw new OtlpFormatError('resourceLogs: expected objects');
+    let resource: Record<string, unknown> | undefined;
+    let host = peerHost;
+    const scopeLogs = field(rl, 'scopeLogs') ?? [];
+    if (!Array.isArray(scopeLogs)) throw new OtlpFormatError('scopeLogs: expected an array');
+    try {
+      resource = attributesOf(field(field(rl, 'resource'), 'attributes'));
+      const hostName = resource?.['host.name'];
+      if (typeof hostName === 'string' && hostName !== '') host = hostName;
+    } catch (error) {
+      // A resource that cannot be read spoils every record under it.
+      const count = scopeLogs.reduce((n: number, sl: unknown) => n + arrayLength(field(sl, 'logRecords')), 0);
+      rejected += count;
+      firstError ||= `resource: ${(error as Error).message}`;
+      continue;
+    }
+    for (const sl of scopeLogs) {
+      if (!isObject(sl)) throw new OtlpFormatError('scopeLogs: expected objects');
+      const records = field(sl, 'logRecords') ?? [];
+      if (!Array.isArray(records)) throw new OtlpFormatError('logRecords: expected an array');
+      let scope: Record<string, unknown> | undefined;
+      try {
+        scope = scopeOf(field(sl, 'scope'));
+      } catch (error) {
+        rejected += records.length;
+        firstError ||= `scope: ${(error as Error).message}`;
+        continue;
+      }
+      for (const record of records) {
+        try {
+          events.push(recordToEvent(record, resource, scope, host, receivedIso, ids.next(now)));
+        } catch (error) {
+          if (!(error instanceof RecordError)) throw error;
+          rejected++;
+          firstError ||= `log record: ${error.message}`;
+        }
+      }
+    }
+  }
+  return { events, rejected, firstError };
+}
+
+function recordToEvent(
+  record: unknown,
+  resource: Record<string, unknown> | undefined,
+  scope: Record<string, unknown> | undefined,
+  host: string,
+  receivedIso: string,
+  id: string,
+): Event {
+  if (!isObject(record)) throw new RecordError('expected an object');
+  const event: Event = {};
+  const body = field(record, 'body');
+  if (body !== undefined && body !== null) {
+    const value = anyValue(body);
+    if (typeof value === 'string') event.message = value;
+    else if (value !== null) event.body = value;
+  }
+  const severityText = field(record, 'severityText');
+  if (severityText !== undefined && typeof severityText !== 'string')
+    throw new RecordError('severityText: expected a string');
+  if (severityText) event.severity_text = severityText;
+  const severityNumber = severityOf(field(record, 'severityNumber'));
+  if (severityNumber > 0) event.severity_number = severityNumber;
+  const eventName = field(record, 'eventName');
+  if (typeof eventName === 'string' && eventName !== '') event.event_name = eventName;
+  const attributes = attributesOf(field(record, 'attributes'));
+  if (attributes) event.attributes = attributes;
+  if (resource) event.resource = resource;
+  if (scope) event.scope = scope;
+  const traceId = idHex(field(record, 'traceId'), 16, 'traceId');
+  if (traceId) event.trace_id = traceId;
+  const spanId = idHex(field(record, 'spanId'), 8, 'spanId');
+  if (spanId) event.span_id = spanId;
+  const flags = integer(field(record, 'flags'), 'flags');
+  if (flags) event.trace_flags = flags & 0xff;
+  const dropped = integer(field(record, 'droppedAttributesCount'), 'droppedAttributesCount');
+  if (dropped) event.dropped_attributes_count = dropped;
+  const time = nanosToIso(field(record, 'timeUnixNano'), 'timeUnixNano');
+  const observed = nanosToIso(field(record, 'observedTimeUnixNano'), 'observedTimeUnixNano');
+  event.timestamp = time ?? observed ?? receivedIso;
+  if (observed) event.observed_timestamp = observed;
+  event.host = host;
+  event.source_type = 'otlp';
+  event._id = id;
+  return event;
+}
+
+/** A field of a decoded message: own properties only (protobufjs keeps proto3 defaults on the prototype). */
+function field(o: unknown, name: string): unknown {
+  if (o === null || typeof o !== 'object' || !Object.hasOwn(o, name)) return undefined;
+  return (o as Record<string, unknown>)[name];
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return v !== null && typeof v === 'object' && !Array.isArray(v) && !(v instanceof Uint8Array);
+}
+
+function arrayLength(v: unknown): number {
+  return Array.isArray(v) ? v.length : 0;
+}
+
+function scopeOf(scope: unknown): Record<string, unknown> | undefined {
+  if (scope === undefined || scope === null) return undefined;
+  if (!isObject(scope)) throw new RecordError('expected an object');
+  const name = field(scope, 'name');
+  if (typeof name !== 'string' || name === '') return undefined;
+  const out: Record<string, unknown> = { name };
+  const version = field(scope, 'version');
+  if (typeof version === 'string' && version !== '') out.version = version;
+  const attributes = attributesOf(field(scope, 'attributes'));
+  if (attributes) out.attributes = attributes;
+  return out;
+}
+
+/** KeyValue list → object; undefined when empty. */
+function attributesOf(list: unknown): Record<string, unknown> | undefined {
+  if (list === undefined || list === null) return undefined;
+  if (!Array.isArray(list)) throw new RecordError('attributes: expected an array of key-value pairs');
+  if (list.length === 0) return undefined;
+  const out: Record<string, unknown> = {};
+  for (const kv of list) {
+    const key = field(kv, 'key');
+    if (typeof key !== 'string') throw new RecordError('attributes: a key is not a string');
+    const value = field(kv, 'value');
+    out[key] = value === undefined || value === null ? null : anyValue(value);
+  }
+  return out;
+}
+
+/** AnyValue → JSON value (null when empty). */
+function anyValue(v: unknown): unknown {
+  if (!isObject(v)) throw new RecordError('expected an AnyValue object');
+  if (Object.hasOwn(v, 'stringValue')) {
+    if (typeof v.stringValue !== 'string') throw new RecordError('stringValue: expected a string');
+    return v.stringValue;
+  }
+  if (Object.hasOwn(v, 'boolValue')) {
+    if (typeof v.boolValue !== 'boolean') throw new RecordError('boolValue: expected a boolean');
+    return v.boolValue;
+  }
+  if (Object.hasOwn(v, 'intValue')) return int64(v.intValue, 'intValue');
+  if (Object.hasOwn(v, 'doubleValue')) {
+    const d = v.doubleValue;
+    if (typeof d === 'number') return Number.isFinite(d) ? d : String(d);
+    if (d === 'NaN' || d === 'Infinity' || d === '-Infinity') return d;
+    if (typeof d === 'string' && d.trim() !== '' && Number.isFinite(Number(d))) return Number(d);
+    throw new RecordError('doubleValue: expected a number');
+  }
+  if (Object.hasOwn(v, 'arrayValue')) {
+    const values = field(v.arrayValue, 'values') ?? [];
+    if (!Array.isArray(values)) throw new RecordError('arrayValue.values: expected an array');
+    return values.map(anyValue);
+  }
+  if (Object.hasOwn(v, 'kvlistValue')) return attributesOf(field(v.kvlistValue, 'values') ?? []) ?? {};
+  if (Object.hasOwn(v, 'bytesValue')) {
+    const b = v.bytesValue;
+    if (b instanceof Uint8Array) return Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('base64');
+    if (typeof b === 'string') return b; // already base64 in OTLP/JSON
+    throw new RecordError('bytesValue: expected base64');
+  }
+  return null;
+}
+
+interface LongLike {
+  low: number;
+  high: number;
+  unsigned: boolean;
+}
+
+function isLong(v: unknown): v is LongLike {
+  return (
+    typeof v === 'object' &&
+    v !== null &&
+    typeof (v as LongLike).low === 'number' &&
+    typeof (v as LongLike).high === 'number'
+  );
+}
+
+function toBigInt(v: unknown, name: string): bigint {
+  if (isLong(v)) {
+    const value = (BigInt(v.high >>> 0) << 32n) | BigInt(v.low >>> 0);
+    return v.unsigned ? value : BigInt.asIntN(64, value);
+  }
+  if (typeof v === 'number' && Number.isInteger(v)) return BigInt(v);
+  if (typeof v === 'string' && /^-?\d{1,20}$/.test(v)) return BigInt(v);
+  throw new RecordError(`${name}: expected an integer`);
+}
+
+/** int64 → number when exact, else its decimal string. */
+function int64(v: unknown, name: string): number | string {
+  if (typeof v === 'number' && Number.isSafeInteger(v)) return v;
+  const big = toBigInt(v, name);
+  return big >= BigInt(Number.MIN_SAFE_INTEGER) && big <= BigInt(Number.MAX_SAFE_INTEGER)
+    ? Number(big)
+    : big.toString();
+}
+
+function integer(v: unknown, name: string): number {
+  if (v === undefined || v === null) return 0;
+  const n = int64(v, name);
+  return typeof n === 'number' ? n : 0;
+}
+
+const SEVERITY_NAMES = new Map<string, number>(
+  ['TRACE', 'DEBUG', 'INFO', 'WARN', 'ERROR', 'FATAL'].flatMap((level, i) =>
+    ['', '2', '3', '4'].map((suffix, j) => [`SEVERITY_NUMBER_${level}${suffix}`, i * 4 + j + 1] as const),
+  ),
+);
+
+function severityOf(v: unknown): number {
+  if (v === undefined || v === null) return 0;
+  if (typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= 24) return v;
+  if (typeof v === 'string') {
+    const n = SEVERITY_NAMES.get(v);
+    if (n !== undefined) return n;
+    if (v === 'SEVERITY_NUMBER_UNSPECIFIED') return 0;
+  }
+  throw new RecordError('severityNumber: expected an integer from 0 to 24');
+}
+
+const ZERO_ID = /^0*$/;
+
+/** trace/span id → lowercase hex: bytes in protobuf, hex in OTLP/JSON. Undefined when empty or all zero. */
+function idHex(v: unknown, bytes: number, name: string): string | undefined {
+  if (v === undefined || v === null) return undefined;
+  let hex: string;
+  if (v instanceof Uint8Array) {
+    if (v.length === 0) return undefined;
+    if (v.length !== bytes) throw new RecordError(`${name}: expected ${bytes} bytes, found ${v.length}`);
+    hex = Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('hex');
+  } else if (typeof v === 'string') {
+    if (v === '') return undefined;
+    if (v.length !== bytes * 2 || !/^[0-9a-fA-F]+$/.test(v)) {
+      throw new RecordError(`${name}: expected ${bytes * 2} hex digits`);
+    }
+    hex = v.toLowerCase();
+  } else {
+    throw new RecordError(`${name}: expected hex`);
+  }
+  return ZERO_ID.test(hex) ? undefined : hex;
+}
+
+/** The largest epoch milliseconds a Date holds. */
+const MAX_MS = 8_640_000_000_000_000;
+
+/** Unix nanoseconds → ISO-8601 (milliseconds); undefined when 0 or absent. Exact, without BigInt on the common paths. */
+function nanosToIso(v: unknown, name: string): string | undefined {
+  if (v === undefined || v === null) return undefined;
+  let ms: number;
+  if (isLong(v) && v.unsigned) {
+    // nanos = high·2^32 + low and 2^32 = 4294·10^6 + 967296: every term stays below 2^53.
+    const high = v.high >>> 0;
+    const low = v.low >>> 0;
+    if (high === 0 && low === 0) return undefined;
+    ms = high * 4294 + Math.floor((high * 967_296 + low) / 1e6);
+  } else if (typeof v === 'string' && /^\d{1,20}$/.test(v)) {
+    if (/^0+$/.test(v)) return undefined;
+    ms = v.length <= 6 ? 0 : Number(v.slice(0, -6));
+  } else {
+    const nanos = toBigInt(v, name);
+    if (nanos === 0n) return undefined;
+    ms = Number(nanos / 1_000_000n);
+  }
+  if (!(ms <= MAX_MS && ms >= -MAX_MS)) throw new RecordError(`${name}: out of range`);
+  return new Date(ms).toISOString();
+}

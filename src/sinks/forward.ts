@@ -1,0 +1,249 @@
+import { randomBytes } from 'node:crypto';
+import { promisify } from 'node:util';
+import { gzip } from 'node:zlib';
+import { z } from 'zod';
+import { EventTime, encodePackedForward, packEntries } from '../codecs/forward.ts';
+import { loadTlsClientOptions, tlsClientOption } from '../codecs/tls.ts';
+import { type ComponentContext, defineSink, type Sink } from '../core/component.ts';
+import { RetryableError } from '../core/errors.ts';
+import { type Event, HOSTNAME } from '../core/event.ts';
+import { address, duration, splitAddress } from '../core/units.ts';
+import type { ClientAuth } from './forward/connection.ts';
+import { type ForwardServer, ServerPool } from './forward/servers.ts';
+
+const gzipAsync = promisify(gzip);
+
+const options = z.object({
+  servers: z
+    .array(
+      z.object({
+        address: address().describe('The server, `host:port` (a Fluxo `forward` source, Fluentd or Fluent Bit).'),
+        weight: z
+          .number()
+          .int()
+          .nonnegative()
+          .default(1)
+          .describe('Share of the writes this server gets among the healthy ones of its kind; 0 never picks it.'),
+        standby: z.boolean().default(false).describe('Used only while every non-standby server is down.'),
+      }),
+    )
+    .min(1)
+    .describe(
+      'Where to send. Writes go round robin (by weight) to the healthy servers; a server that fails a write or a ' +
+        'heartbeat is skipped until a heartbeat succeeds again, and the write goes to the next one at once.',
+    ),
+  tag: z
+    .string()
+    .min(1)
+    .default('fluxo')
+    .describe('Tag of events without a string `tag` field (events from a forward source keep theirs).'),
+  compression: z
+    .enum(['none', 'gzip'])
+    .default('none')
+    .describe('`gzip` sends CompressedPackedForward messages (less bandwidth, more CPU); `none` PackedForward.'),
+  ack_timeout: duration()
+    .default(30_000)
+    .describe(
+      'How long to wait for the server to acknowledge a chunk. Past it the write is retried on another server ' +
+        '(the first may have it too: a duplicate with the same `_id`). Never counted as delivered without the ack.',
+    ),
+  connect_timeout: duration().default(5_000).describe('How long to wait for a connection (and its TLS and PONG).'),
+  heartbeat_type: z
+    .enum(['tcp', 'udp', 'none'])
+    .default('tcp')
+    .describe(
+      "Health check of each server, as Fluentd's out_forward: `tcp` connects (with TLS when set) and closes; `udp` " +
+        'sends a datagram the server answers (down after 3 intervals without answer); `none`: a failed server is ' +
+        'retried after `recover_wait`.',
+    ),
+  heartbeat_interval: duration().default(1_000).describe('Time between heartbeats.'),
+  recover_wait: duration()
+    .default(10_000)
+    .describe('With `heartbeat_type: none`: how long a server that failed is skipped.'),
+  auth: z
+    .object({
+      shared_key: z.string().min(1).describe('The shared key the servers know (Fluentd `<security> shared_key`).'),
+      hostname: z.string().min(1).default(HOSTNAME).describe("This client's name in PING (Fluentd's self_hostname)."),
+      username: z.string().default('').describe('User name, when the servers require user authentication.'),
+      password: z.string().default('').describe('Password of `username`.'),
+    })
+    .optional()
+    .describe('Shared-key authentication (HELO/PING/PONG); absent: none.'),
+  tls: tlsClientOption(),
+});
+
+export type ForwardSinkOptions = z.infer<typeof options>;
+
+export const forwardSink = defineSink({
+  kind: 'sink',
+  type: 'forward',
+  description:
+    'Sends events with the Fluentd Forward Protocol (to a Fluxo aggregator, Fluentd or Fluent Bit); settles only on ack.',
+  options,
+  example: [
+    'sinks:',
+    '  aggregators:',
+    '    type: forward',
+    '    inputs: [app_files]',
+    '    servers:',
+    '      - { address: "agg1.internal:24224" }',
+    '      - { address: "agg2.internal:24224" }',
+    '      - { address: "agg3.internal:24224", standby: true }',
+    '    compression: gzip',
+    '    auth: { shared_key: "${FORWARD_SHARED_KEY}" }',
+    '    tls: { ca_file: /etc/fluxo/ca.crt }',
+    '    buffer: { type: disk, max_size: 1GiB }',
+  ].join('\n'),
+  describeEndpoint: (opts) =>
+    opts.servers.map((s) => `forward://${s.address}${s.standby ? ' (standby)' : ''}`).join(', '),
+  build: (opts, ctx) => new ForwardSink(opts, ctx),
+});
+
+/** One PackedForward message of a write: a tag's events, with the chunk id its ack must carry. */
+interface PreparedChunk {
+  chunk: string;
+  frame: Buffer;
+  events: number;
+  acked: boolean;
+}
+
+/**
+ * PackedForward with a `chunk` option per tag, settled only when every chunk's ack arrived. A write that fails
+ * (connect error, closed connection, ack timeout, rejected handshake) marks the server down and goes to the next
+ * healthy one at once; when none is left it throws RetryableError and the SinkRunner retries with backoff. The same
+ * events array is resent with the same chunk ids, and chunks acked before the failure are not resent.
+ */
+export class ForwardSink implements Sink {
+  private readonly pool: ServerPool;
+  /** Chunks of a write that failed part-way, by the events array the runner retries with. */
+  private readonly prepared = new WeakMap<Event[], PreparedChunk[]>();
+  private readonly acked;
+
+  constructor(
+    private readonly opts: ForwardSinkOptions,
+    context: ComponentContext,
+  ) {
+    const tls = loadTlsClientOptions(opts.tls, `sink ${context.id}`);
+    const auth: ClientAuth | undefined = opts.auth && {
+      sharedKey: opts.auth.shared_key,
+      hostname: opts.auth.hostname,
+      username: opts.auth.username,
+      password: opts.auth.password,
+    };
+    this.pool = new ServerPool(
+      opts.servers.map((s) => ({
+        settings: { ...splitAddress(s.address), tls, auth, connectTimeoutMs: opts.connect_timeout },
+        weight: s.weight,
+        standby: s.standby,
+      })),
+      {
+        heartbeat: opts.heartbeat_type,
+        heartbeatIntervalMs: opts.heartbeat_interval,
+        recoverWaitMs: opts.recover_wait,
+      },
+      context.logger,
+    );
+    this.acked = context.metrics.counter(
+      'fluxo_forward_sink_chunks_acked_total',
+      'Chunks a forward server acknowledged.',
+    );
+  }
+
+  async start(): Promise<void> {
+    this.pool.start();
+  }
+
+  async write(events: Event[], signal: AbortSignal): Promise<void> {
+    let chunks = this.prepared.get(events);
+    if (!chunks) {
+      chunks = await this.prepare(events);
+      this.prepared.set(events, chunks);
+    }
+    const tried = new Set<ForwardServer>();
+    let lastError: Error | undefined;
+    for (;;) {
+      const todo = chunks.filter((c) => !c.acked);
+      if (todo.length === 0) break;
+      const server = this.pool.pick(tried);
+      if (!server) {
+        throw new RetryableError(
+          lastError
+            ? `no forward server took the write: ${lastError.message}`
+            : 'no forward server is up (every server failed its last heartbeat or write)',
+          { cause: lastError },
+        );
+      }
+      tried.add(server);
+      try {
+        const conn = await server.connect(signal);
+        await conn.send(
+          todo.map((c) => c.frame),
+          todo.map((c) => c.chunk),
+          (i) => {
+            todo[i]!.acked = true;
+            this.acked.inc();
+          },
+          this.opts.ack_timeout,
+          signal,
+        );
+      } catch (error) {
+        if (signal.aborted) throw error;
+        lastError = error as Error;
+        server.markDown(lastError.message);
+      }
+    }
+    this.prepared.delete(events);
+  }
+
+  async stop(): Promise<void> {
+    this.pool.stop();
+  }
+
+  /** Groups events by tag into PackedForward messages (gzipped when asked), each with a fresh chunk id. */
+  private async prepare(events: Event[]): Promise<PreparedChunk[]> {
+    const byTag = new Map<string, unknown[]>();
+    const defaultTag = this.opts.tag;
+    let lastTimestamp: unknown;
+    let lastTime = new EventTime(0, 0);
+    for (const event of events) {
+      const tag = typeof event.tag === 'string' && event.tag !== '' ? event.tag : defaultTag;
+      let entries = byTag.get(tag);
+      if (!entries) {
+        entries = [];
+        byTag.set(tag, entries);
+      }
+      const ts = event.timestamp;
+      if (ts !== lastTimestamp) {
+        lastTimestamp = ts;
+        lastTime = EventTime.fromMs(timestampMs(ts));
+      }
+      const record: Record<string, unknown> = {};
+      for (const key in event) if (key !== 'timestamp' && key !== 'tag') record[key] = event[key];
+      entries.push([lastTime, record]);
+    }
+    const gzipped = this.opts.compression === 'gzip';
+    const chunks: PreparedChunk[] = [];
+    for (const [tag, entries] of byTag) {
+      let packed = packEntries(entries);
+      if (gzipped) packed = await gzipAsync(packed);
+      const chunk = randomBytes(16).toString('base64');
+      chunks.push({
+        chunk,
+        frame: encodePackedForward(tag, packed, entries.length, chunk, gzipped),
+        events: entries.length,
+        acked: false,
+      });
+    }
+    return chunks;
+  }
+}
+
+/** Epoch ms of an event's `timestamp` (ISO string or epoch ms); now when absent or unreadable. */
+function timestampMs(ts: unknown): number {
+  if (typeof ts === 'number' && Number.isFinite(ts)) return ts;
+  if (typeof ts === 'string') {
+    const ms = Date.parse(ts);
+    if (!Number.isNaN(ms)) return ms;
+  }
+  return Date.now();
+}

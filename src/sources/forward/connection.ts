@@ -1,0 +1,386 @@
+import { randomBytes } from 'node:crypto';
+import type { Socket } from 'node:net';
+import { promisify } from 'node:util';
+import { gunzip } from 'node:zlib';
+import {
+  type ClientFrame,
+  decodeClientFrame,
+  decodePackedEntries,
+  digestsEqual,
+  encodeAck,
+  encodeHelo,
+  encodePong,
+  ForwardProtocolError,
+  MsgpackScanner,
+  passwordDigest,
+  sharedKeyDigest,
+} from '../../codecs/forward.ts';
+import type { AckStatus } from '../../core/ack.ts';
+import type { Event } from '../../core/event.ts';
+import { describeInvalidEntry, type EntryConverter } from './events.ts';
+
+const gunzipAsync = promisify(gunzip);
+
+/** A client that connected to a server with a shared key must send PING this soon after HELO. */
+export const HANDSHAKE_TIMEOUT_MS = 10_000;
+
+export interface ServerAuth {
+  sharedKey: string;
+  /** This server's name in PONG. */
+  hostname: string;
+  /** username → password; undefined: no user authentication. */
+  users: Map<string, string> | undefined;
+}
+
+/** What a connection needs from its source. */
+export interface ForwardServer {
+  readonly maxMessageBytes: number;
+  readonly auth: ServerAuth | undefined;
+  readonly converter: EntryConverter;
+  readonly stopping: boolean;
+  /**
+   * Waits for a turn to decode and emit (undefined: go ahead). Every turn taken is given back with `release()`
+   * once the batch was accepted, so at most a few decoded batches wait for room in the pipeline whatever the
+   * number of connections; the others keep their messages as received bytes.
+   */
+  admit(): Promise<void> | undefined;
+  release(): void;
+  /** Hands events to the pipeline; resolves once accepted (backpressure). Never rejects. */
+  emit(events: Event[], bytes: number, onSettled: ((status: AckStatus) => void) | undefined): Promise<void>;
+  deadLetter(events: Event[], reason: string): void;
+  closed(conn: ForwardConnection): void;
+  /** The connection is closed for `reason` (malformed, truncated, oversize, authentication). */
+  protocolError(conn: ForwardConnection, reason: string, kind: 'protocol' | 'auth'): void;
+  acksSent(n: number): void;
+  sizeMismatch(conn: ForwardConnection, declared: number, found: number): void;
+}
+
+/**
+ * One client connection: frames the MessagePack stream, runs the shared-key handshake, decodes messages, and
+ * answers each `chunk` with an ack once the pipeline settled its events as delivered. While a batch is being
+ * decoded or waits for the pipeline, the socket is paused, so a slow pipeline slows the sender down.
+ */
+export class ForwardConnection {
+  readonly host: string;
+  readonly port: number;
+  /** Bytes of an incomplete frame, in `pending[0, pendingLength)`; its capacity grows by doubling. */
+  private pending: Buffer | undefined;
+  private pendingLength = 0;
+  private queue: Buffer[] = [];
+  private readonly scanner: MsgpackScanner;
+  private busy = false;
+  /** No more input is read (an error, a rejected handshake, or the source stopping). */
+  private dead = false;
+  /** The client closed its side: answer what is pending, then close ours. */
+  private ended = false;
+  private unreportedBytes = 0;
+  private pendingAcks = 0;
+  private handshake: { nonce: Buffer; authSalt: Buffer | undefined; timer: NodeJS.Timeout } | undefined;
+
+  constructor(
+    readonly socket: Socket,
+    private readonly server: ForwardServer,
+  ) {
+    this.host = socket.remoteAddress ?? '';
+    this.port = socket.remotePort ?? 0;
+    this.scanner = new MsgpackScanner(server.maxMessageBytes, 'array');
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('end', () => this.onEnd());
+    socket.on('close', () => {
+      if (this.handshake) clearTimeout(this.handshake.timer);
+      server.closed(this);
+    });
+    socket.on('error', () => {
+      // ECONNRESET and the like: 'close' follows; unacknowledged chunks are resent by the client.
+    });
+    if (server.auth) this.startHandshake(server.auth);
+  }
+
+  /** The source stops: read nothing more, close once the acks of what was accepted are sent. */
+  stop(): void {
+    this.dead = true;
+    this.socket.pause();
+    this.queue = [];
+    this.closeWhenIdle();
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.dead) return;
+    this.unreportedBytes += chunk.length;
+    try {
+      this.scan(chunk);
+    } catch (error) {
+      this.fail(error instanceof ForwardProtocolError ? error.message : String(error));
+      return;
+    }
+    if (!this.busy && this.queue.length > 0) this.handleQueue();
+  }
+
+  /** Moves the complete frames of pending + chunk to the queue, keeps the incomplete rest. */
+  private scan(chunk: Buffer): void {
+    let data = chunk;
+    let end = chunk.length;
+    if (this.pending !== undefined) {
+      this.append(chunk);
+      data = this.pending;
+      end = this.pendingLength;
+    }
+    let start = 0;
+    for (;;) {
+      const frameEnd = this.scanner.scan(data, start, end);
+      if (frameEnd < 0) break;
+      this.queue.push(data.subarray(start, frameEnd));
+      start = frameEnd;
+    }
+    if (data === this.pending) {
+      if (start === 0) return; // nothing completed: the frame keeps growing in place
+      // The queued frames are views of this buffer: it is theirs now, the rest moves to a new one.
+      this.pending = undefined;
+      this.pendingLength = 0;
+    }
+    if (start < end) this.append(data.subarray(start, end));
+  }
+
+  private append(bytes: Buffer): void {
+    const need = this.pendingLength + bytes.length;
+    if (this.pending === undefined || need > this.pending.length) {
+      const grown = Buffer.allocUnsafe(Math.max(need, 2 * (this.pending?.length ?? 0), 16 * 1024));
+      if (this.pending !== undefined) this.pending.copy(grown, 0, 0, this.pendingLength);
+      this.pending = grown;
+    }
+    bytes.copy(this.pending, this.pendingLength);
+    this.pendingLength = need;
+  }
+
+  private handleQueue(): void {
+    const frames = this.queue;
+    this.queue = [];
+    this.busy = true;
+    this.socket.pause();
+    this.handleFrames(frames).then(
+      () => this.idle(),
+      (error: unknown) => {
+        this.busy = false;
+        this.fail(`internal error: ${String(error)}`);
+      },
+    );
+  }
+
+  private idle(): void {
+    this.busy = false;
+    if (this.dead) {
+      this.closeWhenIdle();
+      return;
+    }
+    if (this.queue.length > 0) this.handleQueue();
+    else if (this.ended) this.closeWhenIdle();
+    else this.socket.resume();
+  }
+
+  private async handleFrames(frames: Buffer[]): Promise<void> {
+    const turn = this.server.admit();
+    if (turn) await turn;
+    try {
+      await this.decodeAndEmit(frames);
+    } finally {
+      this.server.release();
+    }
+  }
+
+  private async decodeAndEmit(frames: Buffer[]): Promise<void> {
+    const messages: Exclude<ClientFrame, { kind: 'ping' }>[] = [];
+    let error: string | undefined;
+    for (const frame of frames) {
+      if (this.handshake) {
+        if (!this.onPing(frame)) return;
+        continue;
+      }
+      try {
+        const message = decodeClientFrame(frame);
+        if (message.kind === 'ping') throw new ForwardProtocolError('unexpected PING: this server has no shared key');
+        messages.push(message);
+      } catch (e) {
+        error = errorText(e);
+        break;
+      }
+    }
+    const events: Event[] = [];
+    const invalid: { entry: unknown; reason: string }[] = [];
+    const acks: string[] = [];
+    const converter = this.server.converter;
+    for (const message of messages) {
+      let entries: unknown;
+      try {
+        if (message.kind === 'packed') {
+          const raw = message.gzip ? await this.gunzip(message.packed) : message.packed;
+          entries = decodePackedEntries(raw);
+        } else {
+          entries = message.entries;
+        }
+        if (!Array.isArray(entries))
+          throw new ForwardProtocolError('malformed Forward message: entries are not an array');
+      } catch (e) {
+        error = errorText(e);
+        break;
+      }
+      const chunk = message.option?.chunk;
+      converter.append(message.tag, entries, this.host, chunk?.trim(), events, invalid);
+      const size = message.option?.size;
+      if (size !== undefined && size !== entries.length) this.server.sizeMismatch(this, size, entries.length);
+      if (chunk !== undefined) acks.push(chunk);
+    }
+    if (invalid.length > 0) this.deadLetterInvalid(invalid);
+    await this.emit(events, acks);
+    if (error !== undefined) this.fail(error);
+  }
+
+  private async gunzip(packed: Uint8Array): Promise<Buffer> {
+    try {
+      return await gunzipAsync(packed, { maxOutputLength: this.server.maxMessageBytes });
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === 'ERR_BUFFER_TOO_LARGE') {
+        throw new ForwardProtocolError(
+          `CompressedPackedForward entries larger than max_message_bytes (${this.server.maxMessageBytes} bytes) once decompressed`,
+        );
+      }
+      throw new ForwardProtocolError(`CompressedPackedForward entries are not valid gzip: ${(error as Error).message}`);
+    }
+  }
+
+  private async emit(events: Event[], acks: string[]): Promise<void> {
+    if (events.length === 0) {
+      // Every entry was dead-lettered (or the messages were empty): nothing waits for the pipeline.
+      this.sendAcks(acks);
+      return;
+    }
+    const bytes = this.unreportedBytes;
+    this.unreportedBytes = 0;
+    if (acks.length === 0) {
+      await this.server.emit(events, bytes, undefined);
+      return;
+    }
+    this.pendingAcks++;
+    await this.server.emit(events, bytes, (status) => this.settled(status, acks));
+  }
+
+  private settled(status: AckStatus, acks: string[]): void {
+    this.pendingAcks--;
+    if (status === 'delivered') {
+      this.sendAcks(acks);
+    } else if (!this.socket.destroyed) {
+      // Not delivered (the pipeline is stopping): no ack; closing makes the client resend without waiting for its timeout.
+      this.socket.destroy();
+      return;
+    }
+    this.closeWhenIdle();
+  }
+
+  private sendAcks(acks: string[]): void {
+    if (acks.length === 0 || this.socket.destroyed || !this.socket.writable) return;
+    this.socket.write(acks.length === 1 ? encodeAck(acks[0]!) : Buffer.concat(acks.map(encodeAck)));
+    this.server.acksSent(acks.length);
+  }
+
+  private deadLetterInvalid(invalid: { entry: unknown; reason: string }[]): void {
+    const timestamp = new Date().toISOString();
+    const byReason = new Map<string, Event[]>();
+    for (const { entry, reason } of invalid) {
+      let list = byReason.get(reason);
+      if (!list) {
+        list = [];
+        byReason.set(reason, list);
+      }
+      list.push({ message: describeInvalidEntry(entry), timestamp, host: this.host, source_type: 'forward' });
+    }
+    for (const [reason, list] of byReason) this.server.deadLetter(list, reason);
+  }
+
+  private onEnd(): void {
+    this.ended = true;
+    if (this.scanner.inFrame && !this.dead) {
+      this.fail(`truncated message: the connection ended inside a message (${this.pendingLength} bytes received)`);
+      return;
+    }
+    if (!this.busy) this.closeWhenIdle();
+  }
+
+  /** Closes our side once no batch is being handled and no ack is owed. */
+  private closeWhenIdle(): void {
+    if (this.busy || this.pendingAcks > 0 || this.socket.destroyed) return;
+    if (this.dead || this.ended) this.socket.end();
+  }
+
+  private fail(reason: string, kind: 'protocol' | 'auth' = 'protocol'): void {
+    if (this.socket.destroyed) return;
+    this.dead = true;
+    this.queue = [];
+    this.pending = undefined;
+    this.server.protocolError(this, reason, kind);
+    this.socket.destroy();
+  }
+
+  // --- shared-key handshake --------------------------------------------------------------------------------------
+
+  private startHandshake(auth: ServerAuth): void {
+    const nonce = randomBytes(16);
+    const authSalt = auth.users ? randomBytes(16) : undefined;
+    const timer = setTimeout(
+      () => this.fail(`no PING within ${HANDSHAKE_TIMEOUT_MS / 1000} s of HELO`, 'auth'),
+      HANDSHAKE_TIMEOUT_MS,
+    );
+    timer.unref();
+    this.handshake = { nonce, authSalt, timer };
+    this.socket.write(encodeHelo(nonce, authSalt));
+  }
+
+  /** Checks PING and answers PONG; false when the connection is rejected (then closed). */
+  private onPing(frame: Buffer): boolean {
+    const auth = this.server.auth!;
+    const hs = this.handshake!;
+    let message: ClientFrame;
+    try {
+      message = decodeClientFrame(frame);
+    } catch (e) {
+      this.fail(errorText(e));
+      return false;
+    }
+    if (message.kind !== 'ping') {
+      return this.reject('authentication required: expected PING after HELO (is shared_key set on the client?)');
+    }
+    const ping = message.ping;
+    if (!digestsEqual(sharedKeyDigest(ping.salt, ping.hostname, hs.nonce, auth.sharedKey), ping.digest)) {
+      return this.reject('shared key mismatch');
+    }
+    if (auth.users) {
+      const password = auth.users.get(ping.username);
+      if (
+        password === undefined ||
+        !digestsEqual(passwordDigest(hs.authSalt!, ping.username, password), ping.passwordDigest)
+      ) {
+        return this.reject('username/password mismatch');
+      }
+    }
+    clearTimeout(hs.timer);
+    this.handshake = undefined;
+    this.socket.write(
+      encodePong(true, '', auth.hostname, sharedKeyDigest(ping.salt, auth.hostname, hs.nonce, auth.sharedKey)),
+    );
+    return true;
+  }
+
+  private reject(reason: string): false {
+    const auth = this.server.auth!;
+    clearTimeout(this.handshake!.timer);
+    this.dead = true;
+    this.queue = [];
+    this.server.protocolError(this, `authentication failed: ${reason}`, 'auth');
+    // PONG tells the client why; then the connection closes.
+    this.socket.end(encodePong(false, reason, auth.hostname, ''));
+    return false;
+  }
+}
+
+function errorText(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
