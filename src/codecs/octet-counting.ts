@@ -7,8 +7,8 @@
  * - Non-transparent framing (§3.4.2): one message per line, `\n` (a `\r` before it is stripped). What
  *   rsyslog's `omfwd` and most devices send by default.
  *
- * `SyslogFramer` decides once per connection, on its first byte that is not whitespace: a digit means octet
- * counting, anything else (`<` normally) newline framing. rsyslog's own receiver guesses per frame, but a
+ * `SyslogFramer` decides once per connection, on its first bytes that are not whitespace: 1–10 digits (not
+ * starting with 0) then a space mean octet counting, anything else (`<` normally) newline framing. rsyslog's own receiver guesses per frame, but a
  * sender never switches mid-connection, and one decision keeps a line that starts with a digit from being
  * misread as a length.
  */
@@ -206,7 +206,7 @@ export interface SyslogFramerOptions {
   onDetected?: (framing: SyslogFraming) => void;
 }
 
-/** Newline framing or octet counting, decided on the stream's first non-whitespace byte. */
+/** Newline framing or octet counting, decided on the stream's first bytes: `MSG-LEN SP` means octet counting. */
 export class SyslogFramer {
   private decoder: OctetCountingDecoder | LineSplitter | undefined;
   private detected: SyslogFraming | undefined;
@@ -224,26 +224,36 @@ export class SyslogFramer {
 
   push(chunk: Buffer): string[] {
     if (this.decoder === undefined) {
+      // The decision needs the first bytes up to the first non-digit; a stream may deliver them one at a time.
+      const head = this.undecided ? Buffer.concat([this.undecided, chunk]) : chunk;
       let i = 0;
-      while (i < chunk.length && isWhitespace(chunk[i]!)) i++;
-      if (i === chunk.length) return NO_MESSAGES as string[];
-      const first = chunk[i]!;
-      const o = this.options;
-      if (first >= 0x31 && first <= 0x39) {
-        this.detected = 'octet-counting';
-        this.decoder = new OctetCountingDecoder({
-          maxMessageBytes: o.maxMessageBytes,
-          onOverlong: o.onOverlong,
-          onError: o.onError,
-        });
-      } else {
-        this.detected = 'newline';
-        this.decoder = new LineSplitter({ maxLineBytes: o.maxMessageBytes, onOverlong: o.onOverlong });
+      while (i < head.length && isWhitespace(head[i]!)) i++;
+      let j = i;
+      while (j < head.length && j - i <= MAX_LENGTH_DIGITS && head[j]! >= 0x30 && head[j]! <= 0x39) j++;
+      if (j === head.length && j - i <= MAX_LENGTH_DIGITS) {
+        this.undecided = head;
+        return NO_MESSAGES as string[];
       }
-      o.onDetected?.(this.detected);
-      if (i > 0) chunk = chunk.subarray(i);
+      this.undecided = undefined;
+      // RFC 6587 §3.4.1: MSG-LEN SP SYSLOG-MSG. Only that form is octet counting; a line that merely starts with
+      // a digit (an access line's client IP, a bare timestamp) is newline framing.
+      const octet = j > i && head[i] !== 0x30 && head[j] === 0x20;
+      this.start(octet ? 'octet-counting' : 'newline');
+      chunk = i > 0 ? head.subarray(i) : head;
     }
-    return this.decoder.push(chunk);
+    return this.decoder!.push(chunk);
+  }
+
+  private undecided: Buffer | undefined;
+
+  private start(framing: SyslogFraming): void {
+    const o = this.options;
+    this.detected = framing;
+    this.decoder =
+      framing === 'octet-counting'
+        ? new OctetCountingDecoder({ maxMessageBytes: o.maxMessageBytes, onOverlong: o.onOverlong, onError: o.onError })
+        : new LineSplitter({ maxLineBytes: o.maxMessageBytes, onOverlong: o.onOverlong });
+    o.onDetected?.(framing);
   }
 
   /**
@@ -251,6 +261,13 @@ export class SyslogFramer {
    * frame cannot be completed and is dropped, its received size in `droppedBytes`.
    */
   end(): { last: string | undefined; droppedBytes: number } {
+    if (this.decoder === undefined && this.undecided) {
+      // Only digits (and whitespace) before the end: that is a line, not a length.
+      const rest = this.undecided;
+      this.undecided = undefined;
+      this.start('newline');
+      this.decoder!.push(rest);
+    }
     const d = this.decoder;
     if (d === undefined) return { last: undefined, droppedBytes: 0 };
     if (d instanceof LineSplitter) return { last: d.flush(), droppedBytes: 0 };
@@ -259,7 +276,9 @@ export class SyslogFramer {
 
   /** When the stream stops early (reset, shutdown): forgets the incomplete message; returns its size in bytes. */
   discardPartial(): number {
-    return this.decoder?.discardPartial() ?? 0;
+    const undecided = this.undecided?.length ?? 0;
+    this.undecided = undefined;
+    return this.decoder?.discardPartial() ?? undecided;
   }
 }
 

@@ -6,7 +6,8 @@ import { describe, it } from 'node:test';
 import { renderComponentsDoc } from '../../src/config/docs.ts';
 import { registry } from '../../src/registry.ts';
 import { tempDir } from '../helpers/context.ts';
-import { FluxoProcess } from '../helpers/fluxo-process.ts';
+import { FluxoProcess, readNdjsonDir } from '../helpers/fluxo-process.ts';
+import { sendNumberedLines } from '../helpers/tcp-senders.ts';
 
 const ROOT = new URL('../..', import.meta.url).pathname;
 const BIN = join(ROOT, 'bin/fluxo.js');
@@ -33,7 +34,7 @@ describe('fluxo CLI', () => {
   it('validate: the default fluxo.yaml is valid', () => {
     const r = fluxo(['validate', '-c', 'fluxo.yaml']);
     assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stdout, /fluxo\.yaml: valid \(1 sources, 0 transforms, 1 sinks\)/);
+    assert.match(r.stdout, /fluxo\.yaml: valid \(5 sources, 1 transforms, 1 sinks\)/);
   });
 
   it('validate: exit 1 with every problem, each with file:line:column', (t) => {
@@ -79,15 +80,29 @@ describe('fluxo CLI', () => {
     assert.match(r.stderr, /unknown input "ghost"/);
   });
 
-  it('run with the default config: banner, /health, /metrics, SIGINT exits 0', async (t) => {
+  it('run with the default config: banner, an access line parsed into the master dataset, /health, /metrics, SIGINT exits 0', async (t) => {
     const dir = tempDir(t);
+    const ports = '127.0.0.1:0';
     const p = new FluxoProcess(['run', '-c', join(ROOT, 'fluxo.yaml')], {
       cwd: dir,
-      env: { FLUXO_DATA_DIR: join(dir, 'data'), FLUXO_API_ADDRESS: '127.0.0.1:0', FLUXO_TCP_ADDRESS: '127.0.0.1:0' },
+      env: {
+        FLUXO_DATA_DIR: join(dir, 'data'),
+        FLUXO_API_ADDRESS: ports,
+        FLUXO_SYSLOG_ADDRESS: ports,
+        FLUXO_HTTP_ADDRESS: ports,
+        FLUXO_FORWARD_ADDRESS: ports,
+        FLUXO_OTLP_ADDRESS: ports,
+      },
     });
     t.after(() => p.stop('SIGKILL'));
-    await p.port('tcp_lines');
+    const syslogPort = await p.port('syslog_tcp');
+    for (const id of ['syslog_udp', 'web_http', 'agents', 'otel']) await p.port(id);
     assert.match(p.stderr, /sink master \(file\): writing to .*\/master\/dt=%Y-%m-%d\/hour=%H\/part\.ndjson/);
+    await sendNumberedLines(syslogPort, {
+      connections: 1,
+      total: 1,
+      payload: () => '203.0.113.9 - - [05/Mar/2025:14:02:17 +0000] "GET /cart HTTP/1.1" 200 512 "-" "curl/8"',
+    });
     const api = await p.apiUrl();
     const health = await fetch(`${api}/health`);
     assert.equal(health.status, 200);
@@ -105,6 +120,13 @@ describe('fluxo CLI', () => {
       assert.ok(metrics.includes(name), name);
     }
     assert.equal((await fetch(`${api}/nope`)).status, 404);
+    await p.waitForMetric('fluxo_component_sent_events_total', { component_id: 'master' }, (v) => v >= 1);
     assert.equal(await p.stop('SIGINT'), 0);
+    const [event] = readNdjsonDir(join(dir, 'data', 'master'));
+    assert.equal(event!.client, '203.0.113.9');
+    assert.equal(event!.status, 200);
+    assert.equal(event!.path, '/cart');
+    assert.equal(event!.source_type, 'syslog');
+    assert.match(p.stderr, /stopped/);
   });
 });

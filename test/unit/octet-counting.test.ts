@@ -153,3 +153,32 @@ describe('syslog framing detection', () => {
     assert.equal(errors.length, 1);
   });
 });
+
+describe('SyslogFramer detection needs MSG-LEN SP', () => {
+  const collect = (chunks: string[]) => {
+    const framer = new SyslogFramer({ maxMessageBytes: 1024 });
+    const out: string[] = [];
+    for (const c of chunks) out.push(...framer.push(Buffer.from(c)));
+    const last = framer.end().last;
+    if (last !== undefined) out.push(last);
+    return { out, framing: framer.framing };
+  };
+
+  it('a line that starts with an IP address is newline framing', () => {
+    const r = collect(['203.0.113.9 - - [05/Mar/2025:14:02:17 +0000] "GET / HTTP/1.1" 200 512\n', '10.0.0.1 next\n']);
+    assert.equal(r.framing, 'newline');
+    assert.deepEqual(r.out, ['203.0.113.9 - - [05/Mar/2025:14:02:17 +0000] "GET / HTTP/1.1" 200 512', '10.0.0.1 next']);
+  });
+
+  it('the length may arrive one byte at a time', () => {
+    const r = collect(['1', '1', ' <13>1 - - - - ', '- hi']);
+    assert.equal(r.framing, 'octet-counting');
+    assert.deepEqual(r.out, ['<13>1 - - - - - hi'.slice(0, 11)]);
+  });
+
+  it('only digits before the end of the stream are a line', () => {
+    const r = collect(['12345']);
+    assert.equal(r.framing, 'newline');
+    assert.deepEqual(r.out, ['12345']);
+  });
+});

@@ -44,7 +44,8 @@ export class SequenceChecker {
   ) {
     this.counts = new Uint8Array((expected ?? 1024) + 1);
     const run = runId === undefined ? '' : `run=${runId.replace(/[^A-Za-z0-9_-]/g, '')}&`;
-    this.pattern = new RegExp(`[?&]${run}seq=(\\d+) `);
+    // Not followed by a digit: matches the raw line (`…&seq=12 HTTP/1.1`) and a parsed event (`"path":"…&seq=12"`).
+    this.pattern = new RegExp(`[?&]${run}seq=(\\d+)(?![0-9])`);
   }
 
   /** Reads the visible files not read yet. */
