@@ -62,6 +62,6 @@ sinks:
     );
     assert.deepEqual(missing, []);
     assert.deepEqual(duplicated, []);
-    assert.match(String(events[0]!.message), /^\S+ - \S+ \[[^\]]+\] "[A-Z]+ \S+ HTTP\/1\.[01]" \d{3} /);
+    assert.match(String(events[0]!.message), /^\S+ - \S+ \[[^\]]+\] "[A-Z]+ \S+ HTTP\/[0-9.]+" \d{3} /);
   });
 });
