@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { tlsServerOption } from '../codecs/tls.ts';
 import { defineSource } from '../core/component.ts';
 import { FluxoError } from '../core/errors.ts';
+import { keepaliveOption, receiveBufferBytesOption } from '../core/net/options.ts';
 import { address, size } from '../core/units.ts';
 import { SyslogTcpSource } from './syslog/tcp.ts';
 import { SyslogUdpSource } from './syslog/udp.ts';
@@ -35,13 +36,8 @@ const options = z.object({
         'at once, logged and counted in `fluxo_syslog_connections_rejected_total`.',
     ),
   tls: tlsServerOption(),
-  receive_buffer_bytes: size()
-    .optional()
-    .describe('UDP: kernel receive buffer (SO_RCVBUF) to absorb bursts, e.g. `8MiB`; the system default when absent.'),
-  keepalive: z
-    .boolean()
-    .default(true)
-    .describe('TCP: send keep-alive probes on idle connections so vanished peers are noticed and their slot freed.'),
+  receive_buffer_bytes: receiveBufferBytesOption(),
+  keepalive: keepaliveOption(),
 });
 
 export type SyslogSourceOptions = z.infer<typeof options>;

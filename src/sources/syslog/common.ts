@@ -1,38 +1,25 @@
-import type { AddressInfo } from 'node:net';
 import { SyslogParser } from '../../codecs/syslog.ts';
-import type { Source, SourceContext } from '../../core/component.ts';
-import { FluxoError } from '../../core/errors.ts';
-import { type Event, EventIdGenerator } from '../../core/event.ts';
-import { splitAddress } from '../../core/units.ts';
+import type { SourceContext } from '../../core/component.ts';
+import type { Event } from '../../core/event.ts';
+import { NetSourceBase } from '../../core/net/net-source-base.ts';
 import type { SyslogSourceOptions } from '../syslog.ts';
 
 /** At most one warning of each kind per this interval: a misbehaving sender must not flood the log. */
 const WARN_EVERY_MS = 10_000;
 
 /**
- * What TCP and UDP share: parsing messages into events, counting parse failures and overlong messages,
- * rate-limited warnings, and waiting for the emits in flight at shutdown.
+ * What syslog over TCP and UDP share: parsing messages into events, counting parse failures and overlong
+ * messages, rate-limited warnings (stamping and emits in flight are NetSourceBase's).
  */
-export abstract class SyslogSourceBase implements Source {
-  protected readonly host: string;
-  protected readonly port: number;
-  protected stopping = false;
-  private readonly ids = new EventIdGenerator();
+export abstract class SyslogSourceBase extends NetSourceBase<SyslogSourceOptions> {
   private readonly parser = new SyslogParser();
-  private inFlight = 0;
-  private idleWaiters: (() => void)[] = [];
-  private stampMs = -1;
-  private stampIso = '';
   private readonly parseFailures;
   private readonly tooLong;
   private readonly overlongReason: string;
   private readonly lastWarn = new Map<string, { at: number; suppressed: number }>();
 
-  constructor(
-    readonly opts: SyslogSourceOptions,
-    readonly ctx: SourceContext,
-  ) {
-    ({ host: this.host, port: this.port } = splitAddress(opts.address));
+  constructor(opts: SyslogSourceOptions, ctx: SourceContext) {
+    super(opts, ctx);
     this.parseFailures = ctx.metrics.counter(
       'fluxo_syslog_parse_failures_total',
       'Messages that were not RFC 5424 or RFC 3164: kept whole in `message`, without syslog fields.',
@@ -43,10 +30,6 @@ export abstract class SyslogSourceBase implements Source {
     );
     this.overlongReason = `syslog message longer than max_message_bytes (${opts.max_message_bytes} bytes)`;
   }
-
-  abstract start(): Promise<void>;
-  abstract stop(): Promise<void>;
-  abstract endpoint(): string | undefined;
 
   /** Parses messages into events appended to `out`; empty messages carry nothing and are skipped. */
   protected appendEvents(messages: readonly string[], host: string, out: Event[]): void {
@@ -93,17 +76,7 @@ export abstract class SyslogSourceBase implements Source {
     }
   }
 
-  /** Date.now(), with its ISO string in stampIso formatted at most once per millisecond. */
-  private stamp(): number {
-    const now = Date.now();
-    if (now !== this.stampMs) {
-      this.stampMs = now;
-      this.stampIso = new Date(now).toISOString();
-    }
-    return now;
-  }
-
-  protected deadLetterOverlong(prefix: string, originalBytes: number, host: string): void {
+  deadLetterOverlong(prefix: string, originalBytes: number, host: string): void {
     this.tooLong.inc();
     const now = this.stamp();
     const event: Event = {
@@ -124,7 +97,7 @@ export abstract class SyslogSourceBase implements Source {
   }
 
   /** A warning of kind `kind` at most once per 10 s, with how many were suppressed since the last one. */
-  protected warn(kind: string, fields: Record<string, unknown>, message: string): void {
+  warn(kind: string, fields: Record<string, unknown>, message: string): void {
     const now = Date.now();
     const last = this.lastWarn.get(kind);
     if (last !== undefined && now - last.at < WARN_EVERY_MS) {
@@ -135,39 +108,6 @@ export abstract class SyslogSourceBase implements Source {
     this.lastWarn.set(kind, { at: now, suppressed: 0 });
     this.ctx.logger.warn(suppressed > 0 ? { ...fields, suppressed } : fields, message);
   }
-
-  protected emitTracked(events: Event[], bytes: number, onSettled: () => void): void {
-    this.inFlight++;
-    this.ctx.emit(events, { bytes }).then(onSettled, (error: unknown) => {
-      // Only a stopping pipeline rejects; syslog has no acknowledgement to withhold.
-      this.ctx.logger.debug({ err: String(error) }, 'emit rejected');
-      onSettled();
-    });
-  }
-
-  /** Call from every emit settlement, after any follow-up emit was started. */
-  protected settled(): void {
-    if (--this.inFlight === 0) for (const resolve of this.idleWaiters.splice(0)) resolve();
-  }
-
-  protected idle(): Promise<void> {
-    if (this.inFlight === 0) return Promise.resolve();
-    return new Promise((resolve) => {
-      this.idleWaiters.push(resolve);
-    });
-  }
-
-  protected listenError(error: Error): FluxoError {
-    return new FluxoError(
-      'FLUXO_SOURCE_LISTEN',
-      `source ${this.ctx.id}: cannot listen on ${this.opts.mode} ${this.opts.address}: ${error.message}`,
-      { cause: error },
-    );
-  }
-}
-
-export function formatEndpoint(mode: string, info: AddressInfo): string {
-  return info.family === 'IPv6' ? `${mode} [${info.address}]:${info.port}` : `${mode} ${info.address}:${info.port}`;
 }
 
 /** The peer address as users write it: `::ffff:10.0.0.7` (IPv4 on a dual-stack socket) becomes `10.0.0.7`. */

@@ -7,8 +7,9 @@ import {
   MsgpackScanner,
   packEntries,
 } from '../../../codecs/forward.ts';
-import type { LineBatch, SenderFactory, SenderOptions, SimulatedServer } from '../sender.ts';
+import type { SenderFactory, SenderOptions } from '../sender.ts';
 import type { SimulationStats } from '../stats.ts';
+import { BatchingSender } from './common.ts';
 
 /** Lines per chunk at most (~2.5 MB of access-log records). */
 const MAX_LINES_PER_CHUNK = 10_000;
@@ -36,49 +37,21 @@ interface InFlight {
   firstSentAt: number;
 }
 
-class ForwardServer implements SimulatedServer {
-  private readonly queue: LineBatch[] = [];
-  private queued = 0;
-  private inFlight: InFlight | undefined;
+class ForwardServer extends BatchingSender<InFlight> {
   private socket: Socket | undefined;
   private connecting = false;
   private ackTimer: NodeJS.Timeout | undefined;
-  private timer: NodeJS.Timeout | undefined;
-  private closing = false;
-  private destroyed = false;
-  private idleWaiters: (() => void)[] = [];
 
   constructor(
-    private readonly options: SenderOptions,
-    private readonly stats: SimulationStats,
+    options: SenderOptions,
+    stats: SimulationStats,
     index: number,
     private readonly name: string,
   ) {
-    const phase = Math.floor((index / options.servers) * options.flushIntervalMs);
-    this.timer = setTimeout(() => this.tick(), phase);
+    super(options, stats, index, MAX_LINES_PER_CHUNK);
   }
 
-  get backlog(): number {
-    return this.queued;
-  }
-
-  send(batch: LineBatch): void {
-    if (batch.lines.length === 0) return;
-    this.queue.push(batch);
-    this.queued += batch.lines.length;
-  }
-
-  private tick(): void {
-    this.flush();
-    if (!this.closing) this.timer = setTimeout(() => this.tick(), this.options.flushIntervalMs);
-  }
-
-  private flush(): void {
-    if (this.inFlight !== undefined) return;
-    if (this.queue.length === 0) {
-      if (this.closing) this.wakeIdle();
-      return;
-    }
+  protected take(): InFlight {
     const entries: unknown[] = [];
     let lines = 0;
     while (this.queue.length > 0 && lines < MAX_LINES_PER_CHUNK) {
@@ -96,11 +69,10 @@ class ForwardServer implements SimulatedServer {
     this.queued -= lines;
     const chunk = randomBytes(16).toString('base64');
     const frame = encodePackedForward('web.access', packEntries(entries), entries.length, chunk, false);
-    this.inFlight = { frame, chunk, lines, firstSentAt: Date.now() };
-    this.attempt();
+    return { frame, chunk, lines, firstSentAt: Date.now() };
   }
 
-  private attempt(): void {
+  protected attempt(): void {
     if (this.destroyed || this.inFlight === undefined) return;
     if (this.socket === undefined) {
       this.open();
@@ -161,26 +133,11 @@ class ForwardServer implements SimulatedServer {
     if (r === undefined || r.chunk !== chunk) return;
     clearTimeout(this.ackTimer);
     this.stats.acknowledged(r.lines, r.firstSentAt);
-    this.inFlight = undefined;
-    if (this.closing || this.queued >= MAX_LINES_PER_CHUNK) this.flush();
+    this.done();
   }
 
-  async close(deadline: number): Promise<void> {
-    this.closing = true;
-    clearTimeout(this.timer);
-    this.flush();
-    if (this.inFlight !== undefined || this.queue.length > 0) {
-      await Promise.race([
-        new Promise<void>((resolve) => this.idleWaiters.push(resolve)),
-        new Promise<void>((resolve) => setTimeout(resolve, Math.max(0, deadline - Date.now())).unref()),
-      ]);
-    }
-    this.destroyed = true;
+  protected release(): void {
     clearTimeout(this.ackTimer);
     this.socket?.destroy();
-  }
-
-  private wakeIdle(): void {
-    for (const resolve of this.idleWaiters.splice(0)) resolve();
   }
 }

@@ -1,0 +1,193 @@
+import { createServer, type Server, type Socket } from 'node:net';
+import { createServer as createTlsServer, type TlsOptions } from 'node:tls';
+import type { Event } from '../event.ts';
+import type { LocalCounter, LocalGauge } from '../metrics.ts';
+import { formatEndpoint, type NetSourceBase, type NetTransport } from './net-source-base.ts';
+
+export interface TcpStreamListenerOptions<C extends StreamConnection> {
+  keepalive: boolean;
+  maxConnections: number;
+  /** TLS server options: the listener then speaks TLS and its endpoint says `tls`. */
+  tls?: TlsOptions;
+  /** Source type (`socket`, `syslog`): names the metrics `fluxo_<label>_…` and the server error log. */
+  label: string;
+  /** Help of `fluxo_<label>_partial_<unit>_dropped_total`. */
+  partialHelp: string;
+  /** What a frame is called in metric names and logs: `lines`, `messages`. */
+  unit: string;
+  /** Warning logged when stop() drops unterminated frames. */
+  shutdownWarning: string;
+  /** Debug log when a reset connection leaves an unterminated frame. */
+  resetMessage: string;
+  connection: (socket: Socket, listener: TcpStreamListener<C>) => C;
+  /** Told of every connection Node closed because max_connections were open (already counted). */
+  onDrop: (remoteAddress: string | undefined, remotePort: number | undefined) => void;
+}
+
+/**
+ * The TCP side of a listening source, one idea: connection bookkeeping. A connection is paused while its last
+ * batch waits for the pipeline, so a full sink stops the sender; connections over max_connections are closed
+ * by Node and counted; at stop, unterminated frames are dropped and counted. Shared by the socket and syslog
+ * sources, which differ only in how a connection frames its bytes (StreamConnection).
+ */
+export class TcpStreamListener<C extends StreamConnection> implements ConnectionOwner, NetTransport {
+  readonly connections = new Set<C>();
+  readonly server: Server;
+  private readonly scheme: 'tcp' | 'tls';
+  private readonly openConnections: LocalGauge;
+  private readonly rejected: LocalCounter;
+  private readonly partialDropped: LocalCounter;
+
+  constructor(
+    readonly source: NetSourceBase,
+    private readonly options: TcpStreamListenerOptions<C>,
+  ) {
+    const { ctx } = source;
+    const m = ctx.metrics;
+    const label = options.label;
+    this.openConnections = m.gauge(`fluxo_${label}_open_connections`, `Open TCP connections of a ${label} source.`);
+    this.rejected = m.counter(
+      `fluxo_${label}_connections_rejected_total`,
+      'TCP connections closed on arrival because max_connections were open.',
+    );
+    this.partialDropped = m.counter(`fluxo_${label}_partial_${options.unit}_dropped_total`, options.partialHelp);
+    const netOptions = { keepAlive: options.keepalive, keepAliveInitialDelay: 60_000 };
+    const onConnection = (socket: Socket) => this.accept(socket);
+    if (options.tls) {
+      this.scheme = 'tls';
+      this.server = createTlsServer({ ...netOptions, ...options.tls }, onConnection);
+    } else {
+      this.scheme = 'tcp';
+      this.server = createServer(netOptions, onConnection);
+    }
+    this.server.maxConnections = options.maxConnections;
+    // Node closes connections over maxConnections itself and tells us with 'drop'.
+    this.server.on('drop', (data) => {
+      this.rejected.inc();
+      options.onDrop(data?.remoteAddress, data?.remotePort);
+    });
+    this.server.on('error', (error) => ctx.logger.error({ err: error.message }, `${label} source server error`));
+  }
+
+  open(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const onError = (error: Error) => reject(this.source.listenError(error));
+      this.server.once('error', onError);
+      this.server.listen({ host: this.source.host, port: this.source.port }, () => {
+        this.server.off('error', onError);
+        resolve();
+      });
+    });
+  }
+
+  endpoint(): string | undefined {
+    const info = this.server.address();
+    return info && typeof info === 'object' ? formatEndpoint(this.scheme, info) : undefined;
+  }
+
+  /** Stops accepting and closes every connection, dropping (and counting) their unterminated frames. */
+  async close(): Promise<void> {
+    const closed = new Promise<void>((resolve) => {
+      if (!this.server.listening) return resolve();
+      this.server.close(() => resolve());
+    });
+    let partial = 0;
+    for (const conn of this.connections) {
+      conn.socket.pause();
+      if (conn.discardPartial() > 0) partial++;
+      conn.socket.destroy();
+    }
+    if (partial > 0) {
+      this.partialDropped.inc(partial);
+      this.source.ctx.logger.warn({ [`partial_${this.options.unit}`]: partial }, this.options.shutdownWarning);
+    }
+    await closed;
+  }
+
+  /** Counts a frame the connection could not complete (e.g. a peer closing inside an octet-counted frame). */
+  partialFrameDropped(): void {
+    this.partialDropped.inc();
+  }
+
+  /** Emits a connection's events with the bytes received since its last emit; paused until the emit settles. */
+  emit(conn: C, events: Event[]): void {
+    if (events.length === 0) return;
+    const bytes = conn.unreportedBytes;
+    conn.unreportedBytes = 0;
+    conn.inFlight++;
+    conn.socket.pause();
+    this.source.emitTracked(events, bytes, conn.onEmitSettled);
+  }
+
+  emitSettled(conn: StreamConnection): void {
+    if (--conn.inFlight === 0 && !this.source.stopping && !conn.socket.destroyed) conn.socket.resume();
+    this.source.settled();
+  }
+
+  closed(conn: StreamConnection): void {
+    if (!this.connections.delete(conn as C)) return;
+    this.openConnections.dec();
+    if (!conn.ended && !this.source.stopping && conn.discardPartial() > 0) {
+      this.partialDropped.inc();
+      const fields = conn.port === undefined ? { host: conn.host } : { host: conn.host, port: conn.port };
+      this.source.ctx.logger.debug(fields, this.options.resetMessage);
+    }
+  }
+
+  private accept(socket: Socket): void {
+    if (this.source.stopping) {
+      socket.destroy();
+      return;
+    }
+    const conn = this.options.connection(socket, this);
+    this.connections.add(conn);
+    this.openConnections.inc();
+  }
+}
+
+/** What a connection reports to: its TcpStreamListener, whatever the connection type. */
+export interface ConnectionOwner {
+  readonly source: NetSourceBase;
+  emitSettled(conn: StreamConnection): void;
+  closed(conn: StreamConnection): void;
+}
+
+/**
+ * One TCP connection of a TcpStreamListener: counts the bytes it received for the next emit and tells the
+ * listener when it closes; subclasses frame the bytes (lines, octet-counted syslog).
+ */
+export abstract class StreamConnection {
+  /** Wire bytes received since the last emit, reported with the next one. */
+  unreportedBytes = 0;
+  inFlight = 0;
+  /** The peer closed its side (as opposed to a reset). */
+  ended = false;
+  readonly onEmitSettled = () => this.listener.emitSettled(this);
+
+  constructor(
+    readonly socket: Socket,
+    protected readonly listener: ConnectionOwner,
+    readonly host: string,
+    /** The peer's port, when the source reports it. */
+    readonly port?: number,
+  ) {
+    socket.on('data', (chunk: Buffer) => {
+      this.unreportedBytes += chunk.length;
+      this.onData(chunk);
+    });
+    socket.on('end', () => {
+      this.ended = true;
+      this.onEnd();
+    });
+    socket.on('close', () => listener.closed(this));
+    socket.on('error', (error) =>
+      listener.source.ctx.logger.debug({ err: error.message, host: this.host }, 'connection error'),
+    );
+  }
+
+  /** Drops an unterminated frame; returns its size in bytes (0 when there was none). */
+  abstract discardPartial(): number;
+  protected abstract onData(chunk: Buffer): void;
+  /** The peer closed its side: the framer may hold a last complete frame. */
+  protected abstract onEnd(): void;
+}
