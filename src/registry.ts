@@ -3,6 +3,7 @@ import { blackholeSink } from './sinks/blackhole.ts';
 import { consoleSink } from './sinks/console.ts';
 import { fileSink } from './sinks/file.ts';
 import { forwardSink } from './sinks/forward.ts';
+import { fileSource } from './sources/file.ts';
 import { forwardSource } from './sources/forward.ts';
 import { generatorSource } from './sources/generator.ts';
 import { httpSource } from './sources/http.ts';
@@ -27,6 +28,7 @@ export const registry = createRegistry([
   generatorSource,
   forwardSource,
   otlpSource,
+  fileSource,
   filterTransform,
   parseTransform,
   remapTransform,
