@@ -13,6 +13,7 @@ const exec = promisify(execFile);
 
 /** The parts of `fluxo simulate --json`'s report the test reads. */
 interface Report {
+  run_id: string;
   generated: number;
   sent: number;
   acknowledged: number | null;
@@ -44,41 +45,42 @@ async function simulate(args: string[]): Promise<{ code: number; report: Report;
 }
 
 /**
- * The issue asks for 300 servers at 10,000 events/s for 30 s per protocol; this test runs each protocol for
- * 5 s (50,000 lines) to keep the suite fast on a shared 2-core machine. `fluxo simulate --duration 30s` is the
- * full run (see docs/benchmarks.md).
+ * The issue asks for 300 servers at 10,000 events/s for 30 s per protocol against the default config; this
+ * test runs each of the five protocols for 3 s (30,000 lines) against the repository's own fluxo.yaml (ports
+ * moved to free ones through its environment variables), to keep the suite fast on a shared 2-core machine.
+ * `fluxo simulate --duration 30s` is the full run (see docs/benchmarks.md).
  */
-const DURATION = '5s';
+const DURATION = '3s';
+const LINES = 30_000;
+const ROOT = new URL('../..', import.meta.url).pathname;
 
-describe('fluxo simulate → fluxo run (syslog, http, tcp sources → file sink)', { timeout: 120_000 }, () => {
-  it('300 servers at 10,000 events/s in each protocol: --verify finds zero missing', async (t) => {
+describe('fluxo simulate → fluxo run with the default fluxo.yaml', { timeout: 240_000 }, () => {
+  it('300 servers at 10,000 events/s in each protocol: every line lands in the master dataset once', async (t) => {
     const dir = tempDir(t);
-    const master = join(dir, 'master');
-    writeFileSync(
-      join(dir, 'fluxo.yaml'),
-      `
-data_dir: ${dir}/data
-api: { address: 127.0.0.1:0 }
-sources:
-  syslog_tcp: { type: syslog, mode: tcp, address: 127.0.0.1:0 }
-  web_http: { type: http, address: 127.0.0.1:0 }
-  tcp_lines: { type: socket, mode: tcp, address: 127.0.0.1:0 }
-sinks:
-  master:
-    type: file
-    inputs: [syslog_tcp, web_http, tcp_lines]
-    path: "${master}/dt=%Y-%m-%d/hour=%H/part.ndjson.gz"
-    idle_timeout: 1s
-`,
-    );
-    const fluxo = new FluxoProcess(['run', '-c', join(dir, 'fluxo.yaml')]);
+    const master = join(dir, 'data', 'master');
+    const free = '127.0.0.1:0';
+    const fluxo = new FluxoProcess(['run', '-c', join(ROOT, 'fluxo.yaml')], {
+      cwd: dir,
+      env: {
+        FLUXO_DATA_DIR: join(dir, 'data'),
+        FLUXO_API_ADDRESS: free,
+        FLUXO_SYSLOG_ADDRESS: free,
+        FLUXO_HTTP_ADDRESS: free,
+        FLUXO_FORWARD_ADDRESS: free,
+        FLUXO_OTLP_ADDRESS: free,
+      },
+    });
     t.after(() => fluxo.stop('SIGKILL'));
-    const ports = {
-      syslog: await fluxo.port('syslog_tcp'),
+    const syslog = await fluxo.port('syslog_tcp');
+    const targets: Record<string, number> = {
+      syslog,
+      tcp: syslog, // plain lines to the syslog port: newline framing, the access line parsed all the same
       http: await fluxo.port('web_http'),
-      tcp: await fluxo.port('tcp_lines'),
+      forward: await fluxo.port('agents'),
+      otlp: await fluxo.port('otel'),
     };
-    for (const [protocol, port] of Object.entries(ports)) {
+    const runs: { protocol: string; runId: string }[] = [];
+    for (const [protocol, port] of Object.entries(targets)) {
       const { code, report, stderr } = await simulate([
         '--target',
         `127.0.0.1:${port}`,
@@ -90,30 +92,41 @@ sinks:
         '10000',
         '--duration',
         DURATION,
-        '--verify',
-        master,
-        '--verify-timeout',
-        '30s',
       ]);
       const context = `${protocol}: ${JSON.stringify(report)}\n${stderr}\n${fluxo.stderr}`;
       assert.equal(code, 0, context);
-      assert.equal(report.generated, 50_000, context);
-      assert.equal(report.sent, 50_000, context);
-      assert.equal(report.verify.expected, 50_000, context);
-      assert.equal(report.verify.missing, 0, context);
-      assert.equal(report.verify.duplicated, 0, context);
-      assert.equal(report.verify.found, 50_000, context);
-      if (protocol === 'http') {
-        assert.equal(report.acknowledged, 50_000, context);
-        assert.equal(report.latency_kind, 'send_to_acknowledgement');
-      } else {
+      assert.equal(report.generated, LINES, context);
+      assert.equal(report.sent, LINES, context);
+      if (protocol === 'syslog' || protocol === 'tcp') {
         assert.equal(report.acknowledged, null, `${protocol} has no acknowledgement`);
         assert.equal(report.latency_kind, 'send_side');
+      } else {
+        assert.equal(report.acknowledged, LINES, context);
+        assert.equal(report.latency_kind, 'send_to_acknowledgement');
       }
       assert.ok(report.latency_ms.p50 <= report.latency_ms.p99, context);
       assert.ok(report.rate_achieved > 0);
+      runs.push({ protocol, runId: report.run_id });
     }
-    assert.equal(await fluxo.stop(), 0);
+    // Stopping closes the master dataset's files (they become visible); then every run is checked.
+    assert.equal(await fluxo.stop(), 0, fluxo.stderr);
+    for (const { protocol, runId } of runs) {
+      const { code, report } = await simulate([
+        '--verify',
+        master,
+        '--run-id',
+        runId,
+        '--expect',
+        String(LINES),
+        '--verify-timeout',
+        '0s',
+      ]);
+      const context = `${protocol}: ${JSON.stringify(report.verify)}`;
+      assert.equal(report.verify.missing, 0, context);
+      assert.equal(report.verify.duplicated, 0, context);
+      assert.equal(report.verify.found, LINES, context);
+      assert.equal(code, 0, context);
+    }
   });
 
   it('--verify alone reports missing (exit 1) and duplicated lines of a given run', async (t) => {
