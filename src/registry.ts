@@ -3,6 +3,7 @@ import { blackholeSink } from './sinks/blackhole.ts';
 import { consoleSink } from './sinks/console.ts';
 import { fileSink } from './sinks/file.ts';
 import { forwardSink } from './sinks/forward.ts';
+import { httpSink } from './sinks/http.ts';
 import { fileSource } from './sources/file.ts';
 import { forwardSource } from './sources/forward.ts';
 import { generatorSource } from './sources/generator.ts';
@@ -40,4 +41,5 @@ export const registry = createRegistry([
   blackholeSink,
   fileSink,
   forwardSink,
+  httpSink,
 ]);

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import { configJsonSchema } from '../config/schema.ts';
 import { registry } from '../registry.ts';
+import { registerBufferCommands } from './buffer.ts';
 import { loadOrReport, resolveConfigPaths, run } from './run.ts';
 import { registerSimulateCommand } from './simulate.ts';
 import { registerTapCommand } from './tap.ts';
@@ -73,6 +74,7 @@ program
   });
 
 registerSimulateCommand(program);
+registerBufferCommands(program, registry);
 registerTestCommand(program);
 registerTapCommand(program);
 

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import type { ComponentDefinition } from '../core/component.ts';
 import type { ComponentRegistry } from '../core/pipeline-config.ts';
-import { globalOptions, memoryBufferOptions, sinkCommonOptions } from './schema.ts';
+import { diskBufferOptions, globalOptions, memoryBufferOptions, sinkCommonOptions } from './schema.ts';
 
 interface JsonSchema {
   type?: string | string[];
@@ -34,6 +34,9 @@ export function renderComponentsDoc(registry: ComponentRegistry): string {
     '### `buffer` (type: memory)',
     '',
     ...optionTable(memoryBufferOptions),
+    '### `buffer` (type: disk)',
+    '',
+    ...optionTable(diskBufferOptions),
   ];
   for (const [title, defs] of [
     ['Sources', registry.sources],

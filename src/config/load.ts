@@ -353,23 +353,37 @@ class ConfigLoader {
       if (c.kind === 'source') sources.set(c.id, { ...common, options });
       else if (c.kind === 'transform') transforms.set(c.id, { ...common, options, inputs: spec.inputs as string[] });
       else {
-        const buffer = spec.buffer as {
-          type: 'memory';
-          max_events: number;
-          max_bytes: number;
-          when_full: 'block' | 'drop_newest';
-        };
+        const buffer = spec.buffer as
+          | { type: 'memory'; max_events: number; max_bytes: number; when_full: 'block' | 'drop_newest' }
+          | {
+              type: 'disk';
+              max_size: number;
+              when_full: 'block' | 'drop_newest';
+              sync: 'always' | 'interval';
+              sync_interval: number;
+              max_segment_size?: number;
+            };
         const retry = spec.retry as { initial_backoff: number; max_backoff: number; max_attempts: number };
         sinks.set(c.id, {
           ...common,
           options,
           inputs: spec.inputs as string[],
-          buffer: {
-            type: buffer.type,
-            maxEvents: buffer.max_events,
-            maxBytes: buffer.max_bytes,
-            whenFull: buffer.when_full,
-          },
+          buffer:
+            buffer.type === 'disk'
+              ? {
+                  type: 'disk',
+                  maxSize: buffer.max_size,
+                  whenFull: buffer.when_full,
+                  sync: buffer.sync,
+                  syncIntervalMs: buffer.sync_interval,
+                  maxSegmentSize: buffer.max_segment_size,
+                }
+              : {
+                  type: 'memory',
+                  maxEvents: buffer.max_events,
+                  maxBytes: buffer.max_bytes,
+                  whenFull: buffer.when_full,
+                },
           batchMaxEvents: (spec.batch as { max_events: number }).max_events,
           concurrency: spec.concurrency as number,
           retry: {

@@ -56,11 +56,49 @@ export const memoryBufferOptions = z
   })
   .strict();
 
+export const diskBufferOptions = z
+  .object({
+    type: z
+      .literal('disk')
+      .describe(
+        '`disk`: a write-ahead log under `data_dir/buffers/<sink id>/` that survives crashes and restarts; a batch ' +
+          'counts as delivered for its source once written and fsynced, and what the sink had not acknowledged is replayed at start.',
+      ),
+    max_size: size()
+      .default(1024 ** 3)
+      .describe(
+        'Most bytes of events the sink has not acknowledged, then `when_full` applies. Disk use can pass it by up to one ' +
+          'segment (acknowledged records are deleted a segment at a time).',
+      ),
+    when_full: z
+      .enum(['block', 'drop_newest'])
+      .default('block')
+      .describe(
+        '`block` pushes back on the sources (default); `drop_newest` drops and counts new events. A full disk (ENOSPC) always blocks.',
+      ),
+    sync: z
+      .enum(['always', 'interval'])
+      .default('always')
+      .describe(
+        '`always`: fsync before a batch counts as delivered (group commit: the batches that arrive during one fsync share the next). ' +
+          '`interval`: count it once written and fsync every `sync_interval`: a crash of Fluxo loses nothing, a power loss or ' +
+          'kernel crash can lose up to `sync_interval` of events already acknowledged upstream (`fluxo_disk_buffer_unsynced_events`).',
+      ),
+    sync_interval: duration().default(1000).describe('With `sync: interval`, how often written records are fsynced.'),
+    max_segment_size: size()
+      .optional()
+      .describe(
+        'Size at which the log rolls to a new segment file; a segment is deleted once all its events are acknowledged. ' +
+          'Default: max_size / 8, between 1 MiB and 128 MiB.',
+      ),
+  })
+  .strict();
+
 export const sinkCommonOptions = {
   inputs,
   buffer: z
-    .discriminatedUnion('type', [memoryBufferOptions], {
-      error: 'expected a buffer with type: memory',
+    .discriminatedUnion('type', [memoryBufferOptions, diskBufferOptions], {
+      error: 'expected a buffer with type: memory or disk',
     })
     .default({ type: 'memory', max_events: 10_000, max_bytes: 64 * 1024 * 1024, when_full: 'block' })
     .describe("The sink's buffer."),

@@ -17,12 +17,23 @@ export interface TransformSpec extends ComponentSpec {
   readonly inputs: readonly string[];
 }
 
-export interface BufferSpec {
-  readonly type: 'memory' | 'disk';
+export interface MemoryBufferSpec {
+  readonly type: 'memory';
   readonly maxEvents: number;
   readonly maxBytes: number;
   readonly whenFull: 'block' | 'drop_newest';
 }
+
+export interface DiskBufferSpec {
+  readonly type: 'disk';
+  readonly maxSize: number;
+  readonly whenFull: 'block' | 'drop_newest';
+  readonly sync: 'always' | 'interval';
+  readonly syncIntervalMs: number;
+  readonly maxSegmentSize: number | undefined;
+}
+
+export type BufferSpec = MemoryBufferSpec | DiskBufferSpec;
 
 export interface SinkSpec extends TransformSpec {
   readonly buffer: BufferSpec;

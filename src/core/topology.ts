@@ -1,6 +1,8 @@
 import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { SinkBuffer } from '../buffers/buffer.ts';
+import { DiskBuffer } from '../buffers/disk.ts';
 import { MemoryBuffer } from '../buffers/memory.ts';
 import { Acknowledgement, type Batch } from './ack.ts';
 import type {
@@ -417,13 +419,23 @@ export class Topology {
         const def = this.registry.sinks.get(spec.type)!;
         const ctx = this.context(spec.id, 'sink', spec.type);
         const sink = def.build(spec.options as never, ctx);
+        const b = spec.buffer;
         const buffer =
           this.options.createBuffer?.(spec, ctx) ??
-          new MemoryBuffer(
-            { maxEvents: spec.buffer.maxEvents, maxBytes: spec.buffer.maxBytes, whenFull: spec.buffer.whenFull },
-            ctx.metrics,
-          );
-        ctx.metrics.bufferMaxEvents.set(spec.buffer.maxEvents);
+          (b.type === 'disk'
+            ? new DiskBuffer(
+                {
+                  dir: join(config.dataDir, 'buffers', spec.id),
+                  maxSize: b.maxSize,
+                  whenFull: b.whenFull,
+                  sync: b.sync,
+                  syncIntervalMs: b.syncIntervalMs,
+                  maxSegmentSize: b.maxSegmentSize,
+                },
+                { id: spec.id, logger: ctx.logger, metrics: ctx.metrics, registry: this.metrics.registry },
+              )
+            : new MemoryBuffer({ maxEvents: b.maxEvents, maxBytes: b.maxBytes, whenFull: b.whenFull }, ctx.metrics));
+        if (b.type === 'memory') ctx.metrics.bufferMaxEvents.set(b.maxEvents);
         const runner = new SinkRunner(
           spec.id,
           sink,
@@ -517,6 +529,8 @@ export class Topology {
 
   private async startSinks(nodes: SinkNode[]): Promise<void> {
     for (const n of nodes) {
+      // Locks the directory and checks the log; replay starts with the runner.
+      if (n.buffer instanceof DiskBuffer) await n.buffer.open();
       await n.sink.start?.();
       n.runner.start();
     }

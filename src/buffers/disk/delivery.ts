@@ -1,0 +1,309 @@
+import { basename } from 'node:path';
+import { Acknowledgement, type AckStatus, type Batch } from '../../core/ack.ts';
+import type { Event } from '../../core/event.ts';
+import { errorText } from './fs.ts';
+import { decodePayload, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES } from './record.ts';
+import type { Segment } from './scan.ts';
+import { SegmentReader } from './segment-reader.ts';
+
+/** Records read back from disk ahead of the sink. */
+const PREFETCH_BYTES = 4 * 1024 * 1024;
+
+interface ReadyRecord {
+  id: number;
+  events: Event[];
+  count: number;
+  /** Encoded size (header and payload). */
+  size: number;
+  receivedAt: number;
+}
+
+const UNSETTLED = 0;
+const ACKED = 1;
+const FAILED = 2;
+
+interface InFlight {
+  id: number;
+  count: number;
+  size: number;
+  state: typeof UNSETTLED | typeof ACKED | typeof FAILED;
+}
+
+/** What the delivery side needs to know about the log and to tell the buffer. */
+export interface DeliveryContext {
+  /** The log's segments, oldest first (shared with the writer, which appends). */
+  readonly segments: Segment[];
+  /** The segment being written, which may still grow. */
+  activeSegment(): Segment | undefined;
+  /** Closed, and every admitted record written: once the sink has everything, take() answers null. */
+  upstreamDone(): boolean;
+  /** The acknowledged position moved to `ackedId`, freeing `events` and `bytes`. */
+  advanced(ackedId: number, events: number, bytes: number): void;
+  /** A handed-out record settled (or reading stopped): the buffer may be able to finish closing. */
+  settled(): void;
+  damaged(segment: string, offset: number, reason: string): void;
+  readFailed(error: unknown): void;
+}
+
+/**
+ * The sink's side of the disk buffer: hands records out in log order, each as a batch with its own
+ * acknowledgement, and advances the acknowledged position over the contiguous prefix of acknowledged records
+ * (the sink may settle out of order with concurrency > 1).
+ *
+ * Just-written records are handed over from memory while they fit in `memoryBytes`. Past that (an outage, a
+ * replay at start) the records are read back from disk, from `cold` on, until the reader has caught up with the
+ * writer; then memory takes over again. Switching happens in the same turn as a commit, so no record is missed
+ * or read twice.
+ */
+export class DeliveryQueue {
+  private ready: ReadyRecord[] = [];
+  private readyHead = 0;
+  private readyBytes = 0;
+  private cold: { segment: Segment; offset: number } | undefined;
+  private coldReader: SegmentReader | undefined;
+  private lastQueuedId: number;
+  private pumpingNow = false;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private readonly takers: { resolve: (batches: Batch[] | null) => void; max: number }[] = [];
+  private inflight: InFlight[] = [];
+  private inflightHead = 0;
+  private unsettledCount = 0;
+  private serving = true;
+  /** Damage already reported (by the scan at open): `segment:offset`. */
+  readonly knownDamage = new Set<string>();
+  ackedId: number;
+  /** The last record handed to the sink. */
+  readId: number;
+
+  constructor(
+    private readonly log: DeliveryContext,
+    private readonly memoryBytes: number,
+    /** Everything up to here is acknowledged (from the ledger). */
+    ackedId: number,
+    /** The first record to read from disk (the replay), if any. */
+    firstUnacked: { segment: Segment; offset: number } | undefined,
+  ) {
+    this.ackedId = this.readId = this.lastQueuedId = ackedId;
+    this.cold = firstUnacked ? { ...firstUnacked } : undefined;
+  }
+
+  /** Records handed out and not yet settled. */
+  get unsettled(): number {
+    return this.unsettledCount;
+  }
+
+  /** A read from disk is under way. */
+  get pumping(): boolean {
+    return this.pumpingNow;
+  }
+
+  /** Whether the reader is behind the writer (the segment it is in must not be deleted). */
+  get readingSegment(): Segment | undefined {
+    return this.cold?.segment;
+  }
+
+  /** Nothing left to hand out and nothing more coming: take() answers null. */
+  get exhausted(): boolean {
+    return !this.serving || (this.log.upstreamDone() && this.cold === undefined && this.readyHead >= this.ready.length);
+  }
+
+  take(maxEvents: number): Promise<Batch[] | null> {
+    if (!this.serving) return Promise.resolve(null);
+    if (this.readyHead < this.ready.length) return Promise.resolve(this.dequeue(maxEvents));
+    if (this.exhausted) return Promise.resolve(null);
+    const taken = new Promise<Batch[] | null>((resolve) => this.takers.push({ resolve, max: maxEvents }));
+    this.pump();
+    return taken;
+  }
+
+  /** A record was written (and fsynced) at `offset` of `segment`. */
+  committed(id: number, events: Event[], size: number, receivedAt: number, segment: Segment, offset: number): void {
+    if (!this.serving) return;
+    if (this.cold === undefined && this.readyBytes + size <= this.memoryBytes) {
+      this.ready.push({ id, events, count: events.length, size, receivedAt });
+      this.readyBytes += size;
+      this.lastQueuedId = id;
+    } else if (this.cold === undefined) {
+      // From here on the sink reads from disk until it has caught up with the writer.
+      this.cold = { segment, offset };
+    }
+  }
+
+  /** Hands out what is ready, starts reading when behind; answers null to waiting takers once exhausted. */
+  serve(): void {
+    while (this.takers.length > 0 && this.readyHead < this.ready.length) {
+      const t = this.takers.shift()!;
+      t.resolve(this.dequeue(t.max));
+    }
+    if (this.takers.length > 0 && this.exhausted) {
+      for (const t of this.takers.splice(0)) t.resolve(null);
+    }
+    this.pump();
+  }
+
+  /**
+   * Hands out nothing more. Records read but not handed out stay on disk, unacknowledged: whoever opens the
+   * buffer next replays them.
+   */
+  stop(): void {
+    if (!this.serving) return;
+    this.serving = false;
+    this.ready = [];
+    this.readyHead = 0;
+    this.readyBytes = 0;
+    this.cold = undefined;
+    clearTimeout(this.retryTimer);
+    for (const t of this.takers.splice(0)) t.resolve(null);
+  }
+
+  async close(): Promise<void> {
+    this.stop();
+    await this.closeColdReader();
+  }
+
+  private dequeue(maxEvents: number): Batch[] {
+    const out: Batch[] = [];
+    let n = 0;
+    while (this.readyHead < this.ready.length) {
+      const r = this.ready[this.readyHead]!;
+      if (out.length > 0 && n + r.count > maxEvents) break;
+      this.readyHead++;
+      this.readyBytes -= r.size;
+      n += r.count;
+      const entry: InFlight = { id: r.id, count: r.count, size: r.size, state: UNSETTLED };
+      this.inflight.push(entry);
+      this.unsettledCount++;
+      this.readId = r.id;
+      out.push({
+        events: r.events,
+        bytes: r.size - RECORD_HEADER_BYTES,
+        ack: new Acknowledgement((status) => this.settle(entry, status), r.receivedAt),
+      });
+    }
+    if (this.readyHead > 1024 && this.readyHead * 2 > this.ready.length) {
+      this.ready = this.ready.slice(this.readyHead);
+      this.readyHead = 0;
+    }
+    this.pump();
+    return out;
+  }
+
+  private settle(entry: InFlight, status: AckStatus): void {
+    // A failed share (shutdown before delivery) stays unacknowledged: the next start replays it.
+    entry.state = status === 'delivered' ? ACKED : FAILED;
+    this.unsettledCount--;
+    let events = 0;
+    let bytes = 0;
+    while (this.inflightHead < this.inflight.length) {
+      const e = this.inflight[this.inflightHead]!;
+      if (e.state !== ACKED) break;
+      this.inflightHead++;
+      this.ackedId = e.id;
+      events += e.count;
+      bytes += e.size;
+    }
+    if (this.inflightHead > 1024 && this.inflightHead * 2 > this.inflight.length) {
+      this.inflight = this.inflight.slice(this.inflightHead);
+      this.inflightHead = 0;
+    }
+    if (bytes > 0) this.log.advanced(this.ackedId, events, bytes);
+    this.log.settled();
+  }
+
+  private shouldRead(): boolean {
+    return (
+      this.cold !== undefined &&
+      this.serving &&
+      this.retryTimer === undefined &&
+      (this.takers.length > 0 || this.readyBytes < Math.min(PREFETCH_BYTES, this.memoryBytes))
+    );
+  }
+
+  /** Reads the backlog from disk into `ready`, ahead of the sink, while there is one. */
+  private pump(): void {
+    if (this.pumpingNow || !this.shouldRead()) return;
+    this.pumpingNow = true;
+    void this.pumpLoop().finally(() => {
+      this.pumpingNow = false;
+      // serve() pumps again when a take() came while the loop was ending.
+      this.serve();
+      this.log.settled();
+    });
+  }
+
+  private async pumpLoop(): Promise<void> {
+    try {
+      while (this.shouldRead()) {
+        await this.readCold();
+        while (this.takers.length > 0 && this.readyHead < this.ready.length) {
+          const t = this.takers.shift()!;
+          t.resolve(this.dequeue(t.max));
+        }
+      }
+    } catch (error) {
+      this.log.readFailed(error);
+      await this.closeColdReader();
+      this.retryTimer = setTimeout(() => {
+        this.retryTimer = undefined;
+        this.serve();
+      }, 1000);
+    }
+  }
+
+  private async readCold(): Promise<void> {
+    const cold = this.cold!;
+    const segment = cold.segment;
+    if (cold.offset >= segment.size) {
+      // Decided in the same turn as any commit, so no record slips between disk and memory.
+      const next = this.log.segments[this.log.segments.indexOf(segment) + 1];
+      if (next === undefined || segment === this.log.activeSegment()) this.cold = undefined;
+      else this.cold = { segment: next, offset: SEGMENT_HEADER_BYTES };
+      await this.closeColdReader();
+      return;
+    }
+    let reader = this.coldReader;
+    if (!reader || reader.path !== segment.path || reader.position !== cold.offset) {
+      await reader?.close();
+      reader = new SegmentReader(segment.path, cold.offset, segment.size, this.lastQueuedId);
+      this.coldReader = reader;
+    }
+    reader.end = segment.size;
+    for (let budget = PREFETCH_BYTES; budget > 0 && this.serving; ) {
+      const r = await reader.next();
+      if (r.kind === 'end') break;
+      if (r.kind === 'corrupt') {
+        this.damaged(segment, r.offset, r.reason);
+        cold.offset = reader.position;
+        continue;
+      }
+      const h = r.header;
+      let events: Event[];
+      try {
+        events = decodePayload(r.buffer, r.at, h);
+      } catch (error) {
+        this.damaged(segment, r.offset, `payload unreadable: ${errorText(error)}`);
+        cold.offset = reader.position;
+        continue;
+      }
+      this.ready.push({ id: h.id, events, count: h.count, size: h.size, receivedAt: h.writtenAt });
+      this.readyBytes += h.size;
+      this.lastQueuedId = h.id;
+      cold.offset = reader.position;
+      budget -= h.size;
+    }
+  }
+
+  private damaged(segment: Segment, offset: number, reason: string): void {
+    const name = basename(segment.path);
+    const key = `${name}:${offset}`;
+    if (this.knownDamage.has(key)) return;
+    this.knownDamage.add(key);
+    this.log.damaged(name, offset, reason);
+  }
+
+  private async closeColdReader(): Promise<void> {
+    const reader = this.coldReader;
+    this.coldReader = undefined;
+    await reader?.close().catch(() => {});
+  }
+}

@@ -1,0 +1,178 @@
+import { crc32c } from '@node-rs/crc32';
+import type { Event } from '../../core/event.ts';
+
+/**
+ * The on-disk format of the disk buffer.
+ *
+ * A segment file starts with a 16-byte header (`FLUXOBUF`, format version, reserved) followed by records:
+ *
+ *   offset 0  u32  payload length in bytes
+ *          4  u32  CRC32C (Castagnoli) of everything after this field: bytes 8 … 28 + length
+ *          8  u64  record id (increasing by one per record across segments; < 2^53)
+ *         16  f64  when the record was buffered (epoch ms)
+ *         24  u32  number of events in the payload
+ *         28  …    payload: the batch's events as one UTF-8 JSON array
+ *
+ * All integers little-endian. One record per accepted batch, so a batch is durable or not as a whole.
+ * The CRC covers the header fields too: a flipped bit in an id or a count is caught like one in the payload.
+ */
+export const SEGMENT_MAGIC = Buffer.from('FLUXOBUF', 'latin1');
+export const SEGMENT_VERSION = 1;
+export const SEGMENT_HEADER_BYTES = 16;
+export const RECORD_HEADER_BYTES = 28;
+/** Ids are JavaScript numbers: exact up to 2^53, which at a million records a second lasts 285 years. */
+export const MAX_RECORD_ID = Number.MAX_SAFE_INTEGER;
+
+export function segmentHeader(): Buffer {
+  const b = Buffer.alloc(SEGMENT_HEADER_BYTES);
+  SEGMENT_MAGIC.copy(b, 0);
+  b.writeUInt32LE(SEGMENT_VERSION, 8);
+  return b;
+}
+
+/** Why a segment header is unusable, or undefined when it is a Fluxo buffer segment of a known version. */
+export function checkSegmentHeader(b: Buffer): string | undefined {
+  if (b.length < SEGMENT_HEADER_BYTES) return 'shorter than the segment header';
+  if (!b.subarray(0, 8).equals(SEGMENT_MAGIC)) return 'not a Fluxo buffer segment (bad magic)';
+  const version = b.readUInt32LE(8);
+  if (version !== SEGMENT_VERSION) return `segment format version ${version}, this Fluxo reads ${SEGMENT_VERSION}`;
+  return undefined;
+}
+
+const SLAB_BYTES = 4 * 1024 * 1024;
+const FREE_SLABS = 4;
+
+/** A large buffer records are encoded into one after the other, reused once every record in it is written. */
+export class Slab {
+  readonly buf = Buffer.allocUnsafeSlow(SLAB_BYTES);
+  used = 0;
+  /** Records in it not yet released (written, dropped or given up). */
+  live = 0;
+  /** No longer the slab new records go to. */
+  sealed = false;
+}
+
+/** An encoded record: its bytes and the slab they live in (undefined for a large record with its own buffer). */
+export interface Frame {
+  bytes: Buffer;
+  slab: Slab | undefined;
+}
+
+/**
+ * Serializes batches into records whose header is left blank: the id is only known once the buffer admits the
+ * record (a blocked push waits with its record encoded, so the size check needs no second encoding).
+ *
+ * Records are written into 4 MiB slabs rather than a buffer each: one allocation per slab instead of one per
+ * batch, and slabs are reused, which spares the garbage collector most of the external memory churn. A frame
+ * must be released exactly once, when nothing will read it again (written, dropped or given up).
+ */
+export class RecordEncoder {
+  private current: Slab | undefined;
+  private readonly free: Slab[] = [];
+
+  encode(events: readonly Event[]): Frame {
+    const json = JSON.stringify(events);
+    // UTF-8 takes at most 3 bytes per UTF-16 code unit.
+    const worst = RECORD_HEADER_BYTES + json.length * 3;
+    if (worst > SLAB_BYTES / 8) {
+      const length = Buffer.byteLength(json, 'utf8');
+      const bytes = Buffer.allocUnsafe(RECORD_HEADER_BYTES + length);
+      bytes.write(json, RECORD_HEADER_BYTES, length, 'utf8');
+      return { bytes, slab: undefined };
+    }
+    let slab = this.current;
+    if (!slab || slab.used + worst > SLAB_BYTES) slab = this.nextSlab();
+    const start = slab.used;
+    const written = slab.buf.write(json, start + RECORD_HEADER_BYTES, 'utf8');
+    slab.used = start + RECORD_HEADER_BYTES + written;
+    slab.live++;
+    return { bytes: slab.buf.subarray(start, slab.used), slab };
+  }
+
+  release(slab: Slab | undefined): void {
+    if (slab === undefined) return;
+    slab.live--;
+    if (slab.sealed && slab.live === 0) this.recycle(slab);
+  }
+
+  private nextSlab(): Slab {
+    const old = this.current;
+    if (old) {
+      old.sealed = true;
+      if (old.live === 0) this.recycle(old);
+    }
+    const slab = this.free.pop() ?? new Slab();
+    slab.used = 0;
+    slab.live = 0;
+    slab.sealed = false;
+    this.current = slab;
+    return slab;
+  }
+
+  private recycle(slab: Slab): void {
+    if (this.free.length < FREE_SLABS && !this.free.includes(slab)) this.free.push(slab);
+  }
+}
+
+/** Encodes one batch into a record of its own (tests, tools). */
+export function encodeRecord(events: readonly Event[]): Buffer {
+  const json = JSON.stringify(events);
+  const length = Buffer.byteLength(json, 'utf8');
+  const frame = Buffer.allocUnsafe(RECORD_HEADER_BYTES + length);
+  frame.write(json, RECORD_HEADER_BYTES, length, 'utf8');
+  return frame;
+}
+
+/** Fills in the header of an encoded record and its CRC. */
+export function sealRecord(frame: Buffer, id: number, writtenAt: number, count: number): void {
+  frame.writeUInt32LE(frame.length - RECORD_HEADER_BYTES, 0);
+  frame.writeUInt32LE(id >>> 0, 8);
+  frame.writeUInt32LE(Math.floor(id / 0x1_0000_0000), 12);
+  frame.writeDoubleLE(writtenAt, 16);
+  frame.writeUInt32LE(count, 24);
+  frame.writeUInt32LE(crc32c(frame.subarray(8)), 4);
+}
+
+export interface RecordHeader {
+  /** Total bytes of the record: header and payload. */
+  size: number;
+  id: number;
+  writtenAt: number;
+  count: number;
+}
+
+/** Reads the header fields at `at` (RECORD_HEADER_BYTES must be available) without checking the CRC. */
+export function readHeader(b: Buffer, at: number): RecordHeader {
+  return {
+    size: RECORD_HEADER_BYTES + b.readUInt32LE(at),
+    id: b.readUInt32LE(at + 8) + b.readUInt32LE(at + 12) * 0x1_0000_0000,
+    writtenAt: b.readDoubleLE(at + 16),
+    count: b.readUInt32LE(at + 24),
+  };
+}
+
+/** True when the CRC stored at `at` matches the record's bytes (the whole record must be in `b`). */
+export function crcMatches(b: Buffer, at: number, size: number): boolean {
+  return crc32c(b.subarray(at + 8, at + size)) === b.readUInt32LE(at + 4);
+}
+
+/** The events of a record whose CRC matched; throws when the payload is not the JSON array it claims to be. */
+export function decodePayload(b: Buffer, at: number, h: RecordHeader): Event[] {
+  const events = JSON.parse(b.toString('utf8', at + RECORD_HEADER_BYTES, at + h.size)) as unknown;
+  if (!Array.isArray(events) || events.length !== h.count) {
+    throw new Error(
+      `payload holds ${Array.isArray(events) ? events.length : 'no array of'} events, header says ${h.count}`,
+    );
+  }
+  return events as Event[];
+}
+
+/** `00000000000000000042.seg`: segments are named after their first record id, so names sort in log order. */
+export function segmentFileName(firstId: number): string {
+  return `${String(firstId).padStart(20, '0')}.seg`;
+}
+
+export function parseSegmentFileName(name: string): number | undefined {
+  const m = /^(\d{20})\.seg$/.exec(name);
+  return m ? Number(m[1]) : undefined;
+}

@@ -1,0 +1,243 @@
+import { promisify } from 'node:util';
+import { gzip as gzipCallback } from 'node:zlib';
+import { Agent, request } from 'undici';
+import { z } from 'zod';
+import { encodeLines } from '../codecs/ndjson.ts';
+import { loadTlsClientOptions, tlsClientOption } from '../codecs/tls.ts';
+import { type ComponentContext, defineSink, type Sink } from '../core/component.ts';
+import { FluxoError, PermanentError, RetryableError } from '../core/errors.ts';
+import type { Event } from '../core/event.ts';
+import { duration } from '../core/units.ts';
+
+const gzip = promisify(gzipCallback);
+
+const httpSinkOptions = z.object({
+  uri: z
+    .string()
+    .superRefine((value, ctx) => {
+      let url: URL;
+      try {
+        url = new URL(value);
+      } catch {
+        ctx.addIssue({ code: 'custom', message: `expected an http:// or https:// URL, found "${value}"` });
+        return;
+      }
+      if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+        ctx.addIssue({ code: 'custom', message: `expected an http:// or https:// URL, found ${url.protocol}` });
+      }
+    })
+    .describe('Where each batch is sent, e.g. `https://collector.example.com/ingest`.'),
+  method: z.enum(['post', 'put']).default('post').describe('HTTP method of the requests.'),
+  encoding: z
+    .enum(['json', 'ndjson', 'text'])
+    .default('json')
+    .describe(
+      'Request body: `json`, one JSON array of the events (application/json); `ndjson`, one JSON object per line ' +
+        '(application/x-ndjson); `text`, the `message` field of each event, one per line (text/plain).',
+    ),
+  compression: z
+    .enum(['none', 'gzip'])
+    .default('none')
+    .describe('`gzip` compresses the body (Content-Encoding: gzip).'),
+  headers: z
+    .record(z.string(), z.string())
+    .default({})
+    .describe('Extra request headers, e.g. `{ X-Tenant: web }`. Content-Type and Content-Encoding are set by Fluxo.'),
+  auth: z
+    .discriminatedUnion(
+      'strategy',
+      [
+        z
+          .object({
+            strategy: z.literal('bearer').describe('`bearer`: `Authorization: Bearer <token>`.'),
+            token: z.string().min(1).describe('The token (use `${ENV_VAR}` to keep it out of the file).'),
+          })
+          .strict(),
+        z
+          .object({
+            strategy: z.literal('basic').describe('`basic`: HTTP basic authentication.'),
+            user: z.string().min(1).describe('User name.'),
+            password: z.string().describe('Password (use `${ENV_VAR}`).'),
+          })
+          .strict(),
+      ],
+      { error: 'expected auth with strategy: bearer (token) or basic (user, password)' },
+    )
+    .optional()
+    .describe('Authentication: `{ strategy: bearer, token }` or `{ strategy: basic, user, password }`.'),
+  tls: tlsClientOption(),
+  request_timeout: duration()
+    .default(30_000)
+    .describe('How long one request may take (connect, send, answer); past it the write is retried.'),
+});
+
+export type HttpSinkOptions = z.infer<typeof httpSinkOptions>;
+
+const CONTENT_TYPES = {
+  json: 'application/json',
+  ndjson: 'application/x-ndjson',
+  text: 'text/plain; charset=utf-8',
+} as const;
+
+/** Retry-After beyond this is capped: a misconfigured server must not park a sink for days. */
+const MAX_RETRY_AFTER_MS = 3_600_000;
+
+/**
+ * Sends each write as one HTTP request. 2xx: delivered. 429, 408, 5xx and network errors (refused, reset,
+ * timeout): retried by the sink runner with backoff, no sooner than the server's Retry-After. Other statuses
+ * (400, 401, 404, 413, redirects): the destination rejects these events; they go to the dead letter output
+ * with the status and the start of the answer.
+ */
+export class HttpSink implements Sink {
+  private readonly agent: Agent;
+  private readonly url: string;
+  private readonly headers: Record<string, string>;
+  private readonly shownUri: string;
+
+  constructor(
+    private readonly options: HttpSinkOptions,
+    context: ComponentContext,
+  ) {
+    const tls = loadTlsClientOptions(options.tls, `sink ${context.id}`);
+    this.agent = new Agent({
+      connect: { ...(tls ?? {}), timeout: options.request_timeout },
+      headersTimeout: options.request_timeout,
+      bodyTimeout: options.request_timeout,
+    });
+    const url = new URL(options.uri);
+    if (tls && url.protocol === 'http:') {
+      throw new FluxoError(
+        'FLUXO_SINK_INVALID_OPTIONS',
+        `sink ${context.id}: tls is set but uri ${redact(options.uri)} is http://; use https://`,
+      );
+    }
+    this.url = url.toString();
+    this.shownUri = redact(options.uri);
+    const headers: Record<string, string> = {};
+    for (const [k, v] of Object.entries(options.headers)) headers[k.toLowerCase()] = v;
+    headers['content-type'] = CONTENT_TYPES[options.encoding];
+    if (options.compression === 'gzip') headers['content-encoding'] = 'gzip';
+    const auth = options.auth;
+    if (auth?.strategy === 'bearer') headers.authorization = `Bearer ${auth.token}`;
+    else if (auth?.strategy === 'basic') {
+      headers.authorization = `Basic ${Buffer.from(`${auth.user}:${auth.password}`).toString('base64')}`;
+    }
+    this.headers = headers;
+  }
+
+  async write(events: Event[], signal: AbortSignal): Promise<void> {
+    const rejected: Event[] = [];
+    const text = this.encode(events, rejected);
+    if (rejected.length === events.length) {
+      throw new PermanentError('events cannot be encoded as JSON (a BigInt or a cycle)', rejected);
+    }
+    const body = this.options.compression === 'gzip' ? await gzip(text) : Buffer.from(text, 'utf8');
+    const timeout = AbortSignal.timeout(this.options.request_timeout);
+    let status: number;
+    let retryAfter: string | string[] | undefined;
+    let answer: string;
+    try {
+      const res = await request(this.url, {
+        method: this.options.method === 'put' ? 'PUT' : 'POST',
+        headers: this.headers,
+        body,
+        dispatcher: this.agent,
+        signal: AbortSignal.any([signal, timeout]),
+      });
+      status = res.statusCode;
+      retryAfter = res.headers['retry-after'];
+      // Read (and so free) the connection for keep-alive; only the start is kept for messages.
+      answer = (await res.body.text()).slice(0, 512);
+    } catch (error) {
+      if (signal.aborted) throw error;
+      const reason = timeout.aborted ? `no answer within ${this.options.request_timeout} ms` : describeError(error);
+      throw new RetryableError(`${this.shownUri}: ${reason}`, { cause: error });
+    }
+    if (status >= 200 && status < 300) {
+      if (rejected.length > 0) {
+        throw new PermanentError('events cannot be encoded as JSON (a BigInt or a cycle)', rejected);
+      }
+      return;
+    }
+    const what = `${this.shownUri} answered ${status}${answer ? `: ${answer.trim()}` : ''}`;
+    if (status === 429 || status === 408 || status >= 500) {
+      throw new RetryableError(what, { retryAfterMs: parseRetryAfter(retryAfter) });
+    }
+    throw new PermanentError(what);
+  }
+
+  async stop(): Promise<void> {
+    await this.agent.close();
+  }
+
+  private encode(events: Event[], rejected: Event[]): string {
+    if (this.options.encoding === 'ndjson') return encodeLines(events, 'json', rejected);
+    if (this.options.encoding === 'text') return encodeLines(events, 'text', rejected);
+    let out = '[';
+    let first = true;
+    for (const event of events) {
+      let json: string;
+      try {
+        json = JSON.stringify(event);
+      } catch {
+        rejected.push(event);
+        continue;
+      }
+      out += first ? json : `,${json}`;
+      first = false;
+    }
+    return `${out}]`;
+  }
+}
+
+/** `Retry-After` as seconds or an HTTP date, in ms from now; undefined when absent or unreadable. */
+export function parseRetryAfter(value: string | string[] | undefined, now = Date.now()): number | undefined {
+  const v = Array.isArray(value) ? value[0] : value;
+  if (v === undefined || v.trim() === '') return undefined;
+  const trimmed = v.trim();
+  let ms: number;
+  if (/^\d+$/.test(trimmed)) ms = Number(trimmed) * 1000;
+  else {
+    const at = Date.parse(trimmed);
+    if (Number.isNaN(at)) return undefined;
+    ms = at - now;
+  }
+  return Math.min(MAX_RETRY_AFTER_MS, Math.max(0, ms));
+}
+
+function describeError(error: unknown): string {
+  const e = error as NodeJS.ErrnoException & { cause?: NodeJS.ErrnoException };
+  const code = e.code ?? e.cause?.code;
+  const message = e.cause?.message ?? e.message ?? String(error);
+  return code && !message.includes(code) ? `${code}: ${message}` : message;
+}
+
+/** The URI without a password, for logs and the banner. */
+function redact(uri: string): string {
+  try {
+    const url = new URL(uri);
+    if (url.password) url.password = '***';
+    return url.toString();
+  } catch {
+    return uri;
+  }
+}
+
+export const httpSink = defineSink({
+  kind: 'sink',
+  type: 'http',
+  description:
+    'Sends batches of events to an HTTP endpoint (JSON array, NDJSON or text; gzip; bearer or basic auth; TLS).',
+  options: httpSinkOptions,
+  example: `sinks:
+  collector:
+    type: http
+    inputs: [web_syslog]
+    uri: https://collector.example.com/ingest
+    encoding: ndjson
+    compression: gzip
+    auth: { strategy: bearer, token: "\${COLLECTOR_TOKEN}" }
+    buffer: { type: disk, max_size: 1GiB }`,
+  describeEndpoint: (options) => `${options.method.toUpperCase()} ${redact(options.uri)}`,
+  build: (options, context) => new HttpSink(options, context),
+});
