@@ -6,11 +6,12 @@ import { z } from 'zod';
 import { compilePath, getPath, hasPath } from '../codecs/parsers/field-path.ts';
 import { interpolateText } from '../config/interpolate.ts';
 import { celExpression, compileCel } from '../core/cel.ts';
-import type { Transform, TransformOutput } from '../core/component.ts';
+import type { Transform } from '../core/component.ts';
 import type { Event } from '../core/event.ts';
 import { createLogger } from '../core/logger.ts';
 import { PipelineMetrics } from '../core/metrics.ts';
 import { type ComponentRegistry, DEAD_LETTER_ID, type PipelineConfig } from '../core/pipeline-config.ts';
+import { runTransform } from '../core/transform-run.ts';
 import { registry } from '../registry.ts';
 import { loadOrReport, resolveConfigPaths } from './run.ts';
 
@@ -220,23 +221,7 @@ class TestGraph {
   }
 
   private deliver(id: string, events: Event[]): void {
-    const pushed: { events: Event[]; output: string | undefined }[] = [];
-    const dead: { events: Event[]; reason: string }[] = [];
-    const out: TransformOutput = {
-      push: (e, output) => {
-        if (e.length > 0) pushed.push({ events: e, output });
-      },
-      deadLetter: (e, reason) => {
-        if (e.length > 0) dead.push({ events: e, reason });
-      },
-    };
-    try {
-      this.transforms.get(id)!.process(events, out);
-    } catch (error) {
-      pushed.length = 0;
-      dead.length = 0;
-      dead.push({ events, reason: `transform ${id} threw: ${(error as Error).message}` });
-    }
+    const { pushed, dead } = runTransform(id, this.transforms.get(id)!, events);
     for (const p of pushed) this.record(p.output === undefined ? id : `${id}.${p.output}`, p.events);
     const at = new Date().toISOString();
     for (const d of dead) {

@@ -13,7 +13,6 @@ import type {
   Source,
   SourceContext,
   Transform,
-  TransformOutput,
 } from './component.ts';
 import { type Event, estimateEventBytes } from './event.ts';
 import type { ComponentMetrics, PipelineMetrics } from './metrics.ts';
@@ -26,6 +25,7 @@ import {
   type TransformSpec,
 } from './pipeline-config.ts';
 import { errorMessage, SinkRunner } from './sink-runner.ts';
+import { runTransform } from './transform-run.ts';
 
 /** Anything a batch can be handed to: a transform or a sink's buffer. */
 interface Consumer {
@@ -87,25 +87,8 @@ class TransformNode implements Consumer {
     const { events, ack } = batch;
     this.metrics.receivedEvents.inc(events.length);
     this.metrics.receivedBytes.inc(batch.bytes);
-    const pushed: { events: Event[]; output: string | undefined }[] = [];
-    const dead: { events: Event[]; reason: string }[] = [];
-    const out: TransformOutput = {
-      push: (e, output) => {
-        if (e.length > 0) pushed.push({ events: e, output });
-      },
-      deadLetter: (e, reason) => {
-        if (e.length > 0) dead.push({ events: e, reason });
-      },
-    };
-    try {
-      this.transform.process(events, out);
-    } catch (error) {
-      // A transform must not throw; if one does, its batch is dead-lettered rather than lost or crashing the process.
-      this.metrics.error('transform_threw');
-      pushed.length = 0;
-      dead.length = 0;
-      dead.push({ events, reason: `transform ${this.spec.id} threw: ${errorMessage(error)}` });
-    }
+    const { pushed, dead, threw } = runTransform(this.spec.id, this.transform, events);
+    if (threw) this.metrics.error('transform_threw');
     let pending: Promise<void>[] | undefined;
     let kept = 0;
     const perEvent = events.length > 0 ? batch.bytes / events.length : 0;

@@ -1,6 +1,5 @@
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import type { AddressInfo } from 'node:net';
 import { promisify } from 'node:util';
 import { gunzip } from 'node:zlib';
 import { z } from 'zod';
@@ -15,8 +14,8 @@ import {
 import { loadTlsServerOptions, tlsServerOption } from '../codecs/tls.ts';
 import type { AckStatus } from '../core/ack.ts';
 import { defineSource, type Source, type SourceContext } from '../core/component.ts';
-import { FluxoError } from '../core/errors.ts';
 import { EventIdGenerator } from '../core/event.ts';
+import { boundHostPort, listenServer } from '../core/net/listen.ts';
 import { address, duration, size, splitAddress } from '../core/units.ts';
 
 const gunzipAsync = promisify(gunzip);
@@ -121,28 +120,14 @@ export class OtlpSource implements Source {
   }
 
   start(): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const onError = (error: Error) =>
-        reject(
-          new FluxoError(
-            'FLUXO_SOURCE_LISTEN',
-            `source ${this.ctx.id}: cannot listen on ${this.opts.address}: ${error.message}`,
-            { cause: error },
-          ),
-        );
-      this.server.once('error', onError);
-      this.server.listen({ host: this.host, port: this.port }, () => {
-        this.server.off('error', onError);
-        resolve();
-      });
-    });
+    return listenServer(this.server, this.host, this.port, this.ctx.id, this.opts.address);
   }
 
   endpoint(): string | undefined {
-    const info = this.server.address() as AddressInfo | null;
-    if (!info || typeof info !== 'object') return undefined;
-    const hostPort = info.family === 'IPv6' ? `[${info.address}]:${info.port}` : `${info.address}:${info.port}`;
-    return `${this.opts.tls?.enabled ? 'https' : 'http'} ${hostPort}${this.opts.path}`;
+    const hostPort = boundHostPort(this.server);
+    return hostPort === undefined
+      ? undefined
+      : `${this.opts.tls?.enabled ? 'https' : 'http'} ${hostPort}${this.opts.path}`;
   }
 
   async stop(): Promise<void> {

@@ -1,13 +1,12 @@
 import { timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import type { AddressInfo } from 'node:net';
 import { gunzip } from 'node:zlib';
 import { loadTlsServerOptions } from '../../codecs/tls.ts';
 import type { AckStatus } from '../../core/ack.ts';
 import type { Source, SourceContext } from '../../core/component.ts';
-import { FluxoError } from '../../core/errors.ts';
 import { type Event, EventIdGenerator } from '../../core/event.ts';
+import { boundHostPort, listenServer } from '../../core/net/listen.ts';
 import { splitAddress } from '../../core/units.ts';
 import type { HttpSourceOptions } from '../http.ts';
 import { type BodyFormat, bodyFormatOf, decodeBody, MalformedBodyError, SUPPORTED_CONTENT_TYPES } from './body.ts';
@@ -97,28 +96,12 @@ export class HttpSource implements Source {
   }
 
   start(): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const onError = (error: Error) =>
-        reject(
-          new FluxoError(
-            'FLUXO_SOURCE_LISTEN',
-            `source ${this.ctx.id}: cannot listen on ${this.opts.address}: ${error.message}`,
-            { cause: error },
-          ),
-        );
-      this.server.once('error', onError);
-      this.server.listen({ host: this.host, port: this.port }, () => {
-        this.server.off('error', onError);
-        resolve();
-      });
-    });
+    return listenServer(this.server, this.host, this.port, this.ctx.id, this.opts.address);
   }
 
   endpoint(): string | undefined {
-    const info = this.server.address() as AddressInfo | null;
-    if (!info || typeof info !== 'object') return undefined;
-    const hostPort = info.family === 'IPv6' ? `[${info.address}]:${info.port}` : `${info.address}:${info.port}`;
-    return `${this.scheme} ${hostPort} (POST ${this.opts.path})`;
+    const hostPort = boundHostPort(this.server);
+    return hostPort === undefined ? undefined : `${this.scheme} ${hostPort} (POST ${this.opts.path})`;
   }
 
   async stop(): Promise<void> {
