@@ -11,7 +11,8 @@ import { FluxoProcess } from '../helpers/fluxo-process.ts';
 import { sendNumberedLines } from '../helpers/tcp-senders.ts';
 
 const EVENTS = 100_000;
-const OUTAGE_MS = 5_000;
+// The issue: a destination stopped for 30 s while 100,000 events arrive.
+const OUTAGE_MS = 30_000;
 const BATCH = 1000;
 
 /** The destination: a real HTTP server on loopback that counts every `line N` it receives (NDJSON bodies). */
