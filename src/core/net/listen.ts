@@ -33,3 +33,9 @@ export function boundHostPort(server: Server): string | undefined {
   if (!info || typeof info !== 'object') return undefined;
   return info.family === 'IPv6' ? `[${info.address}]:${info.port}` : `${info.address}:${info.port}`;
 }
+
+/** The peer address as users write it: `::ffff:10.0.0.7` (IPv4 on a dual-stack socket) becomes `10.0.0.7`. */
+export function peerHost(address: string | undefined): string {
+  if (address === undefined) return '';
+  return address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address;
+}

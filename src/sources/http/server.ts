@@ -6,13 +6,13 @@ import { loadTlsServerOptions } from '../../codecs/tls.ts';
 import type { AckStatus } from '../../core/ack.ts';
 import type { Source, SourceContext } from '../../core/component.ts';
 import { type Event, EventIdGenerator } from '../../core/event.ts';
-import { boundHostPort, listenServer } from '../../core/net/listen.ts';
+import { boundHostPort, listenServer, peerHost } from '../../core/net/listen.ts';
+import { RateLimitedWarnings } from '../../core/rate-limited-warnings.ts';
 import { splitAddress } from '../../core/units.ts';
 import type { HttpSourceOptions } from '../http.ts';
 import { type BodyFormat, bodyFormatOf, decodeBody, MalformedBodyError, SUPPORTED_CONTENT_TYPES } from './body.ts';
 
 /** At most one warning of each kind per this interval: a misbehaving client must not flood the log. */
-const WARN_EVERY_MS = 10_000;
 /** Rejected requests with a body up to this size are drained so the connection stays usable; larger ones close it. */
 const DRAIN_REJECTED_BYTES = 64 * 1024;
 /** After a 413 mid-body, how long the rest of the body is read and discarded so the client sees the answer. */
@@ -45,15 +45,16 @@ export class HttpSource implements Source {
   private readonly waitingEmits = new Map<number, number>();
   private nextEmitId = 0;
   private idleWaiters: (() => void)[] = [];
-  private readonly lastWarn = new Map<string, { at: number; suppressed: number }>();
   private readonly pendingGauge;
   private readonly backpressureRejections;
   private readonly rejectedConnections;
+  private readonly warnings: RateLimitedWarnings;
 
   constructor(
     private readonly opts: HttpSourceOptions,
     private readonly ctx: SourceContext,
   ) {
+    this.warnings = new RateLimitedWarnings(ctx.logger);
     ({ host: this.host, port: this.port } = splitAddress(opts.address));
     this.retryAfter = String(Math.max(1, Math.ceil(opts.retry_after / 1000)));
     const a = opts.auth;
@@ -86,11 +87,15 @@ export class HttpSource implements Source {
     this.server.maxConnections = opts.max_connections;
     this.server.on('drop', (data) => {
       this.rejectedConnections.inc();
-      this.warn('max_connections', { host: data?.remoteAddress }, 'connection refused: max_connections reached');
+      this.warnings.warn(
+        'max_connections',
+        { host: data?.remoteAddress },
+        'connection refused: max_connections reached',
+      );
     });
     this.server.on('tlsClientError', (error: Error) => {
       ctx.metrics.error('tls_handshake');
-      this.warn('tls', { err: error.message }, 'TLS handshake failed');
+      this.warnings.warn('tls', { err: error.message }, 'TLS handshake failed');
     });
     this.server.on('error', (error) => ctx.logger.error({ err: error.message }, 'http source server error'));
   }
@@ -137,7 +142,7 @@ export class HttpSource implements Source {
     }
     if (this.expectedAuth !== undefined && !this.authorized(req.headers.authorization)) {
       res.setHeader('WWW-Authenticate', this.authChallenge!);
-      this.warn('auth', { host: req.socket.remoteAddress }, 'request refused: missing or wrong credentials');
+      this.warnings.warn('auth', { host: req.socket.remoteAddress }, 'request refused: missing or wrong credentials');
       this.reject(req, res, 401, 'unauthorized', 'missing or wrong credentials');
       return;
     }
@@ -266,7 +271,11 @@ export class HttpSource implements Source {
         this.reject(req, res, 500, 'internal', 'the body could not be decoded');
         return;
       }
-      this.warn('malformed', { host: req.socket.remoteAddress, reason: error.message }, 'malformed request body');
+      this.warnings.warn(
+        'malformed',
+        { host: req.socket.remoteAddress, reason: error.message },
+        'malformed request body',
+      );
       this.reject(req, res, 400, 'malformed_body', error.message);
       return;
     }
@@ -281,7 +290,7 @@ export class HttpSource implements Source {
       this.answerBusy(res, 503, 'shutting down');
       return;
     }
-    this.stamp(events, normalizeHost(req.socket.remoteAddress), key, receivedAt);
+    this.stamp(events, peerHost(req.socket.remoteAddress), key, receivedAt);
     const count = events.length;
     const onSettled = (status: AckStatus) => {
       if (status === 'delivered') {
@@ -358,7 +367,7 @@ export class HttpSource implements Source {
 
   private tooLarge(req: IncomingMessage, res: ServerResponse, bytes: number, what = 'body'): void {
     this.ctx.metrics.error('body_too_large');
-    this.warn(
+    this.warnings.warn(
       'too_large',
       { host: req.socket.remoteAddress, bytes, max_body_bytes: this.opts.max_body_bytes },
       'request refused: body over max_body_bytes',
@@ -391,22 +400,4 @@ export class HttpSource implements Source {
     res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text) });
     res.end(text);
   }
-
-  private warn(kind: string, fields: Record<string, unknown>, message: string): void {
-    const now = Date.now();
-    const last = this.lastWarn.get(kind);
-    if (last !== undefined && now - last.at < WARN_EVERY_MS) {
-      last.suppressed++;
-      return;
-    }
-    const suppressed = last?.suppressed ?? 0;
-    this.lastWarn.set(kind, { at: now, suppressed: 0 });
-    this.ctx.logger.warn(suppressed > 0 ? { ...fields, suppressed } : fields, message);
-  }
-}
-
-/** `::ffff:10.0.0.7` (IPv4 on a dual-stack socket) as users write it: `10.0.0.7`. */
-function normalizeHost(address: string | undefined): string {
-  if (address === undefined) return '';
-  return address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address;
 }

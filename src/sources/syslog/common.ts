@@ -2,10 +2,10 @@ import { SyslogParser } from '../../codecs/syslog.ts';
 import type { SourceContext } from '../../core/component.ts';
 import type { Event } from '../../core/event.ts';
 import { NetSourceBase } from '../../core/net/net-source-base.ts';
+import { RateLimitedWarnings } from '../../core/rate-limited-warnings.ts';
 import type { SyslogSourceOptions } from '../syslog.ts';
 
 /** At most one warning of each kind per this interval: a misbehaving sender must not flood the log. */
-const WARN_EVERY_MS = 10_000;
 
 /**
  * What syslog over TCP and UDP share: parsing messages into events, counting parse failures and overlong
@@ -16,10 +16,11 @@ export abstract class SyslogSourceBase extends NetSourceBase<SyslogSourceOptions
   private readonly parseFailures;
   private readonly tooLong;
   private readonly overlongReason: string;
-  private readonly lastWarn = new Map<string, { at: number; suppressed: number }>();
+  private readonly warnings: RateLimitedWarnings;
 
   constructor(opts: SyslogSourceOptions, ctx: SourceContext) {
     super(opts, ctx);
+    this.warnings = new RateLimitedWarnings(ctx.logger);
     this.parseFailures = ctx.metrics.counter(
       'fluxo_syslog_parse_failures_total',
       'Messages that were not RFC 5424 or RFC 3164: kept whole in `message`, without syslog fields.',
@@ -98,20 +99,8 @@ export abstract class SyslogSourceBase extends NetSourceBase<SyslogSourceOptions
 
   /** A warning of kind `kind` at most once per 10 s, with how many were suppressed since the last one. */
   warn(kind: string, fields: Record<string, unknown>, message: string): void {
-    const now = Date.now();
-    const last = this.lastWarn.get(kind);
-    if (last !== undefined && now - last.at < WARN_EVERY_MS) {
-      last.suppressed++;
-      return;
-    }
-    const suppressed = last?.suppressed ?? 0;
-    this.lastWarn.set(kind, { at: now, suppressed: 0 });
-    this.ctx.logger.warn(suppressed > 0 ? { ...fields, suppressed } : fields, message);
+    this.warnings.warn(kind, fields, message);
   }
 }
 
-/** The peer address as users write it: `::ffff:10.0.0.7` (IPv4 on a dual-stack socket) becomes `10.0.0.7`. */
-export function peerHost(address: string | undefined): string {
-  if (address === undefined) return '';
-  return address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address;
-}
+export { peerHost } from '../../core/net/listen.ts';
