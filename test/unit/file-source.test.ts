@@ -85,7 +85,10 @@ async function startSource(t: TestContext, options: Record<string, unknown> = {}
         stopping.then(() => {
           done = true;
         });
+        const deadline = Date.now() + 20_000;
         while (!done) {
+          // A stop that never resolves is a bug: fail with a message instead of hanging the run.
+          if (Date.now() > deadline) throw new Error('file source stop() did not resolve within 20 s');
           h.ackAll();
           await new Promise((r) => setTimeout(r, 5));
         }

@@ -164,6 +164,9 @@ export class FileTailSource implements Source {
         }
         const f = this.files.takeReady();
         if (f === undefined) {
+          // stop() may have come while this iteration awaited a scan: its wake() found no sleeper then, and
+          // no timer will wake one now. Checking right before sleeping (no await in between) closes that gap.
+          if (this.stopping) break;
           await new Promise<void>((resolve) => {
             this.wakeUp = resolve;
           });
