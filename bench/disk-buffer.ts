@@ -17,9 +17,10 @@
  * "slower" means there is cost and delay: Fluxo's CPU per event and the end-to-end latency (source receipt to
  * sink delivery, from `fluxo_end_to_end_latency_seconds`), disk buffer against memory buffer.
  */
+
 import { once } from 'node:events';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { connect, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -27,6 +28,7 @@ import { parseArgs } from 'node:util';
 import { AccessLogGenerator } from '../src/codecs/access-log.ts';
 import { FluxoServer, LoadGenerator, ROOT } from './lib/children.ts';
 import { cpuDelta, cpuTimes, machine, nowMs, vmMiB } from './lib/proc.ts';
+import { openSockets, waitForConnections } from './lib/sockets.ts';
 
 const { values } = parseArgs({
   options: {
@@ -191,7 +193,7 @@ async function throughputRun(s: Scenario, dir: string, events: number, connectio
       String(events),
     ]);
     await generator.ready();
-    while ((await server.openConnections()) < connections) await sleep(20);
+    await waitForConnections(server, connections);
     const cpu0 = cpuTimes(server.pid);
     generator.go();
     let delivered = 0;
@@ -279,7 +281,7 @@ async function q1Run(s: Scenario, dir: string, rate: number, seconds: number, co
       }
     };
     await next('ready');
-    while ((await server.openConnections()) < connections) await sleep(20);
+    await waitForConnections(server, connections);
     const cpu0 = cpuTimes(server.pid);
     const t0 = nowMs();
     sender.stdin!.write('go\n');
@@ -330,16 +332,7 @@ async function senderMode(): Promise<void> {
   const input = createInterface({ input: process.stdin });
   const it = input[Symbol.asyncIterator]();
   const port = Number((await it.next()).value);
-  const sockets: Socket[] = await Promise.all(
-    Array.from(
-      { length: connections },
-      () =>
-        new Promise<Socket>((resolve, reject) => {
-          const s = connect({ host: '127.0.0.1', port }, () => resolve(s));
-          s.once('error', reject);
-        }),
-    ),
-  );
+  const sockets: Socket[] = await openSockets(port, connections);
   const generator = new AccessLogGenerator({ format: 'apache_combined', seed: 4 });
   process.stdout.write(`${JSON.stringify({ ready: true })}\n`);
   while ((await it.next()).value?.trim() !== 'go');

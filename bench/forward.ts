@@ -12,10 +12,10 @@
  * messages waiting for their acks. The run ends when every chunk was acknowledged, i.e. delivered by the sink.
  * `events_per_cpu_s` (events per CPU-second of the Fluxo process) is the figure the issue aims at (≥ 300,000).
  */
+
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -27,6 +27,7 @@ import { EventTime, encodePackedForward, forwardUnpackr, MsgpackScanner, packEnt
 import { FluxoServer, ROOT } from './lib/children.ts';
 import { countOutputLines } from './lib/count-lines.ts';
 import { cpuDelta, cpuTimes, machine, nowMs, vmMiB } from './lib/proc.ts';
+import { openSockets } from './lib/sockets.ts';
 
 const { values } = parseArgs({
   options: {
@@ -72,16 +73,7 @@ async function load(): Promise<void> {
     const packed = packEntries(entries);
     payloads.push(gzip ? gzipSync(packed) : Buffer.from(packed));
   }
-  const sockets = await Promise.all(
-    Array.from(
-      { length: connections },
-      () =>
-        new Promise<Socket>((resolve, reject) => {
-          const s = connect({ host: '127.0.0.1', port }, () => resolve(s));
-          s.once('error', reject);
-        }),
-    ),
-  );
+  const sockets = await openSockets(port, connections);
   process.stdout.write(`${JSON.stringify({ ready: true })}\n`);
   const stdin = createInterface({ input: process.stdin });
   for await (const line of stdin) if (line.trim() === 'go') break;

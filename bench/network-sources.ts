@@ -16,10 +16,10 @@
  * sample again. events/s and MiB/s are what the sink delivered and the source received in that window;
  * CPU is Fluxo's (all threads) in % of one core; RSS is Fluxo's peak (VmHWM) over the whole run.
  */
+
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -31,6 +31,7 @@ import { AccessLogGenerator } from '../src/codecs/access-log.ts';
 import { parseDuration } from '../src/core/units.ts';
 import { FLUXO_BIN, ROOT } from './lib/children.ts';
 import { cpuDelta, cpuTimes, machine, vmMiB } from './lib/proc.ts';
+import { openSockets } from './lib/sockets.ts';
 
 const MiB = 1024 * 1024;
 const SELF = fileURLToPath(import.meta.url);
@@ -337,16 +338,7 @@ async function blastSyslog(port: number, connections: number, durationMs: number
     linesPerChunk = lines;
     chunks.push(Buffer.from(text));
   }
-  const sockets = await Promise.all(
-    Array.from(
-      { length: connections },
-      () =>
-        new Promise<Socket>((resolve, reject) => {
-          const s = connect({ host: '127.0.0.1', port }, () => resolve(s));
-          s.once('error', reject);
-        }),
-    ),
-  );
+  const sockets = await openSockets(port, connections);
   process.stdout.write(`${JSON.stringify({ ready: true })}\n`);
   const end = Date.now() + durationMs;
   let sentChunks = 0;

@@ -16,6 +16,7 @@
  *
  * The issue's aim is ≥ 25 MiB/s of access lines parsed on one core; `mib_per_cpu_s` is that figure.
  */
+
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -27,6 +28,7 @@ import { ParseFailure } from '../src/codecs/parsers/parser.ts';
 import { FluxoServer, LoadGenerator, ROOT } from './lib/children.ts';
 import { countOutputLines } from './lib/count-lines.ts';
 import { cpuDelta, cpuTimes, machine, mainThreadCpuTimes, nowMs, vmMiB } from './lib/proc.ts';
+import { waitForConnections } from './lib/sockets.ts';
 
 const MiB = 1024 * 1024;
 const AIM_MIB_PER_CPU_S = 25;
@@ -132,10 +134,7 @@ async function runPipeline(s: Scenario, run: number): Promise<Record<string, unk
       String(events),
     ]);
     await generator.ready();
-    for (const end = Date.now() + 30_000; (await server.openConnections()) < connections; ) {
-      if (Date.now() > end) throw new Error('connections did not open within 30 s');
-      await sleep(20);
-    }
+    await waitForConnections(server, connections);
     const cpu0 = cpuTimes(server.pid);
     const main0 = mainThreadCpuTimes(server.pid);
     generator.go();

@@ -13,6 +13,7 @@
  * snapshot CPU and peak RSS, SIGTERM, expect exit 0, count the lines written. A lost or extra line, an exit
  * code other than 0 or a stalled run makes the bench exit 1.
  */
+
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -32,6 +33,7 @@ import {
   nowMs,
   vmMiB,
 } from './lib/proc.ts';
+import { waitForConnections } from './lib/sockets.ts';
 import { formatSummary, mainThreadProfile, summariseProfile } from './profile-summary.ts';
 import { SCENARIOS, type Scenario } from './scenarios.ts';
 
@@ -175,12 +177,7 @@ async function runOnce(scenario: Scenario, run: number): Promise<Result> {
     if (durationMs !== undefined) genArgs.push('--duration-s', String(durationMs / 1000));
     generator = new LoadGenerator(genArgs);
     const ready = await generator.ready();
-    for (const end = Date.now() + 30_000; ; ) {
-      const open = await server.openConnections();
-      if (open >= connections) break;
-      if (Date.now() > end) throw new Error(`only ${open} of ${connections} connections open after 30 s`);
-      await sleep(20);
-    }
+    await waitForConnections(server, connections);
     const scrapeCpuMs = await scrapeCost(server);
     const scrapesBefore = server.scrapes;
 
