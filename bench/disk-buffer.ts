@@ -118,6 +118,27 @@ const SCENARIOS: Scenario[] = [
     buffer: MEMORY,
   },
   {
+    name: 'q1-memory-blackhole',
+    description: 'Q1 load (10,000 events/s, 300 connections) → memory buffer → blackhole',
+    kind: 'q1',
+    sink: blackhole,
+    buffer: MEMORY,
+  },
+  {
+    name: 'q1-disk-blackhole',
+    description: 'Q1 load (10,000 events/s, 300 connections) → disk buffer → blackhole',
+    kind: 'q1',
+    sink: blackhole,
+    buffer: DISK,
+  },
+  {
+    name: 'q1-disk-interval-file',
+    description: 'Q1 load (10,000 events/s, 300 connections) → disk buffer (sync: interval, 1 s) → file',
+    kind: 'q1',
+    sink: file,
+    buffer: '{ type: disk, max_size: 4GiB, sync: interval, sync_interval: 1s }',
+  },
+  {
     name: 'q1-disk-file',
     description: 'Q1 load (10,000 events/s, 300 connections) → disk buffer → file',
     kind: 'q1',
