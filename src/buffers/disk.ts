@@ -10,7 +10,7 @@ import { errorText, isDiskFull } from './disk/fs.ts';
 import { Ledger } from './disk/ledger.ts';
 import { acquireLock } from './disk/lock.ts';
 import { DiskBufferMetrics } from './disk/metrics.ts';
-import { RecordEncoder, type Slab, sealRecord } from './disk/record.ts';
+import { type Frame, RecordEncoder, sealRecord } from './disk/record.ts';
 import { type Segment, scanSegments, TIMELINE_STEP_MS, type TimelinePoint } from './disk/scan.ts';
 import { type PendingRecord, SegmentWriter } from './disk/writer.ts';
 
@@ -45,8 +45,7 @@ const LEDGER_EVERY_MS = 10;
 
 interface Waiter {
   batch: Batch;
-  frame: Buffer;
-  slab: Slab | undefined;
+  frame: Frame;
   resolve: () => void;
   reject: (error: Error) => void;
 }
@@ -148,16 +147,17 @@ export class DiskBuffer implements SinkBuffer {
       batch.ack.release('failed');
       return Promise.reject(new BufferClosedError());
     }
-    const { bytes: frame, slab } = this.encoder.encode(batch.events);
-    if (this.waiters.length === 0 && this.canAdmit(frame.length)) {
-      this.admit(batch, frame, slab);
+    const frame = this.encoder.encode(batch.events);
+    const size = frame.bytes.length;
+    if (this.waiters.length === 0 && this.canAdmit(size)) {
+      this.admit(batch, frame);
       return undefined;
     }
-    if (this.mustDrop(frame.length)) {
-      this.drop(batch, slab);
+    if (this.mustDrop(size)) {
+      this.drop(batch, frame);
       return undefined;
     }
-    return new Promise<void>((resolve, reject) => this.waiters.push({ batch, frame, slab, resolve, reject }));
+    return new Promise<void>((resolve, reject) => this.waiters.push({ batch, frame, resolve, reject }));
   }
 
   take(maxEvents: number): Promise<Batch[] | null> {
@@ -186,7 +186,7 @@ export class DiskBuffer implements SinkBuffer {
     if (this.closing) return;
     this.closing = true;
     for (const w of this.waiters.splice(0)) {
-      this.encoder.release(w.slab);
+      this.encoder.release(w.frame.slab);
       w.batch.ack.release('failed');
       w.reject(new BufferClosedError());
     }
@@ -314,6 +314,7 @@ export class DiskBuffer implements SinkBuffer {
         activeSegment: () => this.writer!.activeSegment,
         upstreamDone: () => this.closing && this.waiters.length === 0 && this.writer!.idle,
         advanced: (_ackedId, events, bytes) => this.advanced(events, bytes),
+        release: (slab) => this.encoder.release(slab),
         settled: () => this.maybeFinish(),
         damaged: (segment, offset, reason) => {
           this.metrics?.corrupt.inc();
@@ -365,14 +366,14 @@ export class DiskBuffer implements SinkBuffer {
     );
   }
 
-  private drop(batch: Batch, slab: Slab | undefined): void {
-    this.encoder.release(slab);
+  private drop(batch: Batch, frame: Frame): void {
+    this.encoder.release(frame.slab);
     // Opt-in loss: the share counts as settled so the source moves on; the drop is counted.
     this.metrics?.component.bufferDropped.inc(batch.events.length);
     batch.ack.release('delivered');
   }
 
-  private admit(batch: Batch, frame: Buffer, slab: Slab | undefined): void {
+  private admit(batch: Batch, { bytes: frame, slab }: Frame): void {
     const id = this.nextId++;
     const now = Date.now();
     const count = batch.events.length;
@@ -389,12 +390,13 @@ export class DiskBuffer implements SinkBuffer {
   private admitWaiters(): void {
     while (this.waiters.length > 0) {
       const w = this.waiters[0]!;
-      if (this.canAdmit(w.frame.length)) {
+      const size = w.frame.bytes.length;
+      if (this.canAdmit(size)) {
         this.waiters.shift();
-        this.admit(w.batch, w.frame, w.slab);
-      } else if (this.mustDrop(w.frame.length)) {
+        this.admit(w.batch, w.frame);
+      } else if (this.mustDrop(size)) {
         this.waiters.shift();
-        this.drop(w.batch, w.slab);
+        this.drop(w.batch, w.frame);
       } else {
         return;
       }
@@ -409,8 +411,8 @@ export class DiskBuffer implements SinkBuffer {
       const r = records[i]!;
       this.pendingBytes -= r.frame.length;
       events += r.count;
-      queue.committed(r.id, r.events, r.frame.length, r.batch.ack.receivedAt, segment, offsets[i]!);
-      this.encoder.release(r.slab);
+      // The queue keeps the slab while it keeps the record for the sink, and releases it after.
+      queue.committed(r.id, r.events, r.frame, r.slab, r.batch.ack.receivedAt, segment, offsets[i]!);
     }
     this.metrics?.written.inc(events);
     this.updateGauges();
@@ -463,6 +465,11 @@ export class DiskBuffer implements SinkBuffer {
   private advanced(events: number, bytes: number): void {
     this.unackedEvents -= events;
     this.unackedBytes -= bytes;
+    if (this.pendingBytes === 0 && this.queue!.allAcknowledged) {
+      // Everything written is acknowledged: nothing is left whatever damage skipped on the way claimed to hold.
+      this.unackedEvents = 0;
+      this.unackedBytes = 0;
+    }
     this.updateGauges();
     this.admitWaiters();
     this.scheduleLedger();

@@ -62,3 +62,30 @@ export function encodeLinesToBuffer(events: readonly Event[], encoding: LineEnco
   }
   return Buffer.from(scratch.subarray(0, offset));
 }
+
+/**
+ * Where each of the `count` lines of `lines` starts, and at the end where they end: `count + 1` offsets; or
+ * undefined when `lines` does not hold exactly `count` newline-terminated lines.
+ */
+export function lineOffsets(lines: Buffer, count: number): Uint32Array | undefined {
+  const offsets = new Uint32Array(count + 1);
+  let at = 0;
+  for (let i = 0; i < count; i++) {
+    offsets[i] = at;
+    const end = lines.indexOf(0x0a, at);
+    if (end < 0) return undefined;
+    at = end + 1;
+  }
+  offsets[count] = at;
+  return at === lines.length ? offsets : undefined;
+}
+
+/** The lines at `indices` (positions into `offsets`, from lineOffsets), copied into one buffer in that order. */
+export function pickLines(lines: Buffer, offsets: Uint32Array, indices: readonly number[]): Buffer {
+  let size = 0;
+  for (const i of indices) size += offsets[i + 1]! - offsets[i]!;
+  const out = Buffer.allocUnsafe(size);
+  let at = 0;
+  for (const i of indices) at += lines.copy(out, at, offsets[i]!, offsets[i + 1]!);
+  return out;
+}

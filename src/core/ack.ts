@@ -53,6 +53,12 @@ export class Acknowledgement {
 /** The unit that flows through the graph: events plus one share of an acknowledgement. */
 export interface Batch {
   readonly events: Event[];
+  /**
+   * The events as JSON lines, `JSON.stringify(event)` and `\n` each, in order, when a buffer already encoded
+   * them (the disk buffer's records are this): a sink writing JSON lines writes these bytes instead of
+   * serializing every event again. Valid until the acknowledgement share is released.
+   */
+  readonly ndjson?: Buffer | undefined;
   readonly ack: Acknowledgement;
   /** Size in bytes as received (or estimated), for buffer limits and metrics. */
   readonly bytes: number;

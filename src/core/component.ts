@@ -79,8 +79,10 @@ export interface Sink {
    * Delivers events. Resolves only once the destination confirmed them (or they are durable on disk).
    * Throws RetryableError (or any other error) to be retried with backoff, PermanentError to dead-letter.
    * Calls are sequential unless the sink's `concurrency` option says otherwise.
+   * `ndjson`, when given, holds the events encoded as JSON lines (see Batch.ndjson), to write rather than
+   * serialize them again; it is valid until write() settles.
    */
-  write(events: Event[], signal: AbortSignal): Promise<void>;
+  write(events: Event[], signal: AbortSignal, ndjson?: Buffer): Promise<void>;
   /** Flushes and closes; after it resolves everything written is complete and visible. */
   stop(): Promise<void>;
 }

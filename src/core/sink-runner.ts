@@ -133,12 +133,13 @@ export class SinkRunner {
 
   private async deliver(batches: Batch[], signal: AbortSignal): Promise<AckStatus> {
     const events = batches.length === 1 ? batches[0]!.events : batches.flatMap((b) => b.events);
+    const ndjson = ndjsonOf(batches);
     let bytes = 0;
     for (const b of batches) bytes += b.bytes;
     for (let attempt = 0; ; attempt++) {
       if (signal.aborted) return 'failed';
       try {
-        await this.sink.write(events, signal);
+        await this.sink.write(events, signal, ndjson);
         this.recordDelivered(batches, events.length, bytes);
         return 'delivered';
       } catch (error) {
@@ -200,6 +201,17 @@ export class SinkRunner {
     }, batches[0]!.ack.receivedAt);
     this.deadLetter(rejected, error.reason, combined, Math.round((bytes * rejected.length) / events.length));
   }
+}
+
+/** The merged events as JSON lines when every batch carries its own (Batch.ndjson). */
+function ndjsonOf(batches: Batch[]): Buffer | undefined {
+  if (batches.length === 1) return batches[0]!.ndjson;
+  const parts: Buffer[] = [];
+  for (const b of batches) {
+    if (b.ndjson === undefined) return undefined;
+    parts.push(b.ndjson);
+  }
+  return Buffer.concat(parts);
 }
 
 export function errorMessage(error: unknown): string {

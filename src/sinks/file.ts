@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { z } from 'zod';
-import { encodeLinesToBuffer } from '../codecs/ndjson.ts';
+import { encodeLinesToBuffer, lineOffsets, pickLines } from '../codecs/ndjson.ts';
 import { checkPathTemplate, PathTemplate } from '../codecs/path-template.ts';
 import { type ComponentContext, defineSink, type Sink } from '../core/component.ts';
 import { FluxoError, PermanentError } from '../core/errors.ts';
@@ -78,6 +78,19 @@ class Slots {
   }
 }
 
+/** The events of one write going to one file; with the write's JSON lines, their positions in the write. */
+interface Group {
+  events: Event[];
+  indices: number[] | undefined;
+}
+
+/** A write's events already encoded as JSON lines (Batch.ndjson), and where each line starts once needed. */
+interface Lines {
+  bytes: Buffer;
+  count: number;
+  offsets?: Uint32Array | undefined;
+}
+
 /**
  * The batch layer's writer. Each write() groups its events by rendered path, and appends each group to its
  * file as one buffer with one fdatasync (group commit). Files become visible, complete, by rename when they
@@ -148,8 +161,8 @@ export class FileSink extends EventEmitter<{ 'file-closed': [FileClosed] }> impl
     }
   }
 
-  write(events: Event[], _signal: AbortSignal): Promise<void> {
-    const writing = this.writeEvents(events);
+  write(events: Event[], _signal: AbortSignal, ndjson?: Buffer): Promise<void> {
+    const writing = this.writeEvents(events, ndjson);
     this.writes.add(writing);
     const forget = () => this.writes.delete(writing);
     writing.then(forget, forget);
@@ -189,43 +202,48 @@ export class FileSink extends EventEmitter<{ 'file-closed': [FileClosed] }> impl
     return report;
   }
 
-  private async writeEvents(events: Event[]): Promise<void> {
+  private async writeEvents(events: Event[], ndjson: Buffer | undefined): Promise<void> {
     if (this.stopped) throw new FluxoError('FLUXO_SINK_STOPPED', `file sink ${this.context.id} is stopped`);
     const now = Date.now();
     const alreadyWritten = this.partlyWritten.get(events);
     let todo = events;
+    let lines: Lines | undefined =
+      this.options.encoding === 'json' && ndjson !== undefined ? { bytes: ndjson, count: events.length } : undefined;
     if (alreadyWritten !== undefined) {
       const skip = new Set<Event>();
       for (const group of alreadyWritten) for (const e of group) skip.add(e);
       todo = events.filter((e) => !skip.has(e));
+      lines = undefined;
     }
-    const groups = new Map<string, Event[]>();
+    const groups = new Map<string, Group>();
     const unplaceable: Event[] = [];
     const unencodable: Event[] = [];
     let missingField: string | undefined;
     let lastPath: string | undefined;
-    let lastGroup: Event[] = [];
-    for (const event of todo) {
+    let lastGroup: Group | undefined;
+    for (let i = 0; i < todo.length; i++) {
+      const event = todo[i]!;
       const path = this.template.render(event, now);
       if (path === undefined) {
         unplaceable.push(event);
         missingField ??= this.template.missingField;
         continue;
       }
-      if (path !== lastPath) {
+      if (path !== lastPath || lastGroup === undefined) {
         lastPath = path;
         let group = groups.get(path);
         if (group === undefined) {
-          group = [];
+          group = { events: [], indices: lines === undefined ? undefined : [] };
           groups.set(path, group);
         }
         lastGroup = group;
       }
-      lastGroup.push(event);
+      lastGroup.events.push(event);
+      lastGroup.indices?.push(i);
     }
 
     const results = await Promise.allSettled(
-      Array.from(groups, ([path, group]) => this.appendGroup(path, group, unencodable)),
+      Array.from(groups, ([path, group]) => this.appendGroup(path, group, unencodable, lines)),
     );
     const written = alreadyWritten ?? [];
     let failure: unknown;
@@ -251,9 +269,14 @@ export class FileSink extends EventEmitter<{ 'file-closed': [FileClosed] }> impl
   }
 
   /** Appends one group to its file; resolves with the events it wrote. */
-  private async appendGroup(path: string, group: Event[], unencodable: Event[]): Promise<Event[]> {
+  private async appendGroup(
+    path: string,
+    { events: group, indices }: Group,
+    unencodable: Event[],
+    lines: Lines | undefined,
+  ): Promise<Event[]> {
     const bad: Event[] = [];
-    const data = encodeLinesToBuffer(group, this.options.encoding, bad);
+    const data = this.groupData(group, indices, lines, bad);
     let written = group;
     if (bad.length > 0) {
       unencodable.push(...bad);
@@ -282,6 +305,22 @@ export class FileSink extends EventEmitter<{ 'file-closed': [FileClosed] }> impl
     } finally {
       this.slots.release();
     }
+  }
+
+  /**
+   * The bytes of a group: the write's JSON lines as they are when the group is all of them, the group's lines
+   * picked out of them otherwise, and the events encoded here when the write came without lines.
+   */
+  private groupData(group: Event[], indices: number[] | undefined, lines: Lines | undefined, bad: Event[]): Buffer {
+    if (lines !== undefined && indices !== undefined) {
+      // All of them: the bytes as they are, after a cheap check (a line is at least `{}` and a newline).
+      const { bytes, count } = lines;
+      if (indices.length === count && bytes.length >= 3 * count && (count === 0 || bytes[bytes.length - 1] === 0x0a))
+        return bytes;
+      lines.offsets ??= lineOffsets(lines.bytes, lines.count);
+      if (lines.offsets !== undefined) return pickLines(lines.bytes, lines.offsets, indices);
+    }
+    return encodeLinesToBuffer(group, this.options.encoding, bad);
   }
 
   private openFile(path: string): Promise<OpenFile> {

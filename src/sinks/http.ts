@@ -125,13 +125,19 @@ export class HttpSink implements Sink {
     this.headers = headers;
   }
 
-  async write(events: Event[], signal: AbortSignal): Promise<void> {
+  async write(events: Event[], signal: AbortSignal, ndjson?: Buffer): Promise<void> {
     const rejected: Event[] = [];
-    const text = this.encode(events, rejected);
+    // Lines the disk buffer already encoded are the ndjson body as it is.
+    const text = ndjson !== undefined && this.options.encoding === 'ndjson' ? ndjson : this.encode(events, rejected);
     if (rejected.length === events.length) {
       throw new PermanentError('events cannot be encoded as JSON (a BigInt or a cycle)', rejected);
     }
-    const body = this.options.compression === 'gzip' ? await gzip(text) : Buffer.from(text, 'utf8');
+    const body =
+      this.options.compression === 'gzip'
+        ? await gzip(text)
+        : typeof text === 'string'
+          ? Buffer.from(text, 'utf8')
+          : text;
     const timeout = AbortSignal.timeout(this.options.request_timeout);
     let status: number;
     let retryAfter: string | string[] | undefined;

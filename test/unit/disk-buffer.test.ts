@@ -12,10 +12,15 @@ import {
   decodePayload,
   encodeRecord,
   RECORD_HEADER_BYTES,
+  RecordEncoder,
   readHeader,
+  SEGMENT_HEADER_BYTES,
+  SEGMENT_MAGIC,
   sealRecord,
+  segmentFileName,
 } from '../../src/buffers/disk/record.ts';
-import type { AckStatus } from '../../src/core/ack.ts';
+import { Acknowledgement, type AckStatus } from '../../src/core/ack.ts';
+import type { Event } from '../../src/core/event.ts';
 import { tempDir } from '../helpers/context.ts';
 import {
   drain,
@@ -55,6 +60,54 @@ describe('disk buffer records', { timeout: 10_000 }, () => {
       copy[at]! ^= 0x04;
       assert.equal(crcMatches(copy, 0, h.size), false, `flip at ${at}`);
     }
+  });
+
+  it('the encoder writes JSON lines, the same bytes as encodeRecord, into slabs or, when large, a buffer of its own', () => {
+    const encoder = new RecordEncoder();
+    const odd = [{ message: 'línea "quoted"\nnext\u2028', n: 1, emoji: '😀' }, { message: 'x'.repeat(300), n: 2 }, {}];
+    // The header is left for sealRecord: the payloads are what must match.
+    const payloadOf = (b: Buffer) => b.subarray(RECORD_HEADER_BYTES);
+    const small = encoder.encode(odd);
+    assert.ok(small.slab !== undefined);
+    assert.deepEqual(payloadOf(small.bytes), payloadOf(encodeRecord(odd)));
+    const payload = small.bytes.subarray(RECORD_HEADER_BYTES).toString('utf8');
+    assert.deepEqual(
+      payload
+        .split('\n')
+        .slice(0, -1)
+        .map((l) => JSON.parse(l) as unknown),
+      odd,
+    );
+    // Multi-byte text near the end of a slab: measured exactly, it goes to a fresh slab rather than over the end.
+    const wide = Array.from({ length: 2000 }, (_, n) => ({ message: 'é'.repeat(200), n }));
+    const frames = Array.from({ length: 12 }, () => encoder.encode(wide));
+    const expected = payloadOf(encodeRecord(wide));
+    for (const f of frames) assert.deepEqual(payloadOf(f.bytes), expected);
+    assert.ok(new Set(frames.map((f) => f.slab)).size > 1, 'rolled to another slab');
+    const large = encoder.encode(Array.from({ length: 3000 }, (_, n) => ({ message: 'y'.repeat(400), n })));
+    assert.equal(large.slab, undefined);
+    assert.equal(
+      decodePayload(large.bytes, 0, { ...readHeader(large.bytes, 0), size: large.bytes.length, count: 3000 }).length,
+      3000,
+    );
+  });
+
+  it('reads version 1 segments, whose payload is one JSON array', (t) => {
+    const dir = tempDir(t);
+    const events = [
+      { message: 'old', n: 1 },
+      { message: 'format', n: 2 },
+    ];
+    const json = Buffer.from(JSON.stringify(events));
+    const record = Buffer.alloc(RECORD_HEADER_BYTES + json.length);
+    json.copy(record, RECORD_HEADER_BYTES);
+    sealRecord(record, 1, Date.now(), events.length);
+    const header = Buffer.alloc(SEGMENT_HEADER_BYTES);
+    SEGMENT_MAGIC.copy(header);
+    header.writeUInt32LE(1, 8);
+    writeFileSync(join(dir, segmentFileName(1)), Buffer.concat([header, record]));
+    const { buffer } = openBuffer(dir, {}, t);
+    return buffer.open().then(async () => assert.deepEqual(await drain(buffer), [1, 2]));
   });
 });
 
@@ -266,6 +319,69 @@ describe('DiskBuffer', { timeout: 60_000 }, () => {
     for (let i = 40; i < 50; i++) buffer.push(numberedBatch(i * 10 + 1, 10));
     assert.deepEqual(await drain(buffer, 25), range(31, 500));
     assert.equal(await metricValue(registry, 'fluxo_disk_buffer_corrupt_records_total'), 0);
+  });
+
+  it('hands records over with their JSON lines, intact while the sink holds them however many records follow', async (t) => {
+    const dir = tempDir(t);
+    const { buffer } = openBuffer(dir, {}, t);
+    await buffer.open();
+    const first = trackedBatch(1, 10);
+    buffer.push(first.batch);
+    await first.settled;
+    const [held] = (await buffer.take(10))!;
+    const lines = (events: Event[]) => events.map((e) => `${JSON.stringify(e)}\n`).join('');
+    assert.equal(held!.ndjson?.toString('utf8'), lines(held!.events));
+    // 24 MiB more, each record taken and acknowledged at once: six slabs' worth, free for reuse unless held.
+    for (let i = 0; i < 60; i++) {
+      const events = Array.from({ length: 100 }, (_, n) => ({ message: String(i).repeat(4000), n }));
+      let settle!: (s: AckStatus) => void;
+      const settled = new Promise<AckStatus>((r) => {
+        settle = r;
+      });
+      buffer.push({ events, bytes: 400_000, ack: new Acknowledgement(settle) });
+      await settled;
+      for (const b of (await buffer.take(1000))!) {
+        assert.equal(b.ndjson?.toString('utf8'), lines(b.events));
+        b.ack.release('delivered');
+      }
+    }
+    assert.equal(held!.ndjson?.toString('utf8'), lines(held!.events), 'the held record’s bytes were not reused');
+    held!.ack.release('delivered');
+    assert.deepEqual(await drain(buffer), []);
+  });
+
+  it('damage found while reading back is skipped and leaves the counts once the records around it are acknowledged', async (t) => {
+    const dir = tempDir(t);
+    // One record fits in memory and fills it: the others are read back from disk, and only once taken.
+    const { buffer, registry } = openBuffer(dir, { memoryBytes: recordSize(1, 10) }, t);
+    await buffer.open();
+    const settled: Promise<AckStatus>[] = [];
+    for (let i = 0; i < 10; i++) {
+      const x = trackedBatch(i * 10 + 1, 10);
+      buffer.push(x.batch);
+      settled.push(x.settled);
+      await new Promise((r) => setImmediate(r));
+    }
+    assert.deepEqual(new Set(await Promise.all(settled)), new Set(['delivered']));
+    assert.equal(buffer.events, 100);
+    // Flip a payload byte of the sixth record (events 51–60), which nothing has read back yet.
+    const path = join(dir, segmentFiles(dir)[0]!);
+    const bytes = readFileSync(path);
+    let at = SEGMENT_HEADER_BYTES;
+    for (let i = 0; i < 5; i++) at += readHeader(bytes, at).size;
+    bytes[at + RECORD_HEADER_BYTES + 4]! ^= 0x01;
+    writeFileSync(path, bytes);
+
+    const taken = await takeEvents(buffer, 90);
+    assert.deepEqual(
+      taken.flatMap((b) => b.events.map((e) => e.n)),
+      [...range(1, 50), ...range(61, 100)],
+    );
+    assert.equal(await metricValue(registry, 'fluxo_disk_buffer_corrupt_records_total'), 1);
+    for (const b of taken) b.ack.release('delivered');
+    assert.equal(buffer.events, 0, 'the skipped record’s events left the count');
+    assert.equal(buffer.bytes, 0, 'the skipped record’s bytes left the count');
+    assert.deepEqual(await drain(buffer), []);
   });
 
   it('sync: interval settles after the write and reports the unsynced window until the next fsync', async (t) => {

@@ -114,6 +114,38 @@ describe('file sink: content', () => {
     );
   });
 
+  it('json with lines a disk buffer encoded: written as they are, and each partition gets its own', async (t) => {
+    // Keys in another order than the events': the file shows which bytes were written.
+    const encoded = (events: Event[]) =>
+      events.map((e) => `${JSON.stringify({ timestamp: e.timestamp, message: e.message, _id: e._id })}\n`);
+    const one = setup(t, { path: 'part.ndjson' });
+    const batch = range(1, 3);
+    await one.sink.write(batch, signal, Buffer.from(encoded(batch).join('')));
+    await one.sink.stop();
+    assert.equal(readFileSync(join(one.out, visible(one.out)[0]!), 'utf8'), encoded(batch).join(''));
+
+    const split = setup(t, { path: 'hour=%H/part.ndjson' });
+    const mixed = [
+      ev(1),
+      ev(2, { timestamp: '2026-11-24T08:00:00Z' }),
+      ev(3),
+      ev(4, { timestamp: '2026-11-24T08:30:00Z' }),
+    ];
+    const text = encoded(mixed);
+    await split.sink.write(mixed, signal, Buffer.from(text.join('')));
+    // Lines that do not match the events (one missing) are not trusted: the events are encoded here instead.
+    await split.sink.write([ev(5)], signal, Buffer.from(''));
+    await split.sink.stop();
+    const [h07, h08] = visible(split.out);
+    assert.equal(readFileSync(join(split.out, h07!), 'utf8'), [text[0], text[2], `${JSON.stringify(ev(5))}\n`].join(''));
+    assert.equal(readFileSync(join(split.out, h08!), 'utf8'), text[1]! + text[3]!);
+
+    const plain = setup(t, { path: 'part.log', encoding: 'text' });
+    await plain.sink.write([ev(1)], signal, Buffer.from(encoded([ev(1)]).join('')));
+    await plain.sink.stop();
+    assert.deepEqual(lines(join(plain.out, visible(plain.out)[0]!)), ['line 1']);
+  });
+
   it('text: the message field per line', async (t) => {
     const { out, sink } = setup(t, { path: 'part.log', encoding: 'text' });
     await sink.write([ev(1), { message: 'plain text' }, { message: 42 }, { no_message: true }], signal);

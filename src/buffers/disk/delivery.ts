@@ -3,7 +3,7 @@ import { Acknowledgement, type AckStatus, type Batch } from '../../core/ack.ts';
 import type { Event } from '../../core/event.ts';
 import { ReadyWatchers } from '../ready-watchers.ts';
 import { errorText } from './fs.ts';
-import { decodePayload, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES } from './record.ts';
+import { decodePayload, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES, SEGMENT_VERSION, type Slab } from './record.ts';
 import type { Segment } from './scan.ts';
 import { SegmentReader } from './segment-reader.ts';
 
@@ -13,10 +13,19 @@ const PREFETCH_BYTES = 4 * 1024 * 1024;
 interface ReadyRecord {
   id: number;
   events: Event[];
+  /** The payload as JSON lines (format version 2), for Batch.ndjson. */
+  ndjson: Buffer | undefined;
+  /** The slab `ndjson` lives in, released once the record is settled or dropped. */
+  slab: Slab | undefined;
   count: number;
   /** Encoded size (header and payload). */
   size: number;
   receivedAt: number;
+  /**
+   * Damage skipped while reading back: no batch, only its bytes (and the events its header claimed, when the
+   * record was whole) to take off the buffer's counts once the records before it are acknowledged.
+   */
+  skipped?: true;
 }
 
 const UNSETTLED = 0;
@@ -28,7 +37,11 @@ interface InFlight {
   count: number;
   size: number;
   state: typeof UNSETTLED | typeof ACKED | typeof FAILED;
+  /** Released (and cleared) when the record settles. */
+  slab: Slab | undefined;
 }
+
+const NO_EVENTS: Event[] = [];
 
 /** What the delivery side needs to know about the log and to tell the buffer. */
 export interface DeliveryContext {
@@ -40,6 +53,8 @@ export interface DeliveryContext {
   upstreamDone(): boolean;
   /** The acknowledged position moved to `ackedId`, freeing `events` and `bytes`. */
   advanced(ackedId: number, events: number, bytes: number): void;
+  /** A record kept in memory no longer needs its encoded bytes (see RecordEncoder). */
+  release(slab: Slab | undefined): void;
   /** A handed-out record settled (or reading stopped): the buffer may be able to finish closing. */
   settled(): void;
   damaged(segment: string, offset: number, reason: string): void;
@@ -106,6 +121,11 @@ export class DeliveryQueue {
     return this.cold?.segment;
   }
 
+  /** Every record queued so far was handed out and acknowledged (or skipped as damaged). */
+  get allAcknowledged(): boolean {
+    return this.cold === undefined && this.readyHead >= this.ready.length && this.inflightHead >= this.inflight.length;
+  }
+
   /** Nothing left to hand out and nothing more coming: take() answers null. */
   get exhausted(): boolean {
     return !this.serving || (this.log.upstreamDone() && this.cold === undefined && this.readyHead >= this.ready.length);
@@ -113,7 +133,10 @@ export class DeliveryQueue {
 
   take(maxEvents: number): Promise<Batch[] | null> {
     if (!this.serving) return Promise.resolve(null);
-    if (this.readyHead < this.ready.length) return Promise.resolve(this.dequeue(maxEvents));
+    if (this.readyHead < this.ready.length) {
+      const out = this.dequeue(maxEvents);
+      if (out.length > 0) return Promise.resolve(out);
+    }
     if (this.exhausted) return Promise.resolve(null);
     const taken = new Promise<Batch[] | null>((resolve) => this.takers.push({ resolve, max: maxEvents }));
     this.pump();
@@ -133,28 +156,44 @@ export class DeliveryQueue {
     return this.readyWatchers.add(minEvents, ready);
   }
 
-  /** A record was written (and fsynced) at `offset` of `segment`. */
-  committed(id: number, events: Event[], size: number, receivedAt: number, segment: Segment, offset: number): void {
-    if (!this.serving) return;
+  /**
+   * A record was written (and fsynced) at `offset` of `segment`. `frame` (header and payload, in `slab`) is
+   * kept for the sink while the record is kept in memory, and released once the record settles.
+   */
+  committed(
+    id: number,
+    events: Event[],
+    frame: Buffer,
+    slab: Slab | undefined,
+    receivedAt: number,
+    segment: Segment,
+    offset: number,
+  ): void {
+    const size = frame.length;
+    if (!this.serving) {
+      this.log.release(slab);
+      return;
+    }
     if (this.cold === undefined && this.readyBytes + size <= this.memoryBytes) {
-      this.ready.push({ id, events, count: events.length, size, receivedAt });
+      const ndjson = frame.subarray(RECORD_HEADER_BYTES);
+      this.ready.push({ id, events, ndjson, slab, count: events.length, size, receivedAt });
       this.readyBytes += size;
       this.readyEvents += events.length;
       this.lastQueuedId = id;
       this.readyWatchers.check(this.readyEvents);
-    } else if (this.cold === undefined) {
-      // From here on the sink reads from disk until it has caught up with the writer.
-      this.cold = { segment, offset };
-      this.readyWatchers.all();
+    } else {
+      this.log.release(slab);
+      if (this.cold === undefined) {
+        // From here on the sink reads from disk until it has caught up with the writer.
+        this.cold = { segment, offset };
+        this.readyWatchers.all();
+      }
     }
   }
 
   /** Hands out what is ready, starts reading when behind; answers null to waiting takers once exhausted. */
   serve(): void {
-    while (this.takers.length > 0 && this.readyHead < this.ready.length) {
-      const t = this.takers.shift()!;
-      t.resolve(this.dequeue(t.max));
-    }
+    this.handOut();
     if (this.takers.length > 0 && this.exhausted) {
       for (const t of this.takers.splice(0)) t.resolve(null);
     }
@@ -168,6 +207,7 @@ export class DeliveryQueue {
   stop(): void {
     if (!this.serving) return;
     this.serving = false;
+    for (let i = this.readyHead; i < this.ready.length; i++) this.log.release(this.ready[i]!.slab);
     this.ready = [];
     this.readyHead = 0;
     this.readyBytes = 0;
@@ -183,23 +223,41 @@ export class DeliveryQueue {
     await this.closeColdReader();
   }
 
+  /** Gives waiting takers what is ready; skipped damage alone gives nobody anything. */
+  private handOut(): void {
+    while (this.takers.length > 0 && this.readyHead < this.ready.length) {
+      const out = this.dequeue(this.takers[0]!.max);
+      if (out.length === 0) break;
+      this.takers.shift()!.resolve(out);
+    }
+  }
+
   /** Up to `maxEvents` events; the first record goes out whatever its size unless `strict`. */
   private dequeue(maxEvents: number, strict = false): Batch[] {
     const out: Batch[] = [];
     let n = 0;
+    let skipped = false;
     while (this.readyHead < this.ready.length) {
       const r = this.ready[this.readyHead]!;
+      if (r.skipped) {
+        // Settled at once, in log order: the acknowledged position moves over it with the records around it.
+        this.ready[this.readyHead++] = undefined;
+        this.inflight.push({ id: r.id, count: r.count, size: r.size, state: ACKED, slab: undefined });
+        skipped = true;
+        continue;
+      }
       if ((strict || out.length > 0) && n + r.count > maxEvents) break;
       this.ready[this.readyHead++] = undefined;
       this.readyBytes -= r.size;
       this.readyEvents -= r.count;
       n += r.count;
-      const entry: InFlight = { id: r.id, count: r.count, size: r.size, state: UNSETTLED };
+      const entry: InFlight = { id: r.id, count: r.count, size: r.size, state: UNSETTLED, slab: r.slab };
       this.inflight.push(entry);
       this.unsettledCount++;
       this.readId = r.id;
       out.push({
         events: r.events,
+        ndjson: r.ndjson,
         bytes: r.size - RECORD_HEADER_BYTES,
         ack: new Acknowledgement((status) => this.settle(entry, status), r.receivedAt),
       });
@@ -211,6 +269,7 @@ export class DeliveryQueue {
       this.ready = this.ready.slice(this.readyHead);
       this.readyHead = 0;
     }
+    if (skipped) this.advance();
     this.pump();
     return out;
   }
@@ -219,6 +278,15 @@ export class DeliveryQueue {
     // A failed share (shutdown before delivery) stays unacknowledged: the next start replays it.
     entry.state = status === 'delivered' ? ACKED : FAILED;
     this.unsettledCount--;
+    // The sink is done with the record's bytes.
+    this.log.release(entry.slab);
+    entry.slab = undefined;
+    this.advance();
+    this.log.settled();
+  }
+
+  /** Moves the acknowledged position over the acknowledged prefix of what was handed out. */
+  private advance(): void {
     let events = 0;
     let bytes = 0;
     while (this.inflightHead < this.inflight.length) {
@@ -234,7 +302,6 @@ export class DeliveryQueue {
       this.inflightHead = 0;
     }
     if (bytes > 0) this.log.advanced(this.ackedId, events, bytes);
-    this.log.settled();
   }
 
   private shouldRead(): boolean {
@@ -262,10 +329,7 @@ export class DeliveryQueue {
     try {
       while (this.shouldRead()) {
         await this.readCold();
-        while (this.takers.length > 0 && this.readyHead < this.ready.length) {
-          const t = this.takers.shift()!;
-          t.resolve(this.dequeue(t.max));
-        }
+        this.handOut();
       }
     } catch (error) {
       this.log.readFailed(error);
@@ -300,25 +364,59 @@ export class DeliveryQueue {
       if (r.kind === 'end') break;
       if (r.kind === 'corrupt') {
         this.damaged(segment, r.offset, r.reason);
+        this.skip(reader.position - r.offset, 0);
         cold.offset = reader.position;
         continue;
       }
       const h = r.header;
       let events: Event[];
       try {
-        events = decodePayload(r.buffer, r.at, h);
+        events = decodePayload(r.buffer, r.at, h, segment.version);
       } catch (error) {
         this.damaged(segment, r.offset, `payload unreadable: ${errorText(error)}`);
+        this.skip(h.size, h.count);
+        this.lastQueuedId = h.id;
         cold.offset = reader.position;
         continue;
       }
-      this.ready.push({ id: h.id, events, count: h.count, size: h.size, receivedAt: h.writtenAt });
+      // The reader reuses its buffer: a record read back gets a copy of its lines.
+      const ndjson =
+        segment.version === SEGMENT_VERSION
+          ? Buffer.from(r.buffer.subarray(r.at + RECORD_HEADER_BYTES, r.at + h.size))
+          : undefined;
+      this.ready.push({
+        id: h.id,
+        events,
+        ndjson,
+        slab: undefined,
+        count: h.count,
+        size: h.size,
+        receivedAt: h.writtenAt,
+      });
       this.readyBytes += h.size;
       this.readyEvents += h.count;
       this.lastQueuedId = h.id;
       cold.offset = reader.position;
       budget -= h.size;
     }
+  }
+
+  /**
+   * Queues the accounting of skipped damage. The events of a record whose header is not trustworthy are not
+   * known: the buffer sets its counts to zero once everything is acknowledged, which clears that remainder.
+   */
+  private skip(bytes: number, events: number): void {
+    if (bytes <= 0) return;
+    this.ready.push({
+      id: this.lastQueuedId,
+      events: NO_EVENTS,
+      ndjson: undefined,
+      slab: undefined,
+      count: events,
+      size: bytes,
+      receivedAt: 0,
+      skipped: true,
+    });
   }
 
   private damaged(segment: Segment, offset: number, reason: string): void {

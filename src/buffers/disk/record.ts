@@ -11,13 +11,19 @@ import type { Event } from '../../core/event.ts';
  *          8  u64  record id (increasing by one per record across segments; < 2^53)
  *         16  f64  when the record was buffered (epoch ms)
  *         24  u32  number of events in the payload
- *         28  …    payload: the batch's events as one UTF-8 JSON array
+ *         28  …    payload: the batch's events as UTF-8 JSON lines, `JSON.stringify(event)` and `\n` each
  *
  * All integers little-endian. One record per accepted batch, so a batch is durable or not as a whole.
  * The CRC covers the header fields too: a flipped bit in an id or a count is caught like one in the payload.
+ *
+ * The payload is what a sink writing JSON lines writes (NDJSON: JSON escapes newlines, so a line is one
+ * event), so such a sink writes a record's bytes as they are instead of serializing its events again
+ * (Batch.ndjson). Version 1 segments, whose payload was one JSON array, are still read.
  */
 export const SEGMENT_MAGIC = Buffer.from('FLUXOBUF', 'latin1');
-export const SEGMENT_VERSION = 1;
+export const SEGMENT_VERSION = 2;
+/** The versions this Fluxo reads. */
+const READABLE_VERSIONS = [1, 2];
 export const SEGMENT_HEADER_BYTES = 16;
 export const RECORD_HEADER_BYTES = 28;
 /** Ids are JavaScript numbers: exact up to 2^53, which at a million records a second lasts 285 years. */
@@ -30,13 +36,15 @@ export function segmentHeader(): Buffer {
   return b;
 }
 
-/** Why a segment header is unusable, or undefined when it is a Fluxo buffer segment of a known version. */
-export function checkSegmentHeader(b: Buffer): string | undefined {
-  if (b.length < SEGMENT_HEADER_BYTES) return 'shorter than the segment header';
-  if (!b.subarray(0, 8).equals(SEGMENT_MAGIC)) return 'not a Fluxo buffer segment (bad magic)';
+/** The format version of a segment header, or why it is unusable. */
+export function checkSegmentHeader(b: Buffer): { version: number } | { problem: string } {
+  if (b.length < SEGMENT_HEADER_BYTES) return { problem: 'shorter than the segment header' };
+  if (!b.subarray(0, 8).equals(SEGMENT_MAGIC)) return { problem: 'not a Fluxo buffer segment (bad magic)' };
   const version = b.readUInt32LE(8);
-  if (version !== SEGMENT_VERSION) return `segment format version ${version}, this Fluxo reads ${SEGMENT_VERSION}`;
-  return undefined;
+  if (!READABLE_VERSIONS.includes(version)) {
+    return { problem: `segment format version ${version}, this Fluxo reads ${READABLE_VERSIONS.join(' and ')}` };
+  }
+  return { version };
 }
 
 const SLAB_BYTES = 4 * 1024 * 1024;
@@ -52,7 +60,10 @@ export class Slab {
   sealed = false;
 }
 
-/** An encoded record: its bytes and the slab they live in (undefined for a large record with its own buffer). */
+/**
+ * An encoded record: its bytes (header and payload) and the slab they live in (undefined for a large record
+ * with its own buffer). The payload stays valid until the slab is released.
+ */
 export interface Frame {
   bytes: Buffer;
   slab: Slab | undefined;
@@ -64,29 +75,37 @@ export interface Frame {
  *
  * Records are written into 4 MiB slabs rather than a buffer each: one allocation per slab instead of one per
  * batch, and slabs are reused, which spares the garbage collector most of the external memory churn. A frame
- * must be released exactly once, when nothing will read it again (written, dropped or given up).
+ * must be released exactly once, when nothing will read it again (written and handed over, dropped or given
+ * up): a record kept in memory for the sink keeps its slab until the sink is done with it.
  */
 export class RecordEncoder {
   private current: Slab | undefined;
   private readonly free: Slab[] = [];
 
+  /** Throws, like JSON.stringify, when an event cannot be encoded (a BigInt or a cycle). */
   encode(events: readonly Event[]): Frame {
-    const json = JSON.stringify(events);
-    // UTF-8 takes at most 3 bytes per UTF-16 code unit.
-    const worst = RECORD_HEADER_BYTES + json.length * 3;
-    if (worst > SLAB_BYTES / 8) {
-      const length = Buffer.byteLength(json, 'utf8');
-      const bytes = Buffer.allocUnsafe(RECORD_HEADER_BYTES + length);
-      bytes.write(json, RECORD_HEADER_BYTES, length, 'utf8');
-      return { bytes, slab: undefined };
+    const json = new Array<string>(events.length);
+    let chars = 0;
+    for (let i = 0; i < events.length; i++) {
+      const text = JSON.stringify(events[i]);
+      json[i] = text;
+      chars += text.length + 1;
     }
+    // UTF-8 takes at most 3 bytes per UTF-16 unit. Only a record that may not fit where it would go is measured
+    // exactly: a worst case alone sent records of a few hundred KiB to buffers of their own, and their bytes to
+    // V8's large-object space, mapped and unmapped for each record.
     let slab = this.current;
-    if (!slab || slab.used + worst > SLAB_BYTES) slab = this.nextSlab();
-    const start = slab.used;
-    const written = slab.buf.write(json, start + RECORD_HEADER_BYTES, 'utf8');
-    slab.used = start + RECORD_HEADER_BYTES + written;
+    let worst = RECORD_HEADER_BYTES + chars * 3;
+    if (slab === undefined || slab.used + worst > SLAB_BYTES) {
+      worst = RECORD_HEADER_BYTES + events.length;
+      for (const text of json) worst += Buffer.byteLength(text, 'utf8');
+      if (worst > SLAB_BYTES / 4) return { bytes: writeLines(Buffer.allocUnsafe(worst), 0, json), slab: undefined };
+      if (slab === undefined || slab.used + worst > SLAB_BYTES) slab = this.nextSlab();
+    }
+    const bytes = writeLines(slab.buf, slab.used, json);
+    slab.used += bytes.length;
     slab.live++;
-    return { bytes: slab.buf.subarray(start, slab.used), slab };
+    return { bytes, slab };
   }
 
   release(slab: Slab | undefined): void {
@@ -114,12 +133,21 @@ export class RecordEncoder {
   }
 }
 
+/** Writes a record of `json` lines at `start` of `buf` (room checked by the caller); returns the record's bytes. */
+function writeLines(buf: Buffer, start: number, json: readonly string[]): Buffer {
+  let at = start + RECORD_HEADER_BYTES;
+  for (let i = 0; i < json.length; i++) {
+    at += buf.write(json[i]!, at, 'utf8');
+    buf[at++] = 0x0a;
+  }
+  return buf.subarray(start, at);
+}
+
 /** Encodes one batch into a record of its own (tests, tools). */
 export function encodeRecord(events: readonly Event[]): Buffer {
-  const json = JSON.stringify(events);
-  const length = Buffer.byteLength(json, 'utf8');
-  const frame = Buffer.allocUnsafe(RECORD_HEADER_BYTES + length);
-  frame.write(json, RECORD_HEADER_BYTES, length, 'utf8');
+  const payload = Buffer.from(events.map((e) => `${JSON.stringify(e)}\n`).join(''), 'utf8');
+  const frame = Buffer.allocUnsafe(RECORD_HEADER_BYTES + payload.length);
+  payload.copy(frame, RECORD_HEADER_BYTES);
   return frame;
 }
 
@@ -156,9 +184,18 @@ export function crcMatches(b: Buffer, at: number, size: number): boolean {
   return crc32c(b.subarray(at + 8, at + size)) === b.readUInt32LE(at + 4);
 }
 
-/** The events of a record whose CRC matched; throws when the payload is not the JSON array it claims to be. */
-export function decodePayload(b: Buffer, at: number, h: RecordHeader): Event[] {
-  const events = JSON.parse(b.toString('utf8', at + RECORD_HEADER_BYTES, at + h.size)) as unknown;
+/**
+ * The events of a record whose CRC matched, from a segment of format `version`; throws when the payload is not
+ * what it claims to be.
+ */
+export function decodePayload(b: Buffer, at: number, h: RecordHeader, version = SEGMENT_VERSION): Event[] {
+  const text = b.toString('utf8', at + RECORD_HEADER_BYTES, at + h.size);
+  let events: unknown;
+  if (version === 1) events = JSON.parse(text);
+  else if (text.length === 0) events = [];
+  else if (!text.endsWith('\n')) throw new Error('payload does not end with a newline');
+  // A line holds no raw newline (JSON escapes them), so the lines joined by commas are the elements of an array.
+  else events = JSON.parse(`[${text.slice(0, -1).replaceAll('\n', ',')}]`);
   if (!Array.isArray(events) || events.length !== h.count) {
     throw new Error(
       `payload holds ${Array.isArray(events) ? events.length : 'no array of'} events, header says ${h.count}`,

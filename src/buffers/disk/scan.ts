@@ -12,6 +12,8 @@ export interface Segment {
   size: number;
   /** Id of its last record; firstId - 1 while it has none. */
   lastId: number;
+  /** Its format version (record.ts): how its payloads are decoded. */
+  readonly version: number;
 }
 
 /** Damage found in a segment. */
@@ -80,15 +82,15 @@ export async function scanSegments(dir: string, ackedId: number, repair: boolean
     const path = join(dir, name);
     const last = i === names.length - 1;
     const fileSize = (await stat(path)).size;
-    const headerProblem = await readSegmentHeader(path, fileSize);
-    if (headerProblem !== undefined) {
+    const header = await readSegmentHeader(path, fileSize);
+    if ('problem' in header) {
       // A file cut before its header was whole is a segment created just before a crash: nothing was in it.
       const empty = fileSize < SEGMENT_HEADER_BYTES && last;
       if (!empty) {
         result.damage.push({
           segment: name,
           offset: 0,
-          reason: headerProblem,
+          reason: header.problem,
           kind: 'corrupt',
           lostRecords: undefined,
           bytes: fileSize,
@@ -101,7 +103,7 @@ export async function scanSegments(dir: string, ackedId: number, repair: boolean
       }
       continue;
     }
-    const segment: Segment = { firstId, path, size: fileSize, lastId: firstId - 1 };
+    const segment: Segment = { firstId, path, size: fileSize, lastId: firstId - 1, version: header.version };
     const reader = new SegmentReader(path, SEGMENT_HEADER_BYTES, fileSize, lastId);
     let records = 0;
     try {
@@ -158,8 +160,8 @@ export async function scanSegments(dir: string, ackedId: number, repair: boolean
   return result;
 }
 
-async function readSegmentHeader(path: string, fileSize: number): Promise<string | undefined> {
-  if (fileSize < SEGMENT_HEADER_BYTES) return `${fileSize} bytes: shorter than the segment header`;
+async function readSegmentHeader(path: string, fileSize: number): Promise<{ version: number } | { problem: string }> {
+  if (fileSize < SEGMENT_HEADER_BYTES) return { problem: `${fileSize} bytes: shorter than the segment header` };
   const fh = await open(path, 'r');
   try {
     const b = Buffer.alloc(SEGMENT_HEADER_BYTES);

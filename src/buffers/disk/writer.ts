@@ -1,17 +1,18 @@
+import { constants } from 'node:fs';
 import { type FileHandle, open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Batch } from '../../core/ack.ts';
 import type { Event } from '../../core/event.ts';
 import { syncDirectory } from '../../core/fs.ts';
-import { SEGMENT_HEADER_BYTES, type Slab, segmentFileName, segmentHeader } from './record.ts';
+import { SEGMENT_HEADER_BYTES, SEGMENT_VERSION, type Slab, segmentFileName, segmentHeader } from './record.ts';
 import type { Segment } from './scan.ts';
 
 /** A record admitted by the buffer, sealed, waiting to be written. */
 export interface PendingRecord {
   readonly id: number;
   readonly frame: Buffer;
-  /** Where `frame` lives, released once the record is written or given up. */
+  /** Where `frame` lives, released once the record is handed over (or no longer kept) or given up. */
   readonly slab: Slab | undefined;
   readonly count: number;
   readonly writtenAt: number;
@@ -44,6 +45,8 @@ export interface WriterHooks {
 /** At most this much is written by one writev, so a large backlog still commits (and acknowledges) in steps. */
 const MAX_RUN_BYTES = 8 * 1024 * 1024;
 const MAX_BACKOFF_MS = 5000;
+const WRITE_FLAGS = constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC;
+const DURABLE_WRITE_FLAGS = WRITE_FLAGS | constants.O_DSYNC;
 
 /**
  * Appends records to the active segment with group commit: records admitted while a write and its fsync are
@@ -212,6 +215,7 @@ export class SegmentWriter {
       records.push(r);
       total += r.frame.length;
     }
+    const started = performance.now();
     const { bytesWritten } = await active.fh.writev(buffers, segment.size);
     if (bytesWritten !== total) {
       throw Object.assign(new Error(`short write: ${bytesWritten} of ${total} bytes (disk full?)`), {
@@ -219,7 +223,8 @@ export class SegmentWriter {
       });
     }
     if (this.options.sync === 'always') {
-      await this.sync(active);
+      // O_DSYNC: the writev returned once the data (and the size) were on disk, like a write and fdatasync.
+      this.hooks.fsynced((performance.now() - started) / 1000);
     } else {
       active.unsynced = true;
       for (const r of records) this.unsyncedEvents += r.count;
@@ -253,9 +258,17 @@ export class SegmentWriter {
       this.active = undefined;
       await old.fh.close();
     }
-    const segment: Segment = { firstId, path: join(this.dir, segmentFileName(firstId)), size: 0, lastId: firstId - 1 };
-    // 'w': a file of this name can only be the debris of a failed attempt; no record in it was ever committed.
-    const fh = await open(segment.path, 'w');
+    const segment: Segment = {
+      firstId,
+      path: join(this.dir, segmentFileName(firstId)),
+      size: 0,
+      lastId: firstId - 1,
+      version: SEGMENT_VERSION,
+    };
+    // Truncated: a file of this name can only be the debris of a failed attempt; no record in it was ever
+    // committed. With sync: always it is opened O_DSYNC, so each writev is durable when it returns: one
+    // thread-pool job per group commit instead of a write and an fdatasync, each waking the event loop.
+    const fh = await open(segment.path, this.options.sync === 'always' ? DURABLE_WRITE_FLAGS : WRITE_FLAGS);
     try {
       await syncDirectory(this.dir);
     } catch (error) {
