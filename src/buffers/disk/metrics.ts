@@ -9,7 +9,8 @@ const fsyncHistograms = new WeakMap<Registry, Histogram<string>>();
 
 function fsyncHistogram(registry: Registry | undefined): Histogram<string> {
   const name = 'fluxo_disk_buffer_fsync_seconds';
-  const help = 'Latency of the fsyncs of a disk buffer (one per group commit with sync: always).';
+  const help =
+    'Latency of the durable writes of a disk buffer: with sync: always the O_DSYNC write of each group commit, with sync: interval each fdatasync.';
   if (!registry) return new Histogram({ name, help, labelNames: LABELS, buckets: FSYNC_BUCKETS, registers: [] });
   let h = fsyncHistograms.get(registry);
   if (!h) {
