@@ -17,6 +17,8 @@
  * `--q1-seconds`, from this script in sender mode (its own process). Throughput is fixed by the load, so what
  * "slower" means there is cost and delay: Fluxo's CPU per event and the end-to-end latency (source receipt to
  * sink delivery, from `fluxo_end_to_end_latency_seconds`), disk buffer against memory buffer.
+ * `--q1-tick` (ms, default 50) is how often the sender writes what is due, round robin over the connections:
+ * 50 sends in bursts that end each tick; 2 is close to 300 servers each sending on its own schedule.
  */
 
 import { once } from 'node:events';
@@ -38,6 +40,7 @@ const { values } = parseArgs({
     connections: { type: 'string', default: '300' },
     'q1-rate': { type: 'string', default: '10000' },
     'q1-seconds': { type: 'string', default: '20' },
+    'q1-tick': { type: 'string', default: '50' },
     'sink-batch': { type: 'string' },
     repeat: { type: 'string', default: '1' },
     echo: { type: 'boolean', default: false },
@@ -49,6 +52,7 @@ const { values } = parseArgs({
     port: { type: 'string' },
     rate: { type: 'string' },
     seconds: { type: 'string' },
+    tick: { type: 'string', default: '50' },
   },
 });
 
@@ -272,6 +276,8 @@ async function q1Run(s: Scenario, dir: string, rate: number, seconds: number, co
       String(rate),
       '--seconds',
       String(seconds),
+      '--tick',
+      String(values['q1-tick']),
       '--connections',
       String(connections),
     ],
@@ -318,6 +324,7 @@ async function q1Run(s: Scenario, dir: string, rate: number, seconds: number, co
       rate,
       seconds,
       connections,
+      tick_ms: Number(values['q1-tick']),
       events: sent,
       cpu_s: round(cpuS, 2),
       cpu_user_s: round(cpu.user, 2),
@@ -342,6 +349,7 @@ async function q1Run(s: Scenario, dir: string, rate: number, seconds: number, co
 async function senderMode(): Promise<void> {
   const rate = Number(values.rate);
   const seconds = Number(values.seconds);
+  const tick = Number(values.tick);
   const connections = Number(values.connections);
   const input = createInterface({ input: process.stdin });
   const it = input[Symbol.asyncIterator]();
@@ -361,7 +369,7 @@ async function senderMode(): Promise<void> {
     for (; sent < due; sent++) chunks[seq++ % connections] += `${generator.line(seq, Date.now())}\n`;
     for (let c = 0; c < connections; c++) if (chunks[c]) sockets[c]!.write(chunks[c]!);
     if (nowMs() >= end) break;
-    await sleep(Math.max(0, start + step * 50 - nowMs()));
+    await sleep(Math.max(0, start + step * tick - nowMs()));
   }
   await Promise.all(
     sockets.map(async (s) => {

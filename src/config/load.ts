@@ -361,6 +361,7 @@ class ConfigLoader {
               when_full: 'block' | 'drop_newest';
               sync: 'always' | 'interval';
               sync_interval: number;
+              commit_interval: number;
               max_segment_size?: number;
             };
         const retry = spec.retry as { initial_backoff: number; max_backoff: number; max_attempts: number };
@@ -378,6 +379,7 @@ class ConfigLoader {
                   whenFull: buffer.when_full,
                   sync: buffer.sync,
                   syncIntervalMs: buffer.sync_interval,
+                  commitIntervalMs: buffer.commit_interval,
                   maxSegmentSize: buffer.max_segment_size,
                 }
               : {

@@ -85,6 +85,14 @@ export const diskBufferOptions = z
           'kernel crash can lose up to `sync_interval` of events already acknowledged upstream (`fluxo_disk_buffer_unsynced_events`).',
       ),
     sync_interval: duration().default(1000).describe('With `sync: interval`, how often written records are fsynced.'),
+    commit_interval: duration()
+      .default(20)
+      .describe(
+        'Least time between the starts of two group commits (a write, and its fsync with `sync: always`). Under a steady ' +
+          'flow, records that arrive meanwhile wait and go out together, so 300 agents sending on their own schedules ' +
+          'make at most one durable write per interval instead of one per arrival; the first commit after a pause goes ' +
+          'at once. It adds up to this much to acknowledgements under load. `0` starts each commit as soon as the last ended.',
+      ),
     max_segment_size: size()
       .optional()
       .describe(

@@ -30,6 +30,7 @@ export interface DiskBufferSpec {
   readonly whenFull: 'block' | 'drop_newest';
   readonly sync: 'always' | 'interval';
   readonly syncIntervalMs: number;
+  readonly commitIntervalMs: number;
   readonly maxSegmentSize: number | undefined;
 }
 

@@ -451,6 +451,7 @@ export class Topology {
                   whenFull: b.whenFull,
                   sync: b.sync,
                   syncIntervalMs: b.syncIntervalMs,
+                  commitIntervalMs: b.commitIntervalMs,
                   maxSegmentSize: b.maxSegmentSize,
                 },
                 { id: spec.id, logger: ctx.logger, metrics: ctx.metrics, registry: this.metrics.registry },

@@ -53,6 +53,33 @@ describe('config loading', () => {
     assert.equal(config.shutdownTimeoutMs, 30_000);
   });
 
+  it('a disk buffer: defaults, and durations and sizes with units', () => {
+    const disk = (buffer: string) =>
+      loadConfigTexts(
+        [{ file: 'fluxo.yaml', text: valid.replace('encoding: text', `encoding: text, buffer: ${buffer}`) }],
+        registry,
+        {},
+      ).config.sinks.get('out')!.buffer;
+    assert.deepEqual(disk('{ type: disk }'), {
+      type: 'disk',
+      maxSize: 1024 ** 3,
+      whenFull: 'block',
+      sync: 'always',
+      syncIntervalMs: 1000,
+      commitIntervalMs: 20,
+      maxSegmentSize: undefined,
+    });
+    assert.deepEqual(disk('{ type: disk, max_size: 2GiB, sync: interval, sync_interval: 5s, commit_interval: 0 }'), {
+      type: 'disk',
+      maxSize: 2 * 1024 ** 3,
+      whenFull: 'block',
+      sync: 'interval',
+      syncIntervalMs: 5000,
+      commitIntervalMs: 0,
+      maxSegmentSize: undefined,
+    });
+  });
+
   it("batch.timeout: the sink's own default unless set", () => {
     const withFile = createRegistry([manualSource(new Map()), blackholeSink, fileSink]);
     const text = (fileBatch: string) => `

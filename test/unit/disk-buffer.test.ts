@@ -146,6 +146,28 @@ describe('DiskBuffer', { timeout: 60_000 }, () => {
     assert.deepEqual(await drain(buffer), range(0, 499));
   });
 
+  for (const commitIntervalMs of [0, 300]) {
+    it(`commit_interval ${commitIntervalMs}: the first commit after a pause goes at once; ${commitIntervalMs ? 'later arrivals within the interval share the next' : 'each arrival in its own turn commits alone'}`, async (t) => {
+      const dir = tempDir(t);
+      const { buffer, registry } = openBuffer(dir, { commitIntervalMs }, t);
+      await buffer.open();
+      const first = trackedBatch(1, 10);
+      buffer.push(first.batch);
+      await first.settled;
+      assert.equal(await metricValue(registry, 'fluxo_disk_buffer_fsync_seconds_count'), 1);
+      // Two more, a turn apart each, right after the first commit.
+      const later = [trackedBatch(11, 10), trackedBatch(21, 10)];
+      for (const x of later) {
+        buffer.push(x.batch);
+        await new Promise((r) => setImmediate(r));
+        await new Promise((r) => setImmediate(r));
+      }
+      await Promise.all(later.map((x) => x.settled));
+      assert.equal(await metricValue(registry, 'fluxo_disk_buffer_fsync_seconds_count'), commitIntervalMs ? 2 : 3);
+      assert.deepEqual(await drain(buffer), range(1, 30));
+    });
+  }
+
   it('hands records out in order, several per take up to maxEvents (at least one)', async (t) => {
     const dir = tempDir(t);
     const { buffer } = openBuffer(dir, {}, t);

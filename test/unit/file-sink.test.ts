@@ -137,7 +137,10 @@ describe('file sink: content', () => {
     await split.sink.write([ev(5)], signal, Buffer.from(''));
     await split.sink.stop();
     const [h07, h08] = visible(split.out);
-    assert.equal(readFileSync(join(split.out, h07!), 'utf8'), [text[0], text[2], `${JSON.stringify(ev(5))}\n`].join(''));
+    assert.equal(
+      readFileSync(join(split.out, h07!), 'utf8'),
+      [text[0], text[2], `${JSON.stringify(ev(5))}\n`].join(''),
+    );
     assert.equal(readFileSync(join(split.out, h08!), 'utf8'), text[1]! + text[3]!);
 
     const plain = setup(t, { path: 'part.log', encoding: 'text' });

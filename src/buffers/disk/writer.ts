@@ -25,6 +25,8 @@ export interface WriterOptions {
   maxSegmentSize: number;
   sync: 'always' | 'interval';
   syncIntervalMs: number;
+  /** Least time between the starts of two group commits. */
+  commitIntervalMs: number;
 }
 
 export interface WriterHooks {
@@ -64,6 +66,8 @@ export class SegmentWriter {
   private readonly abortSleep = new AbortController();
   private idleWaiters: (() => void)[] = [];
   private syncTimer: NodeJS.Timeout | undefined;
+  /** When the last group commit started (performance.now()). */
+  private lastCommitAt = Number.NEGATIVE_INFINITY;
   /** Something failed and has not succeeded since. */
   stalled = false;
   /** Written but not yet fsynced (sync: interval): what a power loss could take. */
@@ -133,8 +137,15 @@ export class SegmentWriter {
   private kick(): void {
     if (this.running || this.stopped) return;
     this.running = true;
-    // One turn later, so that every batch pushed in this turn of the event loop joins the same write.
-    setImmediate(() => void this.loop());
+    // One turn later at least, so that every batch pushed in this turn of the event loop joins the same write;
+    // later still while the last commit started less than commit_interval ago.
+    const wait = this.commitWait();
+    if (wait > 0) setTimeout(() => void this.loop(), wait);
+    else setImmediate(() => void this.loop());
+  }
+
+  private commitWait(): number {
+    return this.lastCommitAt + this.options.commitIntervalMs - performance.now();
   }
 
   private async loop(): Promise<void> {
@@ -142,6 +153,14 @@ export class SegmentWriter {
     try {
       while (!this.stopped) {
         if (this.head < this.queue.length) {
+          const wait = this.commitWait();
+          if (wait > 0) {
+            try {
+              await sleep(wait, undefined, { signal: this.abortSleep.signal });
+            } catch {
+              break;
+            }
+          }
           try {
             await this.writeRun();
           } catch (error) {
@@ -216,6 +235,7 @@ export class SegmentWriter {
       total += r.frame.length;
     }
     const started = performance.now();
+    this.lastCommitAt = started;
     const { bytesWritten } = await active.fh.writev(buffers, segment.size);
     if (bytesWritten !== total) {
       throw Object.assign(new Error(`short write: ${bytesWritten} of ${total} bytes (disk full?)`), {
