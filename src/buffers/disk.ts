@@ -22,8 +22,8 @@ export interface DiskBufferOptions {
   whenFull: 'block' | 'drop_newest';
   sync: 'always' | 'interval';
   syncIntervalMs: number;
-  /** Least time between the starts of two group commits (config `commit_interval`); default 20 ms. */
-  commitIntervalMs?: number;
+  /** Least time between the starts of two group commits (config `commit_interval`). */
+  commitIntervalMs: number;
   /** Roll to a new segment file past this size; default max_size / 8, between 1 MiB and 128 MiB. */
   maxSegmentSize?: number;
   /** Encoded bytes of just-written records kept in memory for the sink, so it need not read them back. */
@@ -298,7 +298,7 @@ export class DiskBuffer implements SinkBuffer {
         maxSegmentSize: this.maxSegmentSize,
         sync: this.options.sync,
         syncIntervalMs: this.options.syncIntervalMs,
-        commitIntervalMs: this.options.commitIntervalMs ?? 20,
+        commitIntervalMs: this.options.commitIntervalMs,
       },
       {
         committed: (records, segment, offsets) => this.committed(records, segment, offsets),

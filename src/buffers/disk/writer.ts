@@ -137,15 +137,9 @@ export class SegmentWriter {
   private kick(): void {
     if (this.running || this.stopped) return;
     this.running = true;
-    // One turn later at least, so that every batch pushed in this turn of the event loop joins the same write;
-    // later still while the last commit started less than commit_interval ago.
-    const wait = this.commitWait();
-    if (wait > 0) setTimeout(() => void this.loop(), wait);
-    else setImmediate(() => void this.loop());
-  }
-
-  private commitWait(): number {
-    return this.lastCommitAt + this.options.commitIntervalMs - performance.now();
+    // One turn later, so that every batch pushed in this turn of the event loop joins the same write (the loop
+    // waits longer while the last commit started less than commit_interval ago).
+    setImmediate(() => void this.loop());
   }
 
   private async loop(): Promise<void> {
@@ -153,7 +147,7 @@ export class SegmentWriter {
     try {
       while (!this.stopped) {
         if (this.head < this.queue.length) {
-          const wait = this.commitWait();
+          const wait = this.lastCommitAt + this.options.commitIntervalMs - performance.now();
           if (wait > 0) {
             try {
               await sleep(wait, undefined, { signal: this.abortSleep.signal });
