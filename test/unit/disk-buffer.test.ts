@@ -19,7 +19,7 @@ import {
   sealRecord,
   segmentFileName,
 } from '../../src/buffers/disk/record.ts';
-import { Acknowledgement, type AckStatus } from '../../src/core/ack.ts';
+import type { AckStatus } from '../../src/core/ack.ts';
 import type { Event } from '../../src/core/event.ts';
 import { tempDir } from '../helpers/context.ts';
 import {
@@ -27,10 +27,12 @@ import {
   metricValue,
   numberedBatch,
   openBuffer,
+  pushRecords,
   range,
   segmentFiles,
   takeEvents,
   trackedBatch,
+  trackedBatchOf,
 } from '../integration/fixtures/disk-buffer-harness.ts';
 
 const recordSize = (from: number, count: number) => encodeRecord(numberedBatch(from, count).events).length;
@@ -213,12 +215,7 @@ describe('DiskBuffer', { timeout: 60_000 }, () => {
     const dir = tempDir(t);
     let run = openBuffer(dir, {}, t);
     await run.buffer.open();
-    const settled = range(0, 9).map((i) => {
-      const x = trackedBatch(i * 10 + 1, 10);
-      run.buffer.push(x.batch);
-      return x.settled;
-    });
-    await Promise.all(settled);
+    await pushRecords(run.buffer, 10);
     const taken = await takeEvents(run.buffer, 40, 10);
     for (const b of taken) b.ack.release('delivered');
     // Handed out but not acknowledged: replayed as well.
@@ -239,12 +236,7 @@ describe('DiskBuffer', { timeout: 60_000 }, () => {
     const dir = tempDir(t);
     let run = openBuffer(dir, { maxSegmentSize: 4 * recordSize(1001, 10) + 16 }, t);
     await run.buffer.open();
-    const settled = range(0, 19).map((i) => {
-      const x = trackedBatch(1001 + i * 10, 10);
-      run.buffer.push(x.batch);
-      return x.settled;
-    });
-    await Promise.all(settled);
+    await pushRecords(run.buffer, 20, 1001);
     assert.equal(segmentFiles(dir).length, 5, 'four records per segment');
     const firstTen = await takeEvents(run.buffer, 100, 10);
     for (const b of firstTen) b.ack.release('delivered');
@@ -355,13 +347,9 @@ describe('DiskBuffer', { timeout: 60_000 }, () => {
     assert.equal(held!.ndjson?.toString('utf8'), lines(held!.events));
     // 24 MiB more, each record taken and acknowledged at once: six slabs' worth, free for reuse unless held.
     for (let i = 0; i < 60; i++) {
-      const events = Array.from({ length: 100 }, (_, n) => ({ message: String(i).repeat(4000), n }));
-      let settle!: (s: AckStatus) => void;
-      const settled = new Promise<AckStatus>((r) => {
-        settle = r;
-      });
-      buffer.push({ events, bytes: 400_000, ack: new Acknowledgement(settle) });
-      await settled;
+      const x = trackedBatchOf(Array.from({ length: 100 }, (_, n) => ({ message: String(i).repeat(4000), n })));
+      buffer.push(x.batch);
+      await x.settled;
       for (const b of (await buffer.take(1000))!) {
         assert.equal(b.ndjson?.toString('utf8'), lines(b.events));
         b.ack.release('delivered');
@@ -377,14 +365,7 @@ describe('DiskBuffer', { timeout: 60_000 }, () => {
     // One record fits in memory and fills it: the others are read back from disk, and only once taken.
     const { buffer, registry } = openBuffer(dir, { memoryBytes: recordSize(1, 10) }, t);
     await buffer.open();
-    const settled: Promise<AckStatus>[] = [];
-    for (let i = 0; i < 10; i++) {
-      const x = trackedBatch(i * 10 + 1, 10);
-      buffer.push(x.batch);
-      settled.push(x.settled);
-      await new Promise((r) => setImmediate(r));
-    }
-    assert.deepEqual(new Set(await Promise.all(settled)), new Set(['delivered']));
+    assert.deepEqual(new Set(await pushRecords(buffer, 10)), new Set(['delivered']));
     assert.equal(buffer.events, 100);
     // Flip a payload byte of the sixth record (events 51–60), which nothing has read back yet.
     const path = join(dir, segmentFiles(dir)[0]!);
@@ -479,12 +460,7 @@ describe('DiskBuffer', { timeout: 60_000 }, () => {
     const dir = tempDir(t);
     const old = openBuffer(dir, {}, t);
     await old.buffer.open();
-    const settled = range(0, 4).map((i) => {
-      const x = trackedBatch(i * 10 + 1, 10);
-      old.buffer.push(x.batch);
-      return x.settled;
-    });
-    await Promise.all(settled);
+    await pushRecords(old.buffer, 5);
     const inFlight = await takeEvents(old.buffer, 20, 10);
     const next = openBuffer(dir, {}, t);
     await next.buffer.open(); // resolves at once: the old one still runs
