@@ -10,7 +10,7 @@ import { errorText, isDiskFull } from './disk/fs.ts';
 import { Ledger } from './disk/ledger.ts';
 import { acquireLock } from './disk/lock.ts';
 import { DiskBufferMetrics } from './disk/metrics.ts';
-import { type Frame, RecordEncoder, sealRecord } from './disk/record.ts';
+import { type Frame, RecordEncoder } from './disk/record.ts';
 import { type Segment, scanSegments, TIMELINE_STEP_MS, type TimelinePoint } from './disk/scan.ts';
 import { type PendingRecord, SegmentWriter } from './disk/writer.ts';
 
@@ -24,6 +24,11 @@ export interface DiskBufferOptions {
   syncIntervalMs: number;
   /** Least time between the starts of two group commits (config `commit_interval`). */
   commitIntervalMs: number;
+  /**
+   * How long an admitted record waits for the sink before it is written (config `write_delay`); a record the
+   * sink delivers within it is never written. 0 writes every record at the next commit.
+   */
+  writeDelayMs: number;
   /** Roll to a new segment file past this size; default max_size / 8, between 1 MiB and 128 MiB. */
   maxSegmentSize?: number;
   /** Encoded bytes of just-written records kept in memory for the sink, so it need not read them back. */
@@ -65,8 +70,12 @@ const owners = new Map<string, DiskBuffer>();
  * - push(): the batch is encoded and admitted, or waits (max_size reached with `block`, the disk slower than
  *   the sources, a write failing). Admitted records are written by group commit; once a record is written and
  *   fsynced, the incoming batch's share is released: its source may acknowledge upstream.
- * - take(): the sink gets records in log order, each as a batch with its own acknowledgement (DeliveryQueue).
- *   The acknowledged position goes to the ledger; fully acknowledged segments are deleted.
+ * - With a write delay, an admitted record is handed to the sink at once and written only if the sink has not
+ *   delivered it within the delay. The incoming share is released by whichever comes first, the delivery or the
+ *   durable write, so a source acknowledges only what is delivered or on disk; a sink that keeps up costs no
+ *   disk writes at all, and one that falls behind or fails gets everything written.
+ * - take(): the sink gets records in admission order, each as a batch with its own acknowledgement
+ *   (DeliveryQueue). The acknowledged position goes to the ledger; fully acknowledged segments are deleted.
  * - open(): every record after the ledger's position is replayed, in order; a torn tail is truncated.
  */
 export class DiskBuffer implements SinkBuffer {
@@ -89,6 +98,7 @@ export class DiskBuffer implements SinkBuffer {
   private ledger: Ledger | undefined;
   private releaseLock: (() => Promise<void>) | undefined;
 
+  /** The first id the writer gives (set at open). */
   private nextId = 1;
   private persistedAckedId = 0;
   private unackedEvents = 0;
@@ -193,6 +203,8 @@ export class DiskBuffer implements SinkBuffer {
       w.reject(new BufferClosedError());
     }
     if (this.successor) this.queue?.stop();
+    // What waits for its write delay is written now: it must be on disk if the sink does not drain it.
+    this.writer?.flush();
     this.queue?.serve();
     this.maybeFinish();
   }
@@ -302,6 +314,7 @@ export class DiskBuffer implements SinkBuffer {
       },
       {
         committed: (records, segment, offsets) => this.committed(records, segment, offsets),
+        discarded: (record) => this.discarded(record),
         fsynced: (seconds) => {
           this.metrics?.fsync.observe(seconds);
           if (this.options.sync === 'interval') this.updateGauges();
@@ -314,14 +327,22 @@ export class DiskBuffer implements SinkBuffer {
           this.maybeFinish();
         },
       },
+      this.nextId,
     );
+    if (this.closing) this.writer.flush();
     this.queue = new DeliveryQueue(
       {
         segments: this.segments,
         activeSegment: () => this.writer!.activeSegment,
         upstreamDone: () => this.closing && this.waiters.length === 0 && this.writer!.idle,
         advanced: (_ackedId, events, bytes) => this.advanced(events, bytes),
+        retain: (slab) => this.encoder.retain(slab),
         release: (slab) => this.encoder.release(slab),
+        delivered: (record) => {
+          record.delivered = true;
+          this.settleShare(record, 'delivered');
+          this.writer!.delivered();
+        },
         settled: () => this.maybeFinish(),
         damaged: (segment, offset, reason) => {
           this.metrics?.corrupt.inc();
@@ -381,17 +402,38 @@ export class DiskBuffer implements SinkBuffer {
   }
 
   private admit(batch: Batch, { bytes: frame, slab }: Frame): void {
-    const id = this.nextId++;
-    const now = Date.now();
     const count = batch.events.length;
-    sealRecord(frame, id, now, count);
     this.pendingBytes += frame.length;
     this.unackedBytes += frame.length;
     this.unackedEvents += count;
-    const t = this.timeline;
-    if (t.length === 0 || now - t[t.length - 1]!.at >= TIMELINE_STEP_MS) t.push({ id, at: now });
+    const delay = this.options.writeDelayMs;
+    const record: PendingRecord = {
+      id: 0,
+      frame,
+      slab,
+      count,
+      writtenAt: Date.now(),
+      dueAt: performance.now() + delay,
+      events: batch.events,
+      batch,
+      delivered: false,
+      urgent: false,
+      shareSettled: false,
+      early: false,
+      written: false,
+    };
+    // Without a delay the sink gets the record once written; with one, at once if it can keep it in memory.
+    // A record the sink will read from disk is written at the next commit: waiting would only delay it.
+    if (!this.queue!.admitted(record, delay > 0) && delay > 0) record.urgent = true;
     // The gauges follow at the commit, once per group rather than per batch.
-    this.writer!.enqueue({ id, frame, slab, count, writtenAt: now, events: batch.events, batch });
+    this.writer!.enqueue(record);
+  }
+
+  /** Releases the incoming batch's share once: at its durable write or its delivery, whichever is first. */
+  private settleShare(record: PendingRecord, status: 'delivered' | 'failed'): void {
+    if (record.shareSettled) return;
+    record.shareSettled = true;
+    record.batch.ack.release(status);
   }
 
   private admitWaiters(): void {
@@ -413,19 +455,31 @@ export class DiskBuffer implements SinkBuffer {
 
   private committed(records: PendingRecord[], segment: Segment, offsets: number[]): void {
     const queue = this.queue!;
+    const t = this.timeline;
     let events = 0;
     for (let i = 0; i < records.length; i++) {
       const r = records[i]!;
       this.pendingBytes -= r.frame.length;
       events += r.count;
-      // The queue keeps the slab while it keeps the record for the sink, and releases it after.
-      queue.committed(r.id, r.events, r.frame, r.slab, r.batch.ack.receivedAt, segment, offsets[i]!);
+      queue.committed(r, segment, offsets[i]!);
+      if (t.length === 0 || r.writtenAt - t[t.length - 1]!.at >= TIMELINE_STEP_MS)
+        t.push({ id: r.id, at: r.writtenAt });
+      // The writer is done with the bytes; the queue holds its own reference while it keeps the record.
+      this.encoder.release(r.slab);
     }
     this.metrics?.written.inc(events);
     this.updateGauges();
     // Durable now: the sources may acknowledge upstream.
-    for (const r of records) r.batch.ack.release('delivered');
+    for (const r of records) this.settleShare(r, 'delivered');
     queue.serve();
+    this.admitWaiters();
+  }
+
+  /** The sink delivered a record before it was due to be written: it never will be. */
+  private discarded(record: PendingRecord): void {
+    this.pendingBytes -= record.frame.length;
+    this.encoder.release(record.slab);
+    this.metrics?.unwritten.inc(record.count);
     this.admitWaiters();
   }
 
@@ -451,19 +505,26 @@ export class DiskBuffer implements SinkBuffer {
 
   private writeRecovered(): void {
     this.metrics?.diskFull.set(0);
-    this.log.warn({ dir: this.options.dir }, 'disk buffer: writing again');
+    this.log.warn(
+      { dir: this.options.dir },
+      'disk buffer: writing again, or nothing left to write; new events are accepted',
+    );
     this.admitWaiters();
   }
 
   private abandoned(records: PendingRecord[]): void {
     for (const r of records) {
       this.pendingBytes -= r.frame.length;
-      this.unackedBytes -= r.frame.length;
-      this.unackedEvents -= r.count;
+      // A record handed out early is counted off when its share with the sink settles.
+      if (!r.early) {
+        this.unackedBytes -= r.frame.length;
+        this.unackedEvents -= r.count;
+      }
+      this.queue!.abandoned(r);
       this.encoder.release(r.slab);
     }
     this.updateGauges();
-    for (const r of records) r.batch.ack.release('failed');
+    for (const r of records) this.settleShare(r, 'failed');
     this.maybeFinish();
   }
 
@@ -517,7 +578,8 @@ export class DiskBuffer implements SinkBuffer {
       if (!ledger || !queue) return;
       const ackedId = queue.ackedId;
       try {
-        await ledger.write({ ackedId, readId: queue.readId, nextId: this.nextId, updatedAt: Date.now() }, sync);
+        const nextId = this.writer?.next ?? this.nextId;
+        await ledger.write({ ackedId, readId: queue.readId, nextId, updatedAt: Date.now() }, sync);
         this.persistedAckedId = ackedId;
       } catch (error) {
         this.metrics?.component.error('ledger_write_failed');
@@ -600,14 +662,19 @@ export class DiskBuffer implements SinkBuffer {
     }
   }
 
+  /** The oldest unacknowledged event: written ones from the timeline, then the oldest waiting to be written. */
   private updateAge(): void {
     const t = this.timeline;
-    const first = (this.queue?.ackedId ?? 0) + 1;
+    const ackedId = this.queue?.ackedId ?? 0;
     let drop = 0;
-    while (drop + 1 < t.length && t[drop + 1]!.id <= first) drop++;
+    while (drop + 1 < t.length && t[drop + 1]!.id <= ackedId + 1) drop++;
     if (drop > 0) t.splice(0, drop);
-    const age = this.unackedEvents > 0 && t.length > 0 ? Math.max(0, (Date.now() - t[0]!.at) / 1000) : 0;
-    this.metrics?.oldestAge.set(age);
+    const lastWritten = (this.writer?.next ?? this.nextId) - 1;
+    let oldest = t.length > 0 && ackedId < lastWritten ? t[0]!.at : Number.POSITIVE_INFINITY;
+    const waiting = this.writer?.oldest;
+    if (waiting !== undefined && waiting.writtenAt < oldest) oldest = waiting.writtenAt;
+    const age = this.unackedEvents > 0 && oldest !== Number.POSITIVE_INFINITY ? (Date.now() - oldest) / 1000 : 0;
+    this.metrics?.oldestAge.set(Math.max(0, age));
     this.updateGauges();
   }
 }

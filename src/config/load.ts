@@ -362,6 +362,7 @@ class ConfigLoader {
               sync: 'always' | 'interval';
               sync_interval: number;
               commit_interval: number;
+              write_delay: number;
               max_segment_size?: number;
             };
         const retry = spec.retry as { initial_backoff: number; max_backoff: number; max_attempts: number };
@@ -380,6 +381,7 @@ class ConfigLoader {
                   sync: buffer.sync,
                   syncIntervalMs: buffer.sync_interval,
                   commitIntervalMs: buffer.commit_interval,
+                  writeDelayMs: buffer.write_delay,
                   maxSegmentSize: buffer.max_segment_size,
                 }
               : {

@@ -89,9 +89,19 @@ export const diskBufferOptions = z
       .default(20)
       .describe(
         'Least time between the starts of two group commits (a write, and its fsync with `sync: always`). Under a steady ' +
-          'flow, records that arrive meanwhile wait and go out together, so 300 agents sending on their own schedules ' +
-          'make at most one durable write per interval instead of one per arrival; the first commit after a pause goes ' +
-          'at once. It adds up to this much to acknowledgements under load. `0` starts each commit as soon as the last ended.',
+          'flow, records that fall due meanwhile wait and go out together, so 300 agents sending on their own schedules ' +
+          'make at most one durable write per interval instead of one per arrival. It adds up to this much to ' +
+          'acknowledgements under load. `0` starts each commit as soon as the last ended.',
+      ),
+    write_delay: duration()
+      .default(100)
+      .describe(
+        'How long an accepted batch waits for the sink before it is written to disk. The sink gets it at once, from ' +
+          'memory; if the sink delivers it within this delay it is never written, otherwise it is written (and fsynced ' +
+          'with `sync: always`). Its source is acknowledged at the delivery or at the durable write, whichever comes ' +
+          'first, so nothing acknowledged is ever only in memory: a healthy sink costs no disk writes, and a slow or ' +
+          'failing one gets everything written after this delay. A crash loses only what no source was acknowledged ' +
+          'for. `0` writes every batch at its group commit before the sink gets it.',
       ),
     max_segment_size: size()
       .optional()

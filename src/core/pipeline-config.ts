@@ -31,6 +31,7 @@ export interface DiskBufferSpec {
   readonly sync: 'always' | 'interval';
   readonly syncIntervalMs: number;
   readonly commitIntervalMs: number;
+  readonly writeDelayMs: number;
   readonly maxSegmentSize: number | undefined;
 }
 

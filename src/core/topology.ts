@@ -452,6 +452,7 @@ export class Topology {
                   sync: b.sync,
                   syncIntervalMs: b.syncIntervalMs,
                   commitIntervalMs: b.commitIntervalMs,
+                  writeDelayMs: b.writeDelayMs,
                   maxSegmentSize: b.maxSegmentSize,
                 },
                 { id: spec.id, logger: ctx.logger, metrics: ctx.metrics, registry: this.metrics.registry },

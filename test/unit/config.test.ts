@@ -67,17 +67,22 @@ describe('config loading', () => {
       sync: 'always',
       syncIntervalMs: 1000,
       commitIntervalMs: 20,
+      writeDelayMs: 100,
       maxSegmentSize: undefined,
     });
-    assert.deepEqual(disk('{ type: disk, max_size: 2GiB, sync: interval, sync_interval: 5s, commit_interval: 0 }'), {
-      type: 'disk',
-      maxSize: 2 * 1024 ** 3,
-      whenFull: 'block',
-      sync: 'interval',
-      syncIntervalMs: 5000,
-      commitIntervalMs: 0,
-      maxSegmentSize: undefined,
-    });
+    assert.deepEqual(
+      disk('{ type: disk, max_size: 2GiB, sync: interval, sync_interval: 5s, commit_interval: 0, write_delay: 1s }'),
+      {
+        type: 'disk',
+        maxSize: 2 * 1024 ** 3,
+        whenFull: 'block',
+        sync: 'interval',
+        syncIntervalMs: 5000,
+        commitIntervalMs: 0,
+        writeDelayMs: 1000,
+        maxSegmentSize: undefined,
+      },
+    );
   });
 
   it("batch.timeout: the sink's own default unless set", () => {

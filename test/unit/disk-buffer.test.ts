@@ -170,6 +170,88 @@ describe('DiskBuffer', { timeout: 60_000 }, () => {
     });
   }
 
+  it('write_delay: what the sink delivers within the delay is never written; its shares settle at the delivery', async (t) => {
+    const dir = tempDir(t);
+    const { buffer, registry } = openBuffer(dir, { writeDelayMs: 60_000 }, t);
+    await buffer.open();
+    const tracked = [trackedBatch(1, 10), trackedBatch(11, 10), trackedBatch(21, 10)];
+    for (const x of tracked) buffer.push(x.batch);
+    const batches = await takeEvents(buffer, 30);
+    assert.deepEqual(
+      batches.flatMap((b) => b.events.map((e) => e.n)),
+      range(1, 30),
+    );
+    // The sink has the lines as they will be written.
+    assert.equal(
+      batches.map((b) => b.ndjson!.toString()).join(''),
+      tracked.flatMap((x) => x.batch.events.map((e) => `${JSON.stringify(e)}\n`)).join(''),
+    );
+    let settledEarly = false;
+    void Promise.all(tracked.map((x) => x.settled)).then(() => {
+      settledEarly = true;
+    });
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(settledEarly, false, 'shares settled before the sink delivered or anything was written');
+    for (const b of batches) b.ack.release('delivered');
+    assert.deepEqual(await Promise.all(tracked.map((x) => x.settled)), ['delivered', 'delivered', 'delivered']);
+    assert.equal(buffer.events, 0);
+    await drain(buffer);
+    assert.equal(await metricValue(registry, 'fluxo_disk_buffer_fsync_seconds_count'), 0);
+    assert.equal(await metricValue(registry, 'fluxo_disk_buffer_written_events_total'), 0);
+    assert.equal(await metricValue(registry, 'fluxo_disk_buffer_unwritten_events_total'), 30);
+    assert.deepEqual(segmentFiles(dir), []);
+  });
+
+  it('write_delay: a record the sink holds past the delay is written then, and replayed after a restart', async (t) => {
+    const dir = tempDir(t);
+    const { buffer, registry } = openBuffer(dir, { writeDelayMs: 40 }, t);
+    await buffer.open();
+    const first = trackedBatch(1, 10);
+    buffer.push(first.batch);
+    const [held] = await takeEvents(buffer, 10);
+    // Not delivered: the share settles once the record is durable, after the delay.
+    assert.equal(await first.settled, 'delivered');
+    assert.equal(await metricValue(registry, 'fluxo_disk_buffer_fsync_seconds_count'), 1);
+    assert.equal(await metricValue(registry, 'fluxo_disk_buffer_written_events_total'), 10);
+    // The sink gives up (a shutdown); the next start replays the record from disk.
+    held!.ack.release('failed');
+    buffer.abort();
+    await buffer.closed;
+    const again = openBuffer(dir, { writeDelayMs: 40 }, t).buffer;
+    await again.open();
+    assert.deepEqual(await drain(again), range(1, 10));
+  });
+
+  it('write_delay: closing writes at once what waits for its delay', async (t) => {
+    const dir = tempDir(t);
+    const { buffer, registry } = openBuffer(dir, { writeDelayMs: 600_000 }, t);
+    await buffer.open();
+    const x = trackedBatch(1, 10);
+    buffer.push(x.batch);
+    await new Promise((r) => setImmediate(r));
+    buffer.close();
+    assert.equal(await x.settled, 'delivered');
+    assert.equal(await metricValue(registry, 'fluxo_disk_buffer_fsync_seconds_count'), 1);
+    assert.deepEqual(await drain(buffer), range(1, 10));
+  });
+
+  it('write_delay: past the memory budget records go to disk at once and the sink gets everything in order', async (t) => {
+    const dir = tempDir(t);
+    const size = recordSize(1, 10);
+    const { buffer, registry } = openBuffer(dir, { writeDelayMs: 600_000, memoryBytes: size * 3 }, t);
+    await buffer.open();
+    const tracked = Array.from({ length: 8 }, (_, i) => trackedBatch(1 + i * 10, 10));
+    for (const x of tracked) buffer.push(x.batch);
+    // Three fit in memory; the five after them are written at once, and so are the three before them (the log
+    // is written in order), without waiting for the delay.
+    assert.deepEqual(
+      await Promise.all(tracked.map((x) => x.settled)),
+      tracked.map(() => 'delivered'),
+    );
+    assert.equal(await metricValue(registry, 'fluxo_disk_buffer_written_events_total'), 80);
+    assert.deepEqual(await drain(buffer), range(1, 80));
+  });
+
   it('hands records out in order, several per take up to maxEvents (at least one)', async (t) => {
     const dir = tempDir(t);
     const { buffer } = openBuffer(dir, {}, t);

@@ -6,6 +6,7 @@ import { errorText } from './fs.ts';
 import { decodePayload, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES, SEGMENT_VERSION, type Slab } from './record.ts';
 import type { Segment } from './scan.ts';
 import { SegmentReader } from './segment-reader.ts';
+import type { PendingRecord } from './writer.ts';
 
 /** Records read back from disk ahead of the sink. */
 const PREFETCH_BYTES = 4 * 1024 * 1024;
@@ -17,6 +18,8 @@ interface ReadyRecord {
   ndjson: Buffer | undefined;
   /** The slab `ndjson` lives in, released once the record is settled or dropped. */
   slab: Slab | undefined;
+  /** A record handed out before it is written: its id is given by its commit, if it comes. */
+  pending?: PendingRecord;
   count: number;
   /** Encoded size (header and payload). */
   size: number;
@@ -39,6 +42,7 @@ interface InFlight {
   state: typeof UNSETTLED | typeof ACKED | typeof FAILED;
   /** Released (and cleared) when the record settles. */
   slab: Slab | undefined;
+  pending: PendingRecord | undefined;
 }
 
 const NO_EVENTS: Event[] = [];
@@ -53,8 +57,12 @@ export interface DeliveryContext {
   upstreamDone(): boolean;
   /** The acknowledged position moved to `ackedId`, freeing `events` and `bytes`. */
   advanced(ackedId: number, events: number, bytes: number): void;
-  /** A record kept in memory no longer needs its encoded bytes (see RecordEncoder). */
+  /** The queue keeps a record's encoded bytes in memory (see RecordEncoder). */
+  retain(slab: Slab | undefined): void;
+  /** A record kept in memory no longer needs its encoded bytes. */
   release(slab: Slab | undefined): void;
+  /** The sink delivered a record handed out before it was written. */
+  delivered(record: PendingRecord): void;
   /** A handed-out record settled (or reading stopped): the buffer may be able to finish closing. */
   settled(): void;
   damaged(segment: string, offset: number, reason: string): void;
@@ -66,10 +74,12 @@ export interface DeliveryContext {
  * acknowledgement, and advances the acknowledged position over the contiguous prefix of acknowledged records
  * (the sink may settle out of order with concurrency > 1).
  *
- * Just-written records are handed over from memory while they fit in `memoryBytes`. Past that (an outage, a
+ * Records are handed over from memory while they fit in `memoryBytes`: with a write delay as soon as they are
+ * admitted (`admitted`, before they are written), otherwise once written (`committed`). Past that (an outage, a
  * replay at start) the records are read back from disk, from `cold` on, until the reader has caught up with the
  * writer; then memory takes over again. Switching happens in the same turn as a commit, so no record is missed
- * or read twice.
+ * or read twice. Once a record goes the way of its commit, the ones after it do too until it is committed, so
+ * the sink gets everything in admission order.
  */
 export class DeliveryQueue {
   /** Records for the sink, from readyHead on; taken slots are cleared so their events can be collected. */
@@ -87,6 +97,8 @@ export class DeliveryQueue {
   private inflight: InFlight[] = [];
   private inflightHead = 0;
   private unsettledCount = 0;
+  /** Admitted records that will reach the sink through their commit (not handed out before). */
+  private awaitingCommit = 0;
   private serving = true;
   /** Damage already reported (by the scan at open): `segment:offset`. */
   readonly knownDamage = new Set<string>();
@@ -157,37 +169,77 @@ export class DeliveryQueue {
   }
 
   /**
-   * A record was written (and fsynced) at `offset` of `segment`. `frame` (header and payload, in `slab`) is
-   * kept for the sink while the record is kept in memory, and released once the record settles.
+   * A record was admitted. With `early` (a write delay), hands it to the sink at once, before it is written,
+   * when it fits in memory and nothing admitted before it is still to come through its commit. Returns whether
+   * it did; if not, the record reaches the sink through committed().
    */
-  committed(
-    id: number,
-    events: Event[],
-    frame: Buffer,
-    slab: Slab | undefined,
-    receivedAt: number,
-    segment: Segment,
-    offset: number,
-  ): void {
-    const size = frame.length;
-    if (!this.serving) {
-      this.log.release(slab);
+  admitted(record: PendingRecord, early: boolean): boolean {
+    const size = record.frame.length;
+    if (
+      !early ||
+      !this.serving ||
+      this.cold !== undefined ||
+      this.awaitingCommit > 0 ||
+      this.readyBytes + size > this.memoryBytes
+    ) {
+      this.awaitingCommit++;
+      return false;
+    }
+    record.early = true;
+    this.log.retain(record.slab);
+    this.ready.push({
+      id: 0,
+      events: record.events,
+      ndjson: record.frame.subarray(RECORD_HEADER_BYTES),
+      slab: record.slab,
+      pending: record,
+      count: record.count,
+      size,
+      receivedAt: record.batch.ack.receivedAt,
+    });
+    this.readyBytes += size;
+    this.readyEvents += record.count;
+    this.readyWatchers.check(this.readyEvents);
+    this.handOut();
+    return true;
+  }
+
+  /** A record that was to come through its commit never will (the writer gave it up). */
+  abandoned(record: PendingRecord): void {
+    if (!record.early) this.awaitingCommit--;
+  }
+
+  /**
+   * A record was written (and fsynced) at `offset` of `segment`. One not handed out yet is kept in memory for the
+   * sink while it fits (its slab retained until it settles), or read back from disk from here on.
+   */
+  committed(record: PendingRecord, segment: Segment, offset: number): void {
+    if (record.early) {
+      if (this.cold === undefined) this.lastQueuedId = record.id;
       return;
     }
+    this.awaitingCommit--;
+    if (!this.serving) return;
+    const size = record.frame.length;
     if (this.cold === undefined && this.readyBytes + size <= this.memoryBytes) {
-      const ndjson = frame.subarray(RECORD_HEADER_BYTES);
-      this.ready.push({ id, events, ndjson, slab, count: events.length, size, receivedAt });
+      this.log.retain(record.slab);
+      this.ready.push({
+        id: record.id,
+        events: record.events,
+        ndjson: record.frame.subarray(RECORD_HEADER_BYTES),
+        slab: record.slab,
+        count: record.count,
+        size,
+        receivedAt: record.batch.ack.receivedAt,
+      });
       this.readyBytes += size;
-      this.readyEvents += events.length;
-      this.lastQueuedId = id;
+      this.readyEvents += record.count;
+      this.lastQueuedId = record.id;
       this.readyWatchers.check(this.readyEvents);
-    } else {
-      this.log.release(slab);
-      if (this.cold === undefined) {
-        // From here on the sink reads from disk until it has caught up with the writer.
-        this.cold = { segment, offset };
-        this.readyWatchers.all();
-      }
+    } else if (this.cold === undefined) {
+      // From here on the sink reads from disk until it has caught up with the writer.
+      this.cold = { segment, offset };
+      this.readyWatchers.all();
     }
   }
 
@@ -242,7 +294,14 @@ export class DeliveryQueue {
       if (r.skipped) {
         // Settled at once, in log order: the acknowledged position moves over it with the records around it.
         this.ready[this.readyHead++] = undefined;
-        this.inflight.push({ id: r.id, count: r.count, size: r.size, state: ACKED, slab: undefined });
+        this.inflight.push({
+          id: r.id,
+          count: r.count,
+          size: r.size,
+          state: ACKED,
+          slab: undefined,
+          pending: undefined,
+        });
         skipped = true;
         continue;
       }
@@ -251,10 +310,17 @@ export class DeliveryQueue {
       this.readyBytes -= r.size;
       this.readyEvents -= r.count;
       n += r.count;
-      const entry: InFlight = { id: r.id, count: r.count, size: r.size, state: UNSETTLED, slab: r.slab };
+      const entry: InFlight = {
+        id: r.id,
+        count: r.count,
+        size: r.size,
+        state: UNSETTLED,
+        slab: r.slab,
+        pending: r.pending,
+      };
       this.inflight.push(entry);
       this.unsettledCount++;
-      this.readId = r.id;
+      if (r.id > 0) this.readId = r.id;
       out.push({
         events: r.events,
         ndjson: r.ndjson,
@@ -281,6 +347,7 @@ export class DeliveryQueue {
     // The sink is done with the record's bytes.
     this.log.release(entry.slab);
     entry.slab = undefined;
+    if (status === 'delivered' && entry.pending) this.log.delivered(entry.pending);
     this.advance();
     this.log.settled();
   }
@@ -293,7 +360,11 @@ export class DeliveryQueue {
       const e = this.inflight[this.inflightHead]!;
       if (e.state !== ACKED) break;
       this.inflightHead++;
-      this.ackedId = e.id;
+      // A record delivered before its commit completed is not in the log (or not yet): no position to move to.
+      const id = e.pending ? (e.pending.written ? e.pending.id : 0) : e.id;
+      if (id > this.ackedId) this.ackedId = id;
+      // Passed entries stay in the array until it is compacted: they must not keep the record's events alive.
+      e.pending = undefined;
       events += e.count;
       bytes += e.size;
     }

@@ -25,6 +25,7 @@ export class DiskBufferMetrics {
   readonly fsync;
   readonly corrupt;
   readonly written;
+  readonly unwritten;
   readonly replayed;
   readonly oldestAge;
   readonly unsyncedEvents;
@@ -46,6 +47,10 @@ export class DiskBufferMetrics {
     this.written = m.counter(
       'fluxo_disk_buffer_written_events_total',
       'Events written to a disk buffer and acknowledged upstream (after their fsync with sync: always).',
+    );
+    this.unwritten = m.counter(
+      'fluxo_disk_buffer_unwritten_events_total',
+      'Events the sink delivered within write_delay, so never written to the disk buffer.',
     );
     this.replayed = m.counter(
       'fluxo_disk_buffer_replayed_events_total',

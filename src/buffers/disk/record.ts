@@ -54,7 +54,7 @@ const FREE_SLABS = 4;
 export class Slab {
   readonly buf = Buffer.allocUnsafeSlow(SLAB_BYTES);
   used = 0;
-  /** Records in it not yet released (written, dropped or given up). */
+  /** References to records in it not yet released (see RecordEncoder). */
   live = 0;
   /** No longer the slab new records go to. */
   sealed = false;
@@ -75,8 +75,9 @@ export interface Frame {
  *
  * Records are written into 4 MiB slabs rather than a buffer each: one allocation per slab instead of one per
  * batch, and slabs are reused, which spares the garbage collector most of the external memory churn. A frame
- * must be released exactly once, when nothing will read it again (written and handed over, dropped or given
- * up): a record kept in memory for the sink keeps its slab until the sink is done with it.
+ * starts with one reference (the writer's, released once it is written, discarded, dropped or given up);
+ * whoever else keeps it takes one with retain() and releases it when done: a record kept in memory for the
+ * sink keeps its slab until the sink is done with it. A slab is reused once no reference is left.
  */
 export class RecordEncoder {
   private current: Slab | undefined;
@@ -106,6 +107,11 @@ export class RecordEncoder {
     slab.used += bytes.length;
     slab.live++;
     return { bytes, slab };
+  }
+
+  /** One more reference to a frame in `slab` (a record kept for the sink as well as queued for writing). */
+  retain(slab: Slab | undefined): void {
+    if (slab !== undefined) slab.live++;
   }
 
   release(slab: Slab | undefined): void {

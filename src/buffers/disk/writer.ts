@@ -1,24 +1,45 @@
 import { constants } from 'node:fs';
 import { type FileHandle, open } from 'node:fs/promises';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { Batch } from '../../core/ack.ts';
 import type { Event } from '../../core/event.ts';
 import { syncDirectory } from '../../core/fs.ts';
-import { SEGMENT_HEADER_BYTES, SEGMENT_VERSION, type Slab, segmentFileName, segmentHeader } from './record.ts';
+import {
+  SEGMENT_HEADER_BYTES,
+  SEGMENT_VERSION,
+  type Slab,
+  sealRecord,
+  segmentFileName,
+  segmentHeader,
+} from './record.ts';
 import type { Segment } from './scan.ts';
 
-/** A record admitted by the buffer, sealed, waiting to be written. */
+/** A record admitted by the buffer, waiting to be written. */
 export interface PendingRecord {
-  readonly id: number;
+  /** The log id, given when its group commit starts (0 until then: a record the sink delivers first has none). */
+  id: number;
+  /** Header (blank until the commit seals it) and payload. */
   readonly frame: Buffer;
-  /** Where `frame` lives, released once the record is handed over (or no longer kept) or given up. */
+  /** Where `frame` lives; the writer's reference is released once the record is written or discarded. */
   readonly slab: Slab | undefined;
   readonly count: number;
+  /** When it was admitted (epoch ms): the header's time, for the oldest-age gauge after a restart. */
   readonly writtenAt: number;
+  /** performance.now() past which it is written unless the sink delivered it (admission + write_delay). */
+  readonly dueAt: number;
   readonly events: Event[];
-  /** The incoming batch, whose share is released once the record is durable. */
+  /** The incoming batch, whose share is released once the record is durable or delivered (see DiskBuffer). */
   readonly batch: Batch;
+  /** The sink acknowledged it before it was written: it is never written. */
+  delivered: boolean;
+  /** Written at the next commit whatever its dueAt: the sink reads it from disk, not from memory. */
+  urgent: boolean;
+  /** Its incoming share was released (durable, delivered or given up). */
+  shareSettled: boolean;
+  /** Handed to the sink from memory before being written (DeliveryQueue.admitted). */
+  early: boolean;
+  /** Its commit completed: `id` is on disk. */
+  written: boolean;
 }
 
 export interface WriterOptions {
@@ -32,6 +53,8 @@ export interface WriterOptions {
 export interface WriterHooks {
   /** `records` are written (and fsynced with sync: always) at `offsets` in `segment`, in id order. */
   committed(records: PendingRecord[], segment: Segment, offsets: number[]): void;
+  /** A record the sink delivered left the queue without being written. */
+  discarded(record: PendingRecord): void;
   /** An fsync (of a segment) completed after `seconds`. */
   fsynced(seconds: number): void;
   /** A write failed; it is retried after a backoff (the buffer holds new records back meanwhile). */
@@ -51,19 +74,32 @@ const WRITE_FLAGS = constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC;
 const DURABLE_WRITE_FLAGS = WRITE_FLAGS | constants.O_DSYNC;
 
 /**
- * Appends records to the active segment with group commit: records admitted while a write and its fsync are
- * in flight wait in the queue and go out together in the next writev, followed by one fdatasync, however
- * many batches they came from. Rolls to a new segment at `maxSegmentSize`. A failed write (ENOSPC, EIO)
- * leaves the records queued and is retried with backoff; bytes past the last commit are cut off first.
+ * Appends records to the active segment with group commit: the records due by the time a commit starts go out
+ * together in one writev (O_DSYNC with sync: always), however many batches they came from. A record is due at
+ * its `dueAt` (admission + write_delay), or at once when marked urgent or when the writer is closing; records
+ * the sink delivered before then are dropped from the queue unwritten. Two commits start at least
+ * `commitIntervalMs` apart. Rolls to a new segment at `maxSegmentSize`. A failed write (ENOSPC, EIO) leaves
+ * the records queued and is retried with backoff; bytes past the last commit are cut off first.
+ *
+ * Nothing runs while nothing is due: the writer waits on one timer, set for the first record's due time and
+ * moved when the sink's deliveries take records off the head, so a sink that keeps up costs no wakeups here.
  */
 export class SegmentWriter {
   private queue: PendingRecord[] = [];
   private head = 0;
   private active: { segment: Segment; fh: FileHandle; unsynced: boolean } | undefined;
+  /** A commit, an fsync or a roll is under way. */
   private running = false;
+  /** A run is scheduled by setImmediate. */
+  private immediate = false;
+  private timer: NodeJS.Timeout | undefined;
+  private timerAt = Number.POSITIVE_INFINITY;
   private syncDue = false;
   private stopped = false;
-  private readonly abortSleep = new AbortController();
+  /** Everything queued is due now (closing). */
+  private flushing = false;
+  private attempt = 0;
+  private retryAt = Number.NEGATIVE_INFINITY;
   private idleWaiters: (() => void)[] = [];
   private syncTimer: NodeJS.Timeout | undefined;
   /** When the last group commit started (performance.now()). */
@@ -80,12 +116,14 @@ export class SegmentWriter {
     private readonly segments: Segment[],
     private readonly options: WriterOptions,
     private readonly hooks: WriterHooks,
+    /** The id the next written record gets. */
+    private nextId: number,
   ) {
     if (options.sync === 'interval') {
       this.syncTimer = setInterval(() => {
         if (this.active?.unsynced) {
           this.syncDue = true;
-          this.kick();
+          this.schedule();
         }
       }, options.syncIntervalMs);
       this.syncTimer.unref();
@@ -96,9 +134,20 @@ export class SegmentWriter {
     return this.active?.segment;
   }
 
-  /** Records admitted and not yet written. */
+  /** The id the next written record will get. */
+  get next(): number {
+    return this.nextId;
+  }
+
+  /** Records admitted and neither written nor discarded. */
   get queued(): number {
     return this.queue.length - this.head;
+  }
+
+  /** The oldest record waiting to be written (the sink has not delivered it), if any. */
+  get oldest(): PendingRecord | undefined {
+    for (let i = this.head; i < this.queue.length; i++) if (!this.queue[i]!.delivered) return this.queue[i];
+    return undefined;
   }
 
   get idle(): boolean {
@@ -107,11 +156,27 @@ export class SegmentWriter {
 
   enqueue(record: PendingRecord): void {
     this.queue.push(record);
-    this.kick();
+    // An urgent record makes everything before it urgent too: the log is written in order.
+    if (record.urgent) {
+      for (let i = this.queue.length - 2; i >= this.head && !this.queue[i]!.urgent; i--) this.queue[i]!.urgent = true;
+    }
+    this.schedule();
   }
 
-  /** Waits for the queue to be written, then fsyncs and closes the active segment. */
+  /** The sink delivered records: those at the head leave the queue, and the next due time may move. */
+  delivered(): void {
+    if (!this.running && this.queue[this.head]?.delivered) this.schedule();
+  }
+
+  /** Everything queued is due now: the buffer is closing (its records must be on disk for the next start). */
+  flush(): void {
+    this.flushing = true;
+    this.schedule();
+  }
+
+  /** Writes the queue, then fsyncs and closes the active segment. */
   async close(): Promise<void> {
+    this.flush();
     while (!this.idle && !this.stopped) await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
     this.stop();
     const active = this.active;
@@ -130,85 +195,162 @@ export class SegmentWriter {
     this.syncTimer = undefined;
     if (this.stopped) return;
     this.stopped = true;
-    this.abortSleep.abort();
-    if (!this.running) this.abandonRest();
+    this.clearTimer();
+    if (!this.running) this.finishRun();
   }
 
-  private kick(): void {
+  /**
+   * Decides what runs next: drops delivered records off the head, then writes what is due (one turn later, so
+   * that every batch pushed in this turn of the event loop joins the same write), or sets the timer for when
+   * something will be.
+   */
+  private schedule(): void {
+    if (this.running || this.immediate || this.stopped) return;
+    this.discardDelivered();
+    const now = performance.now();
+    const due = this.nextDue();
+    if (due === undefined) {
+      this.clearTimer();
+    } else if (due <= now) {
+      this.clearTimer();
+      this.immediate = true;
+      setImmediate(this.runNow);
+    } else if (due !== this.timerAt) {
+      this.clearTimer();
+      this.timerAt = due;
+      this.timer = setTimeout(this.onTimer, due - now);
+    }
+    if (this.queued > 0) return;
+    if (this.stalled) {
+      // The sink delivered everything a failing write held: nothing is left to retry, and holding new records
+      // back would wait for a write that never comes. The next write tells whether the disk has room again.
+      this.stalled = false;
+      this.attempt = 0;
+      this.retryAt = Number.NEGATIVE_INFINITY;
+      this.hooks.recovered();
+    }
+    this.notifyIdle();
+  }
+
+  private readonly onTimer = (): void => {
+    this.timer = undefined;
+    this.timerAt = Number.POSITIVE_INFINITY;
+    this.schedule();
+  };
+
+  private readonly runNow = (): void => {
+    this.immediate = false;
+    void this.run();
+  };
+
+  private clearTimer(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    this.timerAt = Number.POSITIVE_INFINITY;
+  }
+
+  /** When the next commit (or fsync) should start; undefined when nothing waits. */
+  private nextDue(): number | undefined {
+    const first = this.queue[this.head];
+    let due: number | undefined;
+    if (first !== undefined) {
+      due = this.flushing || first.urgent ? Number.NEGATIVE_INFINITY : first.dueAt;
+      due = Math.max(due, this.lastCommitAt + this.options.commitIntervalMs, this.retryAt);
+    } else if (this.syncDue) {
+      due = Number.NEGATIVE_INFINITY;
+    }
+    return due;
+  }
+
+  private async run(): Promise<void> {
     if (this.running || this.stopped) return;
     this.running = true;
-    // One turn later, so that every batch pushed in this turn of the event loop joins the same write (the loop
-    // waits longer while the last commit started less than commit_interval ago).
-    setImmediate(() => void this.loop());
-  }
-
-  private async loop(): Promise<void> {
-    let attempt = 0;
     try {
-      while (!this.stopped) {
-        if (this.head < this.queue.length) {
-          const wait = this.lastCommitAt + this.options.commitIntervalMs - performance.now();
-          if (wait > 0) {
-            try {
-              await sleep(wait, undefined, { signal: this.abortSleep.signal });
-            } catch {
-              break;
-            }
-          }
+      this.discardDelivered();
+      if (this.head < this.queue.length) {
+        try {
+          await this.writeRun();
+        } catch (error) {
+          this.stalled = true;
+          this.hooks.failed(error, this.attempt);
+          await this.cutUncommitted();
+          this.retryAt = performance.now() + Math.min(MAX_BACKOFF_MS, 100 * 2 ** this.attempt);
+          this.attempt++;
+          return;
+        }
+        this.retryAt = Number.NEGATIVE_INFINITY;
+        if (this.stalled) {
+          this.stalled = false;
+          this.attempt = 0;
+          this.hooks.recovered();
+        }
+      } else if (this.syncDue) {
+        this.syncDue = false;
+        if (this.active?.unsynced) {
           try {
-            await this.writeRun();
+            await this.sync(this.active);
           } catch (error) {
-            this.stalled = true;
-            this.hooks.failed(error, attempt);
-            await this.cutUncommitted();
-            try {
-              await sleep(Math.min(MAX_BACKOFF_MS, 100 * 2 ** attempt), undefined, { signal: this.abortSleep.signal });
-            } catch {
-              break;
-            }
-            attempt++;
-            continue;
+            // Already acknowledged (sync: interval): retried at the next interval, reported meanwhile.
+            this.hooks.failed(error, 0);
           }
-          if (this.stalled) {
-            this.stalled = false;
-            attempt = 0;
-            this.hooks.recovered();
-          }
-        } else if (this.syncDue) {
-          this.syncDue = false;
-          if (this.active?.unsynced) {
-            try {
-              await this.sync(this.active);
-            } catch (error) {
-              // Already acknowledged (sync: interval): retried at the next interval, reported meanwhile.
-              this.hooks.failed(error, 0);
-            }
-          }
-        } else {
-          break;
         }
       }
     } finally {
       this.running = false;
-      if (this.head > 0) {
-        this.queue = this.queue.slice(this.head);
-        this.head = 0;
-      }
-      if (this.stopped) this.abandonRest();
-      for (const w of this.idleWaiters.splice(0)) w();
-      if (this.idle) this.hooks.idle();
+      if (this.stopped) this.finishRun();
+      else this.schedule();
     }
   }
 
+  /** After a stop: hands what is not written to `abandoned` and wakes close(). */
+  private finishRun(): void {
+    this.abandonRest();
+    this.notifyIdle();
+  }
+
+  private notifyIdle(): void {
+    for (const w of this.idleWaiters.splice(0)) w();
+    if (this.idle) this.hooks.idle();
+  }
+
+  /** Takes the records the sink delivered off the head of the queue: they are never written. */
+  private discardDelivered(): void {
+    while (this.head < this.queue.length && this.queue[this.head]!.delivered) {
+      const r = this.queue[this.head]!;
+      this.queue[this.head++] = undefined as unknown as PendingRecord;
+      this.hooks.discarded(r);
+    }
+    this.compact();
+  }
+
+  /** Drops what is written or discarded, so the queue does not keep it alive under a steady load. */
+  private compact(): void {
+    if (this.head === this.queue.length) {
+      this.queue.length = 0;
+      this.head = 0;
+    } else if (this.head > 1024 && this.head * 2 > this.queue.length) {
+      this.queue = this.queue.slice(this.head);
+      this.head = 0;
+    }
+  }
+
+  /**
+   * Writes the due records from the head in one writev: every record whose due time passed, and all of them
+   * when one behind is urgent or the writer is closing. Records the sink delivered meanwhile are skipped. Ids
+   * are given here, in log order, so the log's ids stay consecutive whatever was skipped.
+   */
   private async writeRun(): Promise<void> {
-    const first = this.queue[this.head]!;
+    const now = performance.now();
+    const due = (r: PendingRecord) => this.flushing || r.urgent || r.dueAt <= now;
+    const first = this.queue[this.head];
+    if (first === undefined || !due(first)) return;
     let active = this.active;
     if (
       !active ||
       (active.segment.size > SEGMENT_HEADER_BYTES &&
         active.segment.size + first.frame.length > this.options.maxSegmentSize)
     ) {
-      active = await this.roll(first.id);
+      active = await this.roll(this.nextId);
     }
     const segment = active.segment;
     const buffers: Buffer[] = [];
@@ -220,39 +362,56 @@ export class SegmentWriter {
       total = SEGMENT_HEADER_BYTES;
     }
     const limit = Math.max(this.options.maxSegmentSize, segment.size + total + first.frame.length);
-    for (let i = this.head; i < this.queue.length; i++) {
-      const r = this.queue[i]!;
+    let end = this.head;
+    for (; end < this.queue.length; end++) {
+      const r = this.queue[end]!;
+      if (!due(r)) break;
+      if (r.delivered) continue;
       if (records.length > 0 && (segment.size + total + r.frame.length > limit || total >= MAX_RUN_BYTES)) break;
+      r.id = this.nextId++;
+      sealRecord(r.frame, r.id, r.writtenAt, r.count);
       offsets.push(segment.size + total);
       buffers.push(r.frame);
       records.push(r);
       total += r.frame.length;
     }
-    const started = performance.now();
-    this.lastCommitAt = started;
-    const { bytesWritten } = await active.fh.writev(buffers, segment.size);
-    if (bytesWritten !== total) {
-      throw Object.assign(new Error(`short write: ${bytesWritten} of ${total} bytes (disk full?)`), {
-        code: 'FLUXO_SHORT_WRITE',
-      });
+    if (records.length > 0) {
+      const started = performance.now();
+      this.lastCommitAt = started;
+      try {
+        const { bytesWritten } = await active.fh.writev(buffers, segment.size);
+        if (bytesWritten !== total) {
+          throw Object.assign(new Error(`short write: ${bytesWritten} of ${total} bytes (disk full?)`), {
+            code: 'FLUXO_SHORT_WRITE',
+          });
+        }
+      } catch (error) {
+        // Not written: the ids go back, so that the next attempt, which may skip records delivered meanwhile,
+        // still numbers the log without a gap.
+        this.nextId = records[0]!.id;
+        for (const r of records) r.id = 0;
+        throw error;
+      }
+      if (this.options.sync === 'always') {
+        // O_DSYNC: the writev returned once the data (and the size) were on disk, like a write and fdatasync.
+        this.hooks.fsynced((performance.now() - started) / 1000);
+      } else {
+        active.unsynced = true;
+        for (const r of records) this.unsyncedEvents += r.count;
+        this.unsyncedBytes += total;
+      }
+      segment.size += total;
+      segment.lastId = records[records.length - 1]!.id;
+      for (const r of records) r.written = true;
     }
-    if (this.options.sync === 'always') {
-      // O_DSYNC: the writev returned once the data (and the size) were on disk, like a write and fdatasync.
-      this.hooks.fsynced((performance.now() - started) / 1000);
-    } else {
-      active.unsynced = true;
-      for (const r of records) this.unsyncedEvents += r.count;
-      this.unsyncedBytes += total;
+    for (let i = this.head; i < end; i++) {
+      const r = this.queue[i]!;
+      this.queue[i] = undefined as unknown as PendingRecord;
+      if (r.id === 0) this.hooks.discarded(r);
     }
-    segment.size += total;
-    segment.lastId = records[records.length - 1]!.id;
-    this.head += records.length;
-    // Under a steady load the loop never ends; drop what is written so the queue does not keep it alive.
-    if (this.head > 1024 && this.head * 2 > this.queue.length) {
-      this.queue = this.queue.slice(this.head);
-      this.head = 0;
-    }
-    this.hooks.committed(records, segment, offsets);
+    this.head = end;
+    this.compact();
+    if (records.length > 0) this.hooks.committed(records, segment, offsets);
   }
 
   private async sync(active: { fh: FileHandle; unsynced: boolean }): Promise<void> {
