@@ -13,7 +13,8 @@
  * and MiB/s (from the first byte sent to the last event delivered), fsyncs/s and fsync latency p50/p99 of the
  * disk buffer (its histogram), Fluxo's CPU and peak RSS. Their disk buffers have `write_delay: 0`, so every
  * record is written and fsynced before the sink gets it: they measure the log's write path. (With the default
- * delay a blackhole would deliver nearly everything before it is due to be written.)
+ * delay a blackhole would deliver nearly everything before it is due to be written.) `disk-file-delayed` has
+ * the default delay.
  *
  * Q1 scenarios (`q1-*`): the production load of Q1, 10,000 events/s spread over 300 connections, for
  * `--q1-seconds`, from this script in sender mode (its own process). Throughput is fixed by the load, so what
@@ -119,6 +120,13 @@ const SCENARIOS: Scenario[] = [
     kind: 'throughput',
     sink: file,
     buffer: DISK_WRITE_ALL,
+  },
+  {
+    name: 'disk-file-delayed',
+    description: 'socket → disk buffer (sync: always, default write_delay) → file (fdatasync per write)',
+    kind: 'throughput',
+    sink: file,
+    buffer: DISK,
   },
   {
     name: 'q1-memory-file',
