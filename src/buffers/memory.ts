@@ -1,6 +1,7 @@
 import type { Batch } from '../core/ack.ts';
 import type { ComponentMetrics } from '../core/metrics.ts';
 import { BufferClosedError, type SinkBuffer } from './buffer.ts';
+import { HeadQueue } from './head-queue.ts';
 import { ReadyWatchers } from './ready-watchers.ts';
 
 export interface MemoryBufferOptions {
@@ -21,9 +22,7 @@ interface Waiter {
  * limits is let in alone when the buffer is empty, rather than blocking forever.
  */
 export class MemoryBuffer implements SinkBuffer {
-  /** FIFO with a moving head; taken slots are cleared at once so delivered batches can be collected. */
-  private readonly queue: (Batch | undefined)[] = [];
-  private head = 0;
+  private readonly queue = new HeadQueue<Batch>();
   private readonly waiters: Waiter[] = [];
   /** Runner loops waiting for batches (one per unit of sink concurrency), first come first served. */
   private readonly takers: { resolve: (batches: Batch[] | null) => void; max: number }[] = [];
@@ -62,7 +61,7 @@ export class MemoryBuffer implements SinkBuffer {
   }
 
   take(maxEvents: number): Promise<Batch[] | null> {
-    if (this.head < this.queue.length) return Promise.resolve(this.dequeue(maxEvents));
+    if (this.queue.length > 0) return Promise.resolve(this.dequeue(maxEvents));
     if (this.closed) return Promise.resolve(null);
     return new Promise((resolve) => this.takers.push({ resolve, max: maxEvents }));
   }
@@ -99,15 +98,13 @@ export class MemoryBuffer implements SinkBuffer {
       w.batch.ack.release('failed');
       w.reject(new BufferClosedError());
     }
-    if (this.head >= this.queue.length) this.wakeTakers();
+    if (this.queue.length === 0) this.wakeTakers();
     this.readyWatchers.all();
   }
 
   abort(): void {
     this.close();
-    const rest = this.queue.splice(this.head) as Batch[];
-    this.queue.length = 0;
-    this.head = 0;
+    const rest = this.queue.clear();
     this.queuedEvents = 0;
     for (const b of rest) b.ack.release('failed');
     this.done(rest);
@@ -142,21 +139,12 @@ export class MemoryBuffer implements SinkBuffer {
   private dequeue(maxEvents: number, strict = false): Batch[] {
     const out: Batch[] = [];
     let n = 0;
-    while (this.head < this.queue.length) {
-      const b = this.queue[this.head]!;
+    for (let b = this.queue.at(0); b !== undefined; b = this.queue.at(0)) {
       if ((strict || out.length > 0) && n + b.events.length > maxEvents) break;
-      out.push(b);
+      out.push(this.queue.shift()!);
       n += b.events.length;
-      this.queue[this.head++] = undefined;
     }
     this.queuedEvents -= n;
-    if (this.head === this.queue.length) {
-      this.queue.length = 0;
-      this.head = 0;
-    } else if (this.head > 1024 && this.head * 2 > this.queue.length) {
-      this.queue.splice(0, this.head);
-      this.head = 0;
-    }
     return out;
   }
 

@@ -1,6 +1,7 @@
 import { basename } from 'node:path';
 import { Acknowledgement, type AckStatus, type Batch } from '../../core/ack.ts';
 import type { Event } from '../../core/event.ts';
+import { HeadQueue } from '../head-queue.ts';
 import { ReadyWatchers } from '../ready-watchers.ts';
 import { errorText } from './fs.ts';
 import { decodePayload, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES, SEGMENT_VERSION, type Slab } from './record.ts';
@@ -82,9 +83,8 @@ export interface DeliveryContext {
  * the sink gets everything in admission order.
  */
 export class DeliveryQueue {
-  /** Records for the sink, from readyHead on; taken slots are cleared so their events can be collected. */
-  private ready: (ReadyRecord | undefined)[] = [];
-  private readyHead = 0;
+  /** Records for the sink, in order. */
+  private readonly ready = new HeadQueue<ReadyRecord>();
   private readyBytes = 0;
   private readyEvents = 0;
   private readonly readyWatchers = new ReadyWatchers();
@@ -94,8 +94,8 @@ export class DeliveryQueue {
   private pumpingNow = false;
   private retryTimer: NodeJS.Timeout | undefined;
   private readonly takers: { resolve: (batches: Batch[] | null) => void; max: number }[] = [];
-  private inflight: InFlight[] = [];
-  private inflightHead = 0;
+  /** Records handed out, in order, until the acknowledged position passes them. */
+  private readonly inflight = new HeadQueue<InFlight>();
   private unsettledCount = 0;
   /** Admitted records that will reach the sink through their commit (not handed out before). */
   private awaitingCommit = 0;
@@ -135,17 +135,17 @@ export class DeliveryQueue {
 
   /** Every record queued so far was handed out and acknowledged (or skipped as damaged). */
   get allAcknowledged(): boolean {
-    return this.cold === undefined && this.readyHead >= this.ready.length && this.inflightHead >= this.inflight.length;
+    return this.cold === undefined && this.ready.length === 0 && this.inflight.length === 0;
   }
 
   /** Nothing left to hand out and nothing more coming: take() answers null. */
   get exhausted(): boolean {
-    return !this.serving || (this.log.upstreamDone() && this.cold === undefined && this.readyHead >= this.ready.length);
+    return !this.serving || (this.log.upstreamDone() && this.cold === undefined && this.ready.length === 0);
   }
 
   take(maxEvents: number): Promise<Batch[] | null> {
     if (!this.serving) return Promise.resolve(null);
-    if (this.readyHead < this.ready.length) {
+    if (this.ready.length > 0) {
       const out = this.dequeue(maxEvents);
       if (out.length > 0) return Promise.resolve(out);
     }
@@ -186,20 +186,7 @@ export class DeliveryQueue {
       return false;
     }
     record.early = true;
-    this.log.retain(record.slab);
-    this.ready.push({
-      id: 0,
-      events: record.events,
-      ndjson: record.frame.subarray(RECORD_HEADER_BYTES),
-      slab: record.slab,
-      pending: record,
-      count: record.count,
-      size,
-      receivedAt: record.batch.ack.receivedAt,
-    });
-    this.readyBytes += size;
-    this.readyEvents += record.count;
-    this.readyWatchers.check(this.readyEvents);
+    this.keepInMemory(record);
     this.handOut();
     return true;
   }
@@ -222,25 +209,35 @@ export class DeliveryQueue {
     if (!this.serving) return;
     const size = record.frame.length;
     if (this.cold === undefined && this.readyBytes + size <= this.memoryBytes) {
-      this.log.retain(record.slab);
-      this.ready.push({
-        id: record.id,
-        events: record.events,
-        ndjson: record.frame.subarray(RECORD_HEADER_BYTES),
-        slab: record.slab,
-        count: record.count,
-        size,
-        receivedAt: record.batch.ack.receivedAt,
-      });
-      this.readyBytes += size;
-      this.readyEvents += record.count;
+      this.keepInMemory(record);
       this.lastQueuedId = record.id;
-      this.readyWatchers.check(this.readyEvents);
     } else if (this.cold === undefined) {
       // From here on the sink reads from disk until it has caught up with the writer.
       this.cold = { segment, offset };
       this.readyWatchers.all();
     }
+  }
+
+  /**
+   * Queues an admitted record for the sink from memory, its slab retained until it settles: handed out early
+   * (id 0, given by a later commit) or just written.
+   */
+  private keepInMemory(record: PendingRecord): void {
+    const size = record.frame.length;
+    this.log.retain(record.slab);
+    this.ready.push({
+      id: record.early ? 0 : record.id,
+      events: record.events,
+      ndjson: record.frame.subarray(RECORD_HEADER_BYTES),
+      slab: record.slab,
+      pending: record.early ? record : undefined,
+      count: record.count,
+      size,
+      receivedAt: record.batch.ack.receivedAt,
+    });
+    this.readyBytes += size;
+    this.readyEvents += record.count;
+    this.readyWatchers.check(this.readyEvents);
   }
 
   /** Hands out what is ready, starts reading when behind; answers null to waiting takers once exhausted. */
@@ -259,9 +256,7 @@ export class DeliveryQueue {
   stop(): void {
     if (!this.serving) return;
     this.serving = false;
-    for (let i = this.readyHead; i < this.ready.length; i++) this.log.release(this.ready[i]!.slab);
-    this.ready = [];
-    this.readyHead = 0;
+    for (const r of this.ready.clear()) this.log.release(r.slab);
     this.readyBytes = 0;
     this.readyEvents = 0;
     this.cold = undefined;
@@ -277,7 +272,7 @@ export class DeliveryQueue {
 
   /** Gives waiting takers what is ready; skipped damage alone gives nobody anything. */
   private handOut(): void {
-    while (this.takers.length > 0 && this.readyHead < this.ready.length) {
+    while (this.takers.length > 0 && this.ready.length > 0) {
       const out = this.dequeue(this.takers[0]!.max);
       if (out.length === 0) break;
       this.takers.shift()!.resolve(out);
@@ -289,11 +284,10 @@ export class DeliveryQueue {
     const out: Batch[] = [];
     let n = 0;
     let skipped = false;
-    while (this.readyHead < this.ready.length) {
-      const r = this.ready[this.readyHead]!;
+    for (let r = this.ready.at(0); r !== undefined; r = this.ready.at(0)) {
       if (r.skipped) {
         // Settled at once, in log order: the acknowledged position moves over it with the records around it.
-        this.ready[this.readyHead++] = undefined;
+        this.ready.shift();
         this.inflight.push({
           id: r.id,
           count: r.count,
@@ -306,7 +300,7 @@ export class DeliveryQueue {
         continue;
       }
       if ((strict || out.length > 0) && n + r.count > maxEvents) break;
-      this.ready[this.readyHead++] = undefined;
+      this.ready.shift();
       this.readyBytes -= r.size;
       this.readyEvents -= r.count;
       n += r.count;
@@ -327,13 +321,6 @@ export class DeliveryQueue {
         bytes: r.size - RECORD_HEADER_BYTES,
         ack: new Acknowledgement((status) => this.settle(entry, status), r.receivedAt),
       });
-    }
-    if (this.readyHead === this.ready.length) {
-      this.ready.length = 0;
-      this.readyHead = 0;
-    } else if (this.readyHead > 1024 && this.readyHead * 2 > this.ready.length) {
-      this.ready = this.ready.slice(this.readyHead);
-      this.readyHead = 0;
     }
     if (skipped) this.advance();
     this.pump();
@@ -356,21 +343,13 @@ export class DeliveryQueue {
   private advance(): void {
     let events = 0;
     let bytes = 0;
-    while (this.inflightHead < this.inflight.length) {
-      const e = this.inflight[this.inflightHead]!;
-      if (e.state !== ACKED) break;
-      this.inflightHead++;
+    for (let e = this.inflight.at(0); e?.state === ACKED; e = this.inflight.at(0)) {
+      this.inflight.shift();
       // A record delivered before its commit completed is not in the log (or not yet): no position to move to.
       const id = e.pending ? (e.pending.written ? e.pending.id : 0) : e.id;
       if (id > this.ackedId) this.ackedId = id;
-      // Passed entries stay in the array until it is compacted: they must not keep the record's events alive.
-      e.pending = undefined;
       events += e.count;
       bytes += e.size;
-    }
-    if (this.inflightHead > 1024 && this.inflightHead * 2 > this.inflight.length) {
-      this.inflight = this.inflight.slice(this.inflightHead);
-      this.inflightHead = 0;
     }
     if (bytes > 0) this.log.advanced(this.ackedId, events, bytes);
   }

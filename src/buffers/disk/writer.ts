@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import type { Batch } from '../../core/ack.ts';
 import type { Event } from '../../core/event.ts';
 import { syncDirectory } from '../../core/fs.ts';
+import { HeadQueue } from '../head-queue.ts';
 import {
   SEGMENT_HEADER_BYTES,
   SEGMENT_VERSION,
@@ -85,8 +86,7 @@ const DURABLE_WRITE_FLAGS = WRITE_FLAGS | constants.O_DSYNC;
  * moved when the sink's deliveries take records off the head, so a sink that keeps up costs no wakeups here.
  */
 export class SegmentWriter {
-  private queue: PendingRecord[] = [];
-  private head = 0;
+  private readonly queue = new HeadQueue<PendingRecord>();
   private active: { segment: Segment; fh: FileHandle; unsynced: boolean } | undefined;
   /** A commit, an fsync or a roll is under way. */
   private running = false;
@@ -141,12 +141,15 @@ export class SegmentWriter {
 
   /** Records admitted and neither written nor discarded. */
   get queued(): number {
-    return this.queue.length - this.head;
+    return this.queue.length;
   }
 
   /** The oldest record waiting to be written (the sink has not delivered it), if any. */
   get oldest(): PendingRecord | undefined {
-    for (let i = this.head; i < this.queue.length; i++) if (!this.queue[i]!.delivered) return this.queue[i];
+    for (let i = 0; i < this.queue.length; i++) {
+      const r = this.queue.at(i)!;
+      if (!r.delivered) return r;
+    }
     return undefined;
   }
 
@@ -158,14 +161,14 @@ export class SegmentWriter {
     this.queue.push(record);
     // An urgent record makes everything before it urgent too: the log is written in order.
     if (record.urgent) {
-      for (let i = this.queue.length - 2; i >= this.head && !this.queue[i]!.urgent; i--) this.queue[i]!.urgent = true;
+      for (let i = this.queue.length - 2; i >= 0 && !this.queue.at(i)!.urgent; i--) this.queue.at(i)!.urgent = true;
     }
     this.schedule();
   }
 
   /** The sink delivered records: those at the head leave the queue, and the next due time may move. */
   delivered(): void {
-    if (!this.running && this.queue[this.head]?.delivered) this.schedule();
+    if (!this.running && this.queue.at(0)?.delivered) this.schedule();
   }
 
   /** Everything queued is due now: the buffer is closing (its records must be on disk for the next start). */
@@ -221,14 +224,9 @@ export class SegmentWriter {
       this.timer = setTimeout(this.onTimer, due - now);
     }
     if (this.queued > 0) return;
-    if (this.stalled) {
-      // The sink delivered everything a failing write held: nothing is left to retry, and holding new records
-      // back would wait for a write that never comes. The next write tells whether the disk has room again.
-      this.stalled = false;
-      this.attempt = 0;
-      this.retryAt = Number.NEGATIVE_INFINITY;
-      this.hooks.recovered();
-    }
+    // The sink delivered everything a failing write held: nothing is left to retry, and holding new records
+    // back would wait for a write that never comes. The next write tells whether the disk has room again.
+    if (this.stalled) this.recover();
     this.notifyIdle();
   }
 
@@ -251,7 +249,7 @@ export class SegmentWriter {
 
   /** When the next commit (or fsync) should start; undefined when nothing waits. */
   private nextDue(): number | undefined {
-    const first = this.queue[this.head];
+    const first = this.queue.at(0);
     let due: number | undefined;
     if (first !== undefined) {
       due = this.flushing || first.urgent ? Number.NEGATIVE_INFINITY : first.dueAt;
@@ -267,7 +265,7 @@ export class SegmentWriter {
     this.running = true;
     try {
       this.discardDelivered();
-      if (this.head < this.queue.length) {
+      if (this.queue.length > 0) {
         try {
           await this.writeRun();
         } catch (error) {
@@ -279,11 +277,7 @@ export class SegmentWriter {
           return;
         }
         this.retryAt = Number.NEGATIVE_INFINITY;
-        if (this.stalled) {
-          this.stalled = false;
-          this.attempt = 0;
-          this.hooks.recovered();
-        }
+        if (this.stalled) this.recover();
       } else if (this.syncDue) {
         this.syncDue = false;
         if (this.active?.unsynced) {
@@ -313,25 +307,17 @@ export class SegmentWriter {
     if (this.idle) this.hooks.idle();
   }
 
-  /** Takes the records the sink delivered off the head of the queue: they are never written. */
-  private discardDelivered(): void {
-    while (this.head < this.queue.length && this.queue[this.head]!.delivered) {
-      const r = this.queue[this.head]!;
-      this.queue[this.head++] = undefined as unknown as PendingRecord;
-      this.hooks.discarded(r);
-    }
-    this.compact();
+  /** No failure stands any more: new records are let in again and the backoff starts over. */
+  private recover(): void {
+    this.stalled = false;
+    this.attempt = 0;
+    this.retryAt = Number.NEGATIVE_INFINITY;
+    this.hooks.recovered();
   }
 
-  /** Drops what is written or discarded, so the queue does not keep it alive under a steady load. */
-  private compact(): void {
-    if (this.head === this.queue.length) {
-      this.queue.length = 0;
-      this.head = 0;
-    } else if (this.head > 1024 && this.head * 2 > this.queue.length) {
-      this.queue = this.queue.slice(this.head);
-      this.head = 0;
-    }
+  /** Takes the records the sink delivered off the head of the queue: they are never written. */
+  private discardDelivered(): void {
+    while (this.queue.at(0)?.delivered) this.hooks.discarded(this.queue.shift()!);
   }
 
   /**
@@ -342,7 +328,7 @@ export class SegmentWriter {
   private async writeRun(): Promise<void> {
     const now = performance.now();
     const due = (r: PendingRecord) => this.flushing || r.urgent || r.dueAt <= now;
-    const first = this.queue[this.head];
+    const first = this.queue.at(0);
     if (first === undefined || !due(first)) return;
     let active = this.active;
     if (
@@ -362,9 +348,9 @@ export class SegmentWriter {
       total = SEGMENT_HEADER_BYTES;
     }
     const limit = Math.max(this.options.maxSegmentSize, segment.size + total + first.frame.length);
-    let end = this.head;
+    let end = 0;
     for (; end < this.queue.length; end++) {
-      const r = this.queue[end]!;
+      const r = this.queue.at(end)!;
       if (!due(r)) break;
       if (r.delivered) continue;
       if (records.length > 0 && (segment.size + total + r.frame.length > limit || total >= MAX_RUN_BYTES)) break;
@@ -404,13 +390,10 @@ export class SegmentWriter {
       segment.lastId = records[records.length - 1]!.id;
       for (const r of records) r.written = true;
     }
-    for (let i = this.head; i < end; i++) {
-      const r = this.queue[i]!;
-      this.queue[i] = undefined as unknown as PendingRecord;
+    for (let i = 0; i < end; i++) {
+      const r = this.queue.shift()!;
       if (r.id === 0) this.hooks.discarded(r);
     }
-    this.head = end;
-    this.compact();
     if (records.length > 0) this.hooks.committed(records, segment, offsets);
   }
 
@@ -465,9 +448,7 @@ export class SegmentWriter {
   }
 
   private abandonRest(): void {
-    const rest = this.queue.slice(this.head);
-    this.queue = [];
-    this.head = 0;
+    const rest = this.queue.clear();
     if (rest.length > 0) this.hooks.abandoned(rest);
   }
 }
