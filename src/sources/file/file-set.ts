@@ -218,12 +218,7 @@ export class TailedFileSet {
     let handle: FileHandle | undefined;
     await this.deps.handles.makeRoom(undefined);
     try {
-      try {
-        handle = await open(c.path, 'r');
-      } catch (error) {
-        this.deps.handles.unreserve();
-        throw error;
-      }
+      handle = await open(c.path, 'r');
       this.deps.handles.opened();
       const st = await handle.stat();
       const facts: FileFacts = { dev: st.dev, ino: st.ino, birth: Math.round(st.birthtimeMs), size: st.size };

@@ -13,12 +13,6 @@ interface Gauge {
  */
 export class FileHandlePool {
   private open = 0;
-  /**
-   * Handles being opened: room made by makeRoom() and not yet counted by opened() or given back by
-   * unreserve(). Counting them keeps two opens that overlap (discovery and a reopen) from both taking the
-   * last slot.
-   */
-  private reserved = 0;
 
   constructor(
     private readonly max: number,
@@ -30,27 +24,15 @@ export class FileHandlePool {
     return this.open;
   }
 
-  /**
-   * Call before opening a handle: closes others while the limit is reached, then holds a slot for it until
-   * opened() or unreserve(). When nothing can be closed the open goes ahead rather than waiting forever.
-   */
+  /** Call before opening a handle: closes one if the limit is reached. */
   async makeRoom(except: TailedFile | undefined): Promise<void> {
-    while (this.open + this.reserved >= this.max) {
-      if (!(await this.evictOne(except))) break;
-    }
-    this.reserved++;
+    if (this.open >= this.max) await this.evictOne(except);
   }
 
-  /** The handle makeRoom() made room for is open. */
+  /** A handle was opened. */
   opened(): void {
-    if (this.reserved > 0) this.reserved--;
     this.open++;
     this.gauge.set(this.open);
-  }
-
-  /** The handle makeRoom() made room for was not opened, or was closed before opened() (a failure). */
-  unreserve(): void {
-    if (this.reserved > 0) this.reserved--;
   }
 
   /** Closes a handle that belongs to no file (identification, a skipped file). */
@@ -88,7 +70,7 @@ export class FileHandlePool {
    * (whose timeouts need polling) if possible; never one being finished after a rotation (it could not be
    * reopened by its path).
    */
-  private async evictOne(except: TailedFile | undefined): Promise<boolean> {
+  private async evictOne(except: TailedFile | undefined): Promise<void> {
     let victim: TailedFile | undefined;
     let victimRank = 0;
     for (const f of this.files()) {
@@ -99,8 +81,6 @@ export class FileHandlePool {
         victimRank = rank;
       }
     }
-    if (victim === undefined) return false;
-    await this.close(victim);
-    return true;
+    if (victim !== undefined) await this.close(victim);
   }
 }

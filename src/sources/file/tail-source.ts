@@ -366,19 +366,16 @@ export class FileTailSource implements Source {
     try {
       handle = await open(f.path, 'r');
     } catch {
-      this.handles.unreserve();
       await this.files.release(f); // gone while closed
       return false;
     }
     const st = await handle.stat().catch(async (error) => {
       await handle.close();
-      this.handles.unreserve();
       throw error;
     });
     if (st.dev !== f.dev || st.ino !== f.ino) {
       // Its path holds another file now; the one we had is out of reach (a rotation while it was closed).
       await handle.close();
-      this.handles.unreserve();
       this.ctx.logger.warn(
         { path: f.path, offset: f.readOffset },
         'file source: a closed file was replaced before it could be reopened; raise max_open_files',
