@@ -20,13 +20,15 @@ function lines(from: number, to: number): string {
   return s;
 }
 
-/** Open file descriptors of process `pid` that point into `dir`. */
+/** Open file descriptors of process `pid` that point at files inside `dir`. */
 function openFilesUnder(pid: number, dir: string): string[] {
   const out: string[] = [];
   for (const fd of readdirSync(`/proc/${pid}/fd`)) {
     try {
       const target = readlinkSync(`/proc/${pid}/fd/${fd}`);
-      if (target.startsWith(dir)) out.push(target);
+      // Files inside `dir` only: a scan holds the directory itself open while it lists it, and
+      // max_open_files bounds the files read.
+      if (target.startsWith(`${dir}/`)) out.push(target);
     } catch {
       // closed meanwhile
     }
