@@ -6,11 +6,31 @@ import type { ComponentContext, EmitOptions, SourceContext } from '../../src/cor
 import type { Event } from '../../src/core/event.ts';
 import { PipelineMetrics } from '../../src/core/metrics.ts';
 
-/** A temporary directory removed when the test ends: `const dir = tempDir(t)`. */
+/** Every directory tempDir() made in this process, removed again when it exits. */
+const tempDirs = new Set<string>();
+
+/**
+ * A temporary directory removed when the test ends: `const dir = tempDir(t)`.
+ *
+ * After hooks run in the order they were added, so this removal usually comes before the hooks that stop
+ * what the test started, while it may still be writing there. The removal therefore never throws (a hook
+ * that throws skips the hooks after it: a server or timer left running keeps the test process alive), and
+ * whatever is left, or written after it, goes when the process exits.
+ */
 export function tempDir(t: { after: (fn: () => void) => void }, prefix = 'fluxo-test-'): string {
   const dir = mkdtempSync(join(tmpdir(), prefix));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  if (tempDirs.size === 0) process.once('exit', () => tempDirs.forEach(removeQuietly));
+  tempDirs.add(dir);
+  t.after(() => removeQuietly(dir));
   return dir;
+}
+
+function removeQuietly(dir: string): void {
+  try {
+    rmSync(dir, { recursive: true, force: true, maxRetries: 2 });
+  } catch {
+    // something still writes there: removed again at exit
+  }
 }
 
 /** A silent logger; set FLUXO_TEST_LOG=debug to see component logs while debugging a test. */

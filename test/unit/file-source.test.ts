@@ -271,8 +271,11 @@ describe('file source (in process)', () => {
     assert.equal(h.rec.batches.length, 1);
     h.rec.unblock();
     const unblock = setInterval(() => h.rec.unblock(), 5);
-    t.after(() => clearInterval(unblock));
-    await h.waitForEvents(20_000);
+    try {
+      await h.waitForEvents(20_000);
+    } finally {
+      clearInterval(unblock); // here, not in an after hook: a failing hook skips the hooks after it
+    }
     assert.equal(h.rec.events().length, 20_000);
   });
 
@@ -415,8 +418,11 @@ describe('file source (in process)', () => {
       h.ackAll();
       h.rec.unblock();
     }, 5);
-    t.after(() => clearInterval(unblock));
-    await h.waitForEvents(5000);
+    try {
+      await h.waitForEvents(5000);
+    } finally {
+      clearInterval(unblock);
+    }
     assert.deepEqual(h.messages(), numbered(1, 5000).trimEnd().split('\n'));
     await until(async () => (await h.metric('fluxo_file_source_files_released_total')) === 1, 'release');
     assert.equal(await h.metric('fluxo_file_source_deletions_total'), 1);
@@ -430,11 +436,13 @@ describe('file source (in process)', () => {
     const sample = setInterval(async () => {
       maxOpen = Math.max(maxOpen, await h.metric('fluxo_file_source_open_files'));
     }, 1);
-    t.after(() => clearInterval(sample));
-    await h.waitForEvents(800);
-    for (let f = 0; f < 40; f++) appendFileSync(join(h.logs, `f${f}.log`), `file ${f} line 21\n`);
-    await h.waitForEvents(840);
-    clearInterval(sample);
+    try {
+      await h.waitForEvents(800);
+      for (let f = 0; f < 40; f++) appendFileSync(join(h.logs, `f${f}.log`), `file ${f} line 21\n`);
+      await h.waitForEvents(840);
+    } finally {
+      clearInterval(sample);
+    }
     assert.equal(new Set(h.messages()).size, 840);
     assert.ok(maxOpen <= 5, `max open ${maxOpen}`);
     assert.ok(openFilesIn(h.logs) <= 5);
