@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
-import { mkdirSync, readdirSync, readFileSync, readlinkSync, unlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { tempDir } from '../helpers/context.ts';
 import { type FluxoProcess, readNdjsonDir, runFluxo } from '../helpers/fluxo-process.ts';
+import { openFilesIn } from '../helpers/proc.ts';
 import { checkNumbers, fileToFileConfig } from './fixtures/file-source-harness.ts';
 
 type T = { after: (fn: () => unknown) => void };
@@ -18,22 +19,6 @@ function lines(from: number, to: number): string {
   let s = '';
   for (let n = from; n <= to; n++) s += `line ${n} of the log with some padding to look like a real line\n`;
   return s;
-}
-
-/** Open file descriptors of process `pid` that point at files inside `dir`. */
-function openFilesUnder(pid: number, dir: string): string[] {
-  const out: string[] = [];
-  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
-    try {
-      const target = readlinkSync(`/proc/${pid}/fd/${fd}`);
-      // Files inside `dir` only: a scan holds the directory itself open while it lists it, and
-      // max_open_files bounds the files read.
-      if (target.startsWith(`${dir}/`)) out.push(target);
-    } catch {
-      // closed meanwhile
-    }
-  }
-  return out;
 }
 
 function peakRssMiB(pid: number): number {
@@ -65,7 +50,7 @@ describe('fluxo run: file source with files that come and go', () => {
     assert.equal(await fluxo.metric('fluxo_file_source_deletions_total'), 1);
     const pid = fluxo.child.pid!;
     assert.deepEqual(
-      openFilesUnder(pid, logs).filter((p) => p.includes('doomed')),
+      openFilesIn(logs, pid).filter((p) => p.includes('doomed')),
       [],
       'the deleted file is no longer held open',
     );
@@ -95,7 +80,7 @@ describe('fluxo run: file source with files that come and go', () => {
     const pid = fluxo.child.pid!;
     let maxOpen = 0;
     const sampler = setInterval(() => {
-      maxOpen = Math.max(maxOpen, openFilesUnder(pid, logs).length);
+      maxOpen = Math.max(maxOpen, openFilesIn(logs, pid).length);
     }, 20);
     t.after(() => clearInterval(sampler));
     await fluxo.waitForMetric('fluxo_file_source_tracked_files', {}, (v) => v === files);

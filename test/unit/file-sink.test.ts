@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { closeSync, readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
+import { closeSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { describe, it } from 'node:test';
 import { constants, gunzipSync } from 'node:zlib';
@@ -8,6 +8,7 @@ import { PermanentError } from '../../src/core/errors.ts';
 import type { Event } from '../../src/core/event.ts';
 import { type FileClosed, type FileSink, fileSink } from '../../src/sinks/file.ts';
 import { componentContext, tempDir } from '../helpers/context.ts';
+import { openDescriptors } from '../helpers/proc.ts';
 
 const signal = new AbortController().signal;
 const TS = '2026-11-24T07:45:01.123Z';
@@ -79,19 +80,9 @@ function watchCloses(sink: FileSink) {
 
 /** Closes the descriptor of this process's open temp file whose path contains `fragment`: a real EBADF. */
 function closeFdUnderneath(fragment: string): void {
-  for (const fd of readdirSync('/proc/self/fd')) {
-    let target: string;
-    try {
-      target = readlinkSync(`/proc/self/fd/${fd}`);
-    } catch {
-      continue;
-    }
-    if (target.endsWith('.inprogress') && target.includes(fragment)) {
-      closeSync(Number(fd));
-      return;
-    }
-  }
-  throw new Error(`no open in-progress file matching ${fragment}`);
+  const open = openDescriptors().find(({ target }) => target.endsWith('.inprogress') && target.includes(fragment));
+  if (open === undefined) throw new Error(`no open in-progress file matching ${fragment}`);
+  closeSync(open.fd);
 }
 
 const FINAL_NAME = /^part-\d{8}T\d{6}Z-[0-9a-f]{8}\.ndjson(\.gz)?$/;

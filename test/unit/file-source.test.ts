@@ -2,9 +2,7 @@ import assert from 'node:assert/strict';
 import {
   appendFileSync,
   mkdirSync,
-  readdirSync,
   readFileSync,
-  readlinkSync,
   renameSync,
   truncateSync,
   unlinkSync,
@@ -18,6 +16,7 @@ import type { Source } from '../../src/core/component.ts';
 import type { Event } from '../../src/core/event.ts';
 import { fileSource } from '../../src/sources/file.ts';
 import { recordingSourceContext, tempDir } from '../helpers/context.ts';
+import { openDescriptors, openFilesIn } from '../helpers/proc.ts';
 
 type Recording = ReturnType<typeof recordingSourceContext>;
 type TestContext = { after: (fn: () => unknown) => void };
@@ -445,7 +444,7 @@ describe('file source (in process)', () => {
     }
     assert.equal(new Set(h.messages()).size, 840);
     assert.ok(maxOpen <= 5, `max open ${maxOpen}`);
-    assert.ok(openFilesIn(h.logs) <= 5);
+    assert.ok(openFilesIn(h.logs).length <= 5);
   });
 
   it('exclude globs; .gz files only when a pattern names them, read decompressed', async (t) => {
@@ -497,25 +496,5 @@ function offsetOf(e: Event): number {
 
 /** How many of this process's open file descriptors point at the file `path` (also once it is deleted). */
 function openPathsOf(path: string): number {
-  return openTargets().filter((target) => target === path || target === `${path} (deleted)`).length;
-}
-
-/**
- * How many of this process's open file descriptors point at files inside `dir`. The directory itself is not
- * counted: a scan holds it open while it lists it, and max_open_files bounds the files read.
- */
-function openFilesIn(dir: string): number {
-  return openTargets().filter((target) => target.startsWith(`${dir}/`)).length;
-}
-
-function openTargets(): string[] {
-  const targets: string[] = [];
-  for (const fd of readdirSync('/proc/self/fd')) {
-    try {
-      targets.push(readlinkSync(`/proc/self/fd/${fd}`));
-    } catch {
-      // closed meanwhile
-    }
-  }
-  return targets;
+  return openDescriptors().filter(({ target }) => target === path || target === `${path} (deleted)`).length;
 }
