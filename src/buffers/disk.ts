@@ -98,8 +98,6 @@ export class DiskBuffer implements SinkBuffer {
   private ledger: Ledger | undefined;
   private releaseLock: (() => Promise<void>) | undefined;
 
-  /** The first id the writer gives (set at open). */
-  private nextId = 1;
   private persistedAckedId = 0;
   private unackedEvents = 0;
   private unackedBytes = 0;
@@ -249,6 +247,8 @@ export class DiskBuffer implements SinkBuffer {
     if (this.finishing) return;
     this.filesOpening = true;
     let ackedId: number;
+    /** The id the writer gives first: past everything on disk and everything the ledger says was given. */
+    let firstId: number;
     let firstUnacked: { segment: Segment; offset: number } | undefined;
     let damage: string[];
     try {
@@ -276,7 +276,7 @@ export class DiskBuffer implements SinkBuffer {
         this.log.warn({ dir, segments: scan.removed }, 'disk buffer: unusable segments removed');
       this.segments = scan.segments;
       this.persistedAckedId = ackedId;
-      this.nextId = Math.max(scan.maxId, ackedId, (state?.nextId ?? 1) - 1) + 1;
+      firstId = Math.max(scan.maxId, ackedId, (state?.nextId ?? 1) - 1) + 1;
       this.unackedEvents = scan.unacked.events;
       this.unackedBytes = scan.unacked.bytes;
       this.timeline = scan.timeline;
@@ -327,7 +327,7 @@ export class DiskBuffer implements SinkBuffer {
           this.maybeFinish();
         },
       },
-      this.nextId,
+      firstId,
     );
     if (this.closing) this.writer.flush();
     this.queue = new DeliveryQueue(
@@ -578,8 +578,7 @@ export class DiskBuffer implements SinkBuffer {
       if (!ledger || !queue) return;
       const ackedId = queue.ackedId;
       try {
-        const nextId = this.writer?.next ?? this.nextId;
-        await ledger.write({ ackedId, readId: queue.readId, nextId, updatedAt: Date.now() }, sync);
+        await ledger.write({ ackedId, readId: queue.readId, nextId: this.writer!.next, updatedAt: Date.now() }, sync);
         this.persistedAckedId = ackedId;
       } catch (error) {
         this.metrics?.component.error('ledger_write_failed');
@@ -669,9 +668,9 @@ export class DiskBuffer implements SinkBuffer {
     let drop = 0;
     while (drop + 1 < t.length && t[drop + 1]!.id <= ackedId + 1) drop++;
     if (drop > 0) t.splice(0, drop);
-    const lastWritten = (this.writer?.next ?? this.nextId) - 1;
+    const lastWritten = this.writer!.next - 1;
     let oldest = t.length > 0 && ackedId < lastWritten ? t[0]!.at : Number.POSITIVE_INFINITY;
-    const waiting = this.writer?.oldest;
+    const waiting = this.writer!.oldest;
     if (waiting !== undefined && waiting.writtenAt < oldest) oldest = waiting.writtenAt;
     const age = this.unackedEvents > 0 && oldest !== Number.POSITIVE_INFINITY ? (Date.now() - oldest) / 1000 : 0;
     this.metrics?.oldestAge.set(Math.max(0, age));
