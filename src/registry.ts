@@ -1,3 +1,4 @@
+import { buffers } from './buffers/index.ts';
 import { createRegistry } from './core/pipeline-config.ts';
 import { blackholeSink } from './sinks/blackhole.ts';
 import { consoleSink } from './sinks/console.ts';
@@ -20,26 +21,29 @@ import { routeTransform } from './transforms/route.ts';
 import { sampleTransform } from './transforms/sample.ts';
 import { throttleTransform } from './transforms/throttle.ts';
 
-/** Every component type Fluxo knows. Adding a component is one line here. */
-export const registry = createRegistry([
-  socketSource,
-  stdinSource,
-  syslogSource,
-  httpSource,
-  generatorSource,
-  forwardSource,
-  otlpSource,
-  fileSource,
-  filterTransform,
-  parseTransform,
-  remapTransform,
-  routeTransform,
-  sampleTransform,
-  dedupeTransform,
-  throttleTransform,
-  consoleSink,
-  blackholeSink,
-  fileSink,
-  forwardSink,
-  httpSink,
-]);
+/** Every component type and buffer kind Fluxo knows. Adding a component is one line here. */
+export const registry = createRegistry(
+  [
+    socketSource,
+    stdinSource,
+    syslogSource,
+    httpSource,
+    generatorSource,
+    forwardSource,
+    otlpSource,
+    fileSource,
+    filterTransform,
+    parseTransform,
+    remapTransform,
+    routeTransform,
+    sampleTransform,
+    dedupeTransform,
+    throttleTransform,
+    consoleSink,
+    blackholeSink,
+    fileSink,
+    forwardSink,
+    httpSink,
+  ],
+  buffers,
+);

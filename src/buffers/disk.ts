@@ -4,7 +4,7 @@ import type { Registry } from 'prom-client';
 import type { Batch } from '../core/ack.ts';
 import { FluxoError } from '../core/errors.ts';
 import type { ComponentMetrics } from '../core/metrics.ts';
-import { BufferClosedError, type SinkBuffer } from './buffer.ts';
+import { BufferClosedError, type SinkBuffer } from '../core/sink/buffer.ts';
 import { DeliveryQueue } from './disk/delivery.ts';
 import { errorText, isDiskFull } from './disk/fs.ts';
 import { Ledger } from './disk/ledger.ts';

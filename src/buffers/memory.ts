@@ -1,6 +1,6 @@
 import type { Batch } from '../core/ack.ts';
 import type { ComponentMetrics } from '../core/metrics.ts';
-import { BufferClosedError, type SinkBuffer } from './buffer.ts';
+import { BufferClosedError, type SinkBuffer } from '../core/sink/buffer.ts';
 import { HeadQueue } from './head-queue.ts';
 import { ReadyWatchers } from './ready-watchers.ts';
 

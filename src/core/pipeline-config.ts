@@ -1,5 +1,6 @@
 import type { ComponentDefinition, SinkDefinition, SourceDefinition, TransformDefinition } from './component.ts';
 import type { RetryPolicy } from './retry.ts';
+import type { AnyBufferDefinition } from './sink/buffer.ts';
 
 /** The id transforms and sinks name in `inputs` to receive dead-lettered events. */
 export const DEAD_LETTER_ID = 'dead_letter';
@@ -61,16 +62,26 @@ export interface ComponentRegistry {
   readonly sources: ReadonlyMap<string, SourceDefinition>;
   readonly transforms: ReadonlyMap<string, TransformDefinition>;
   readonly sinks: ReadonlyMap<string, SinkDefinition>;
+  /** The kinds of sink buffer (`buffer: { type }`). */
+  readonly buffers: ReadonlyMap<string, AnyBufferDefinition>;
 }
 
-export function createRegistry(definitions: readonly ComponentDefinition[]): ComponentRegistry {
+export function createRegistry(
+  definitions: readonly ComponentDefinition[],
+  bufferDefinitions: readonly AnyBufferDefinition[] = [],
+): ComponentRegistry {
   const sources = new Map<string, SourceDefinition>();
   const transforms = new Map<string, TransformDefinition>();
   const sinks = new Map<string, SinkDefinition>();
+  const buffers = new Map<string, AnyBufferDefinition>();
+  for (const b of bufferDefinitions) {
+    if (buffers.has(b.type)) throw new Error(`two buffer definitions of type "${b.type}"`);
+    buffers.set(b.type, b);
+  }
   for (const d of definitions) {
     const map = (d.kind === 'source' ? sources : d.kind === 'transform' ? transforms : sinks) as Map<string, typeof d>;
     if (map.has(d.type)) throw new Error(`two ${d.kind} definitions of type "${d.type}"`);
     map.set(d.type, d);
   }
-  return { sources, transforms, sinks };
+  return { sources, transforms, sinks, buffers };
 }

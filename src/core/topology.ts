@@ -1,10 +1,5 @@
 import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
 import type { Logger } from 'pino';
-import type { SinkBuffer } from '../buffers/buffer.ts';
-import { bufferDirectories, inspectBuffer } from '../buffers/disk/inspect.ts';
-import { DiskBuffer } from '../buffers/disk.ts';
-import { MemoryBuffer } from '../buffers/memory.ts';
 import { Acknowledgement, type Batch } from './ack.ts';
 import type {
   ComponentContext,
@@ -15,6 +10,7 @@ import type {
   SourceContext,
   Transform,
 } from './component.ts';
+import { FluxoError } from './errors.ts';
 import { type Event, estimateEventBytes } from './event.ts';
 import type { ComponentMetrics, PipelineMetrics } from './metrics.ts';
 import {
@@ -25,7 +21,8 @@ import {
   type SinkSpec,
   type TransformSpec,
 } from './pipeline-config.ts';
-import { errorMessage, SinkRunner } from './sink-runner.ts';
+import type { SinkBuffer } from './sink/buffer.ts';
+import { errorMessage, SinkRunner } from './sink/runner.ts';
 import { runTransform } from './transform-run.ts';
 
 /** Anything a batch can be handed to: a transform or a sink's buffer. */
@@ -234,31 +231,11 @@ export class Topology {
    * get it delivered.
    */
   private async warnAboutOrphanBuffers(): Promise<void> {
-    let dirs: { sink: string; dir: string }[];
-    try {
-      dirs = await bufferDirectories(this.config.dataDir);
-    } catch (error) {
-      this.logger.warn({ err: String(error) }, 'could not list the disk buffer directories');
-      return;
-    }
-    for (const { sink: id, dir } of dirs) {
-      if (this.config.sinks.get(id)?.buffer.type === 'disk') continue;
-      try {
-        const report = await inspectBuffer(id, dir);
-        if (report.events === 0) continue;
-        this.logger.warn(
-          {
-            buffer_dir: report.dir,
-            events: report.events,
-            bytes: report.bytes,
-            oldest: report.oldestUnackedAt ? new Date(report.oldestUnackedAt).toISOString() : undefined,
-          },
-          `disk buffer of sink ${id} holds undelivered events, but no sink ${id} with a disk buffer is configured: ` +
-            'they stay on disk. Configure the sink under that id again to deliver them, or remove the directory.',
-        );
-      } catch (error) {
-        this.logger.warn({ buffer_dir: dir, err: String(error) }, 'could not read a disk buffer directory');
-      }
+    for (const def of this.registry.buffers.values()) {
+      if (!def.reportOrphans) continue;
+      const configured = new Set<string>();
+      for (const spec of this.config.sinks.values()) if (spec.buffer.type === def.type) configured.add(spec.id);
+      await def.reportOrphans(this.config.dataDir, configured, this.logger);
     }
   }
 
@@ -440,25 +417,7 @@ export class Topology {
         const def = this.registry.sinks.get(spec.type)!;
         const ctx = this.context(spec.id, 'sink', spec.type);
         const sink = def.build(spec.options as never, ctx);
-        const b = spec.buffer;
-        const buffer =
-          this.options.createBuffer?.(spec, ctx) ??
-          (b.type === 'disk'
-            ? new DiskBuffer(
-                {
-                  dir: join(config.dataDir, 'buffers', spec.id),
-                  maxSize: b.maxSize,
-                  whenFull: b.whenFull,
-                  sync: b.sync,
-                  syncIntervalMs: b.syncIntervalMs,
-                  commitIntervalMs: b.commitIntervalMs,
-                  writeDelayMs: b.writeDelayMs,
-                  maxSegmentSize: b.maxSegmentSize,
-                },
-                { id: spec.id, logger: ctx.logger, metrics: ctx.metrics, registry: this.metrics.registry },
-              )
-            : new MemoryBuffer({ maxEvents: b.maxEvents, maxBytes: b.maxBytes, whenFull: b.whenFull }, ctx.metrics));
-        if (b.type === 'memory') ctx.metrics.bufferMaxEvents.set(b.maxEvents);
+        const buffer = this.options.createBuffer?.(spec, ctx) ?? this.createBuffer(spec, ctx);
         const runner = new SinkRunner(
           spec.id,
           sink,
@@ -503,6 +462,17 @@ export class Topology {
       this.config = saved;
     }
     return { sources, transforms, sinks };
+  }
+
+  private createBuffer(spec: SinkSpec, context: ComponentContext): SinkBuffer {
+    const def = this.registry.buffers.get(spec.buffer.type);
+    if (!def) {
+      throw new FluxoError(
+        'FLUXO_BUFFER_UNKNOWN',
+        `sink ${spec.id}: no buffer of type ${spec.buffer.type} is registered`,
+      );
+    }
+    return def.create(spec.buffer as never, { ...context, registry: this.metrics.registry });
   }
 
   private install(built: ReturnType<Topology['buildAll']>): void {
@@ -558,7 +528,7 @@ export class Topology {
   private async startSinks(nodes: SinkNode[]): Promise<void> {
     for (const n of nodes) {
       // Locks the directory and checks the log; replay starts with the runner.
-      if (n.buffer instanceof DiskBuffer) await n.buffer.open();
+      await n.buffer.open?.();
       await n.sink.start?.();
       n.runner.start();
     }

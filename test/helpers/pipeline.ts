@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { buffers } from '../../src/buffers/index.ts';
 import { loadConfigTexts } from '../../src/config/load.ts';
 import type { ComponentDefinition } from '../../src/core/component.ts';
 import { PipelineMetrics } from '../../src/core/metrics.ts';
@@ -21,7 +22,7 @@ export function testPipeline(
 ) {
   const sources = new Map<string, ManualSourceHandle>();
   const sinks = new Map<string, ControlledSinkHandle>();
-  const registry = createRegistry([manualSource(sources), controlledSink(sinks), filterTransform, ...extra]);
+  const registry = createRegistry([manualSource(sources), controlledSink(sinks), filterTransform, ...extra], buffers);
   const load = (text: string): PipelineConfig =>
     loadConfigTexts([{ file: 'test.yaml', text: `data_dir: ${dataDir}\napi: { enabled: false }\n${text}` }], registry)
       .config;

@@ -9,6 +9,7 @@ import { describe, it, type TestContext } from 'node:test';
 import { promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
 import { Agent, request } from 'undici';
+import { buffers } from '../../src/buffers/index.ts';
 import { loadConfigTexts } from '../../src/config/load.ts';
 import type { Event } from '../../src/core/event.ts';
 import { PipelineMetrics } from '../../src/core/metrics.ts';
@@ -26,7 +27,7 @@ const run = promisify(execFile);
 async function httpPipeline(t: TestContext, sourceOptions = '', sinkOptions = '') {
   const dir = tempDir(t);
   const sinks = new Map<string, ControlledSinkHandle>();
-  const registry = createRegistry([httpSource, controlledSink(sinks)]);
+  const registry = createRegistry([httpSource, controlledSink(sinks)], buffers);
   const text = `data_dir: ${dir}
 api: { enabled: false }
 sources:

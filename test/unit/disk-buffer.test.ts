@@ -4,7 +4,6 @@ import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { crc32c } from '@node-rs/crc32';
-import { BufferClosedError } from '../../src/buffers/buffer.ts';
 import { inspectBuffer } from '../../src/buffers/disk/inspect.ts';
 import { Ledger, readLedger } from '../../src/buffers/disk/ledger.ts';
 import {
@@ -21,6 +20,7 @@ import {
 } from '../../src/buffers/disk/record.ts';
 import type { AckStatus } from '../../src/core/ack.ts';
 import type { Event } from '../../src/core/event.ts';
+import { BufferClosedError } from '../../src/core/sink/buffer.ts';
 import { tempDir } from '../helpers/context.ts';
 import {
   drain,

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { BufferClosedError } from '../../src/buffers/buffer.ts';
 import { MemoryBuffer } from '../../src/buffers/memory.ts';
 import { Acknowledgement, type Batch } from '../../src/core/ack.ts';
+import { BufferClosedError } from '../../src/core/sink/buffer.ts';
 import { numbered } from '../helpers/components.ts';
 import { componentContext } from '../helpers/context.ts';
 

@@ -1,4 +1,8 @@
-import type { Batch } from '../core/ack.ts';
+import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
+import type { Batch } from '../ack.ts';
+import type { ComponentContext } from '../component.ts';
+import type { BufferSpec } from '../pipeline-config.ts';
 
 /**
  * The queue in front of one sink. A buffer takes over the acknowledgement share of each batch it accepts:
@@ -6,6 +10,8 @@ import type { Batch } from '../core/ack.ts';
  * releases it once the batch is fsynced and hands out batches whose shares advance its own ledger.
  */
 export interface SinkBuffer {
+  /** Prepares the buffer before its sink starts (a disk buffer locks its directory and checks its log). */
+  open?(): Promise<void>;
   /**
    * Accepts a batch. Returns undefined when it was taken at once, or a promise that resolves when there
    * was room (when_full: block). Rejects with BufferClosedError if the buffer closes while waiting.
@@ -35,4 +41,33 @@ export class BufferClosedError extends Error {
   constructor() {
     super('the buffer was closed: the pipeline is stopping');
   }
+}
+
+/** What a buffer gets to build itself: the sink's context and the pipeline's metrics registry. */
+export interface BufferContext extends ComponentContext {
+  /** The pipeline's Prometheus registry, for metrics a buffer keeps beyond the component's (a histogram). */
+  readonly registry: Registry;
+}
+
+/**
+ * A kind of buffer (`buffer: { type }` in a sink's config). The core knows buffers only through this: the
+ * implementations live in src/buffers/ and are registered beside the components (src/registry.ts).
+ */
+export interface BufferDefinition<T extends BufferSpec['type'] = BufferSpec['type']> {
+  readonly kind: 'buffer';
+  readonly type: T;
+  create(spec: Extract<BufferSpec, { type: T }>, context: BufferContext): SinkBuffer;
+  /**
+   * Says what this kind of buffer left under `dataDir` for sinks that no longer use it (renamed or removed
+   * sinks), at start and after a reload that removed sinks. `configured` holds the ids of the sinks that use
+   * this kind of buffer now.
+   */
+  reportOrphans?(dataDir: string, configured: ReadonlySet<string>, logger: Logger): Promise<void>;
+}
+
+/** A buffer definition of any kind, as the registry holds them. */
+export type AnyBufferDefinition = { [T in BufferSpec['type']]: BufferDefinition<T> }[BufferSpec['type']];
+
+export function defineBuffer<T extends BufferSpec['type']>(d: BufferDefinition<T>): BufferDefinition<T> {
+  return d;
 }

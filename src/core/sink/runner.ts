@@ -1,11 +1,11 @@
 import type { Logger } from 'pino';
-import type { SinkBuffer } from '../buffers/buffer.ts';
-import { Acknowledgement, type AckStatus, type Batch } from './ack.ts';
-import type { Sink } from './component.ts';
-import { PermanentError, RetryableError } from './errors.ts';
-import type { Event } from './event.ts';
-import type { ComponentMetrics } from './metrics.ts';
-import { backoffDelay, type RetryPolicy, sleep } from './retry.ts';
+import { Acknowledgement, type AckStatus, type Batch } from '../ack.ts';
+import type { Sink } from '../component.ts';
+import { PermanentError, RetryableError } from '../errors.ts';
+import type { Event } from '../event.ts';
+import type { ComponentMetrics } from '../metrics.ts';
+import { backoffDelay, type RetryPolicy, sleep } from '../retry.ts';
+import type { SinkBuffer } from './buffer.ts';
 
 export interface SinkRunnerOptions {
   /** Most events handed to one write(); several queued batches are merged up to it (group commit). */
