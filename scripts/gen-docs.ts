@@ -1,9 +1,16 @@
-// Generates docs/components.md from the component schemas, so the reference cannot drift from the code.
-// Usage: npm run docs  (a test fails when the committed file is out of date).
+// Generates docs/components.md from the component schemas and docs/errors.md from the error catalogue, so the
+// reference cannot drift from the code.
+// Usage: npm run docs  (tests fail when a committed file is out of date).
 import { writeFileSync } from 'node:fs';
-import { renderComponentsDoc } from '../src/config/docs.ts';
+import { renderComponentsDoc, renderErrorsDoc } from '../src/config/docs.ts';
+import { errorCatalogue } from '../src/core/error-codes.ts';
 import { registry } from '../src/registry.ts';
 
-const target = new URL('../docs/components.md', import.meta.url);
-writeFileSync(target, renderComponentsDoc(registry));
-console.log(`wrote ${target.pathname}`);
+for (const [name, text] of [
+  ['components.md', renderComponentsDoc(registry)],
+  ['errors.md', renderErrorsDoc(errorCatalogue)],
+] as const) {
+  const target = new URL(`../docs/${name}`, import.meta.url);
+  writeFileSync(target, text);
+  console.log(`wrote ${target.pathname}`);
+}

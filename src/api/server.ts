@@ -1,6 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
+import { FluxoError } from '../core/errors.ts';
 import type { Event } from '../core/event.ts';
 import { splitAddress } from '../core/units.ts';
 
@@ -65,7 +66,13 @@ export class ApiServer {
       server.once('error', (error: NodeJS.ErrnoException) => {
         const hint =
           error.code === 'EADDRINUSE' ? ' (another Fluxo running? set api.address or api.enabled: false)' : '';
-        reject(new Error(`API cannot listen on ${this.address}: ${error.code ?? error.message}${hint}`));
+        reject(
+          new FluxoError(
+            'FLUXO_API_LISTEN',
+            `API cannot listen on ${this.address}: ${error.code ?? error.message}${hint}`,
+            { cause: error },
+          ),
+        );
       });
       server.listen(port, host, () => resolve());
     });

@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import { ApiServer } from '../api/server.ts';
 import { ConfigError, formatProblem } from '../config/errors.ts';
 import { type LoadedConfig, loadConfigFiles } from '../config/load.ts';
+import { errorCode } from '../core/errors.ts';
 import { createLogger, type LogFormat } from '../core/logger.ts';
 import { PipelineMetrics } from '../core/metrics.ts';
 import type { ComponentRegistry, PipelineConfig } from '../core/pipeline-config.ts';
@@ -73,7 +74,7 @@ export async function run(options: RunOptions, registry: ComponentRegistry, vers
     try {
       apiUrl = await api.start();
     } catch (error) {
-      logger.fatal((error as Error).message);
+      logger.fatal({ code: errorCode(error) }, (error as Error).message);
       signals.detach();
       return 1;
     }
@@ -81,7 +82,7 @@ export async function run(options: RunOptions, registry: ComponentRegistry, vers
   try {
     await topology.start();
   } catch (error) {
-    logger.fatal({ err: (error as Error).message }, 'pipeline failed to start');
+    logger.fatal({ err: (error as Error).message, code: errorCode(error) }, 'pipeline failed to start');
     await topology.stop(1000).catch(() => {});
     await api?.stop();
     signals.detach();
@@ -180,7 +181,10 @@ async function reload(topology: Topology, paths: string[], registry: ComponentRe
     const summary = await topology.reload(loaded.config);
     logger.info(summary, 'configuration reloaded');
   } catch (error) {
-    logger.error({ err: (error as Error).message }, 'reload failed; the running configuration stays');
+    logger.error(
+      { err: (error as Error).message, code: errorCode(error) },
+      'reload failed; the running configuration stays',
+    );
   }
 }
 

@@ -1,4 +1,4 @@
-import { type Command, Option } from 'commander';
+import { type Command, InvalidArgumentError, Option } from 'commander';
 
 /**
  * `fluxo tap COMPONENT`: the live events of one component of a running Fluxo, from its API's
@@ -22,10 +22,13 @@ export function apiBase(api: string): string {
   return withScheme.replace(/\/+$/, '');
 }
 
+// Commander prints an InvalidArgumentError as a usage error (exit 1); any other error would escape as a crash.
 function positiveInt(name: string) {
   return (value: string) => {
     const n = Number(value);
-    if (!Number.isInteger(n) || n < 1) throw new Error(`${name} must be a positive integer, found "${value}"`);
+    if (!Number.isInteger(n) || n < 1) {
+      throw new InvalidArgumentError(`${name} must be a positive integer, found "${value}"`);
+    }
     return n;
   };
 }

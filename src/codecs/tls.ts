@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import type { ConnectionOptions, TlsOptions } from 'node:tls';
+import { type ConnectionOptions, createSecureContext, type TlsOptions } from 'node:tls';
 import { z } from 'zod';
 import { FluxoError } from '../core/errors.ts';
 
@@ -105,14 +105,18 @@ export function loadTlsServerOptions(tls: TlsConfig | undefined, component = 'tl
     throw new FluxoError('FLUXO_TLS_CONFIG', `${component}: a TLS server needs crt_file and key_file`);
   }
   const verify = tls.verify_certificate ?? false;
-  return {
-    cert: readPem(tls.crt_file, 'certificate', component),
-    key: readPem(tls.key_file, 'key', component),
-    ca: tls.ca_file === undefined ? undefined : readPem(tls.ca_file, 'CA bundle', component),
-    requestCert: verify,
-    rejectUnauthorized: verify,
-    minVersion: 'TLSv1.2',
-  };
+  return checkUsable(
+    {
+      cert: readPem(tls.crt_file, 'certificate', component),
+      key: readPem(tls.key_file, 'key', component),
+      ca: tls.ca_file === undefined ? undefined : readPem(tls.ca_file, 'CA bundle', component),
+      requestCert: verify,
+      rejectUnauthorized: verify,
+      minVersion: 'TLSv1.2',
+    },
+    tls,
+    component,
+  );
 }
 
 /** Options for `tls.connect` (merge `host`/`port`/`servername` in), or undefined when TLS is off. */
@@ -121,11 +125,34 @@ export function loadTlsClientOptions(tls: TlsConfig | undefined, component = 'tl
   if ((tls.crt_file === undefined) !== (tls.key_file === undefined)) {
     throw new FluxoError('FLUXO_TLS_CONFIG', `${component}: a client certificate needs both crt_file and key_file`);
   }
-  return {
-    cert: tls.crt_file === undefined ? undefined : readPem(tls.crt_file, 'certificate', component),
-    key: tls.key_file === undefined ? undefined : readPem(tls.key_file, 'key', component),
-    ca: tls.ca_file === undefined ? undefined : readPem(tls.ca_file, 'CA bundle', component),
-    rejectUnauthorized: tls.verify_certificate ?? true,
-    minVersion: 'TLSv1.2',
-  };
+  return checkUsable(
+    {
+      cert: tls.crt_file === undefined ? undefined : readPem(tls.crt_file, 'certificate', component),
+      key: tls.key_file === undefined ? undefined : readPem(tls.key_file, 'key', component),
+      ca: tls.ca_file === undefined ? undefined : readPem(tls.ca_file, 'CA bundle', component),
+      rejectUnauthorized: tls.verify_certificate ?? true,
+      minVersion: 'TLSv1.2',
+    },
+    tls,
+    component,
+  );
+}
+
+/**
+ * Loads the PEMs into a secure context once, so that a file that is not PEM, an encrypted key or a key of
+ * another certificate fails with the component and the files named, not with a bare OpenSSL message
+ * ("PEM routines::no start line") from wherever the server or the first connection is created.
+ */
+function checkUsable<T extends TlsOptions | ConnectionOptions>(options: T, tls: TlsConfig, component: string): T {
+  try {
+    createSecureContext({ cert: options.cert, key: options.key, ca: options.ca });
+  } catch (error) {
+    const files = (['crt_file', 'key_file', 'ca_file'] as const)
+      .filter((k) => tls[k] !== undefined)
+      .map((k) => `${k} ${tls[k]}`)
+      .join(', ');
+    const reason = `${component}: cannot use the TLS files (${files}): ${(error as Error).message}`;
+    throw new FluxoError('FLUXO_TLS_INVALID', reason, { cause: error });
+  }
+  return options;
 }

@@ -1,7 +1,10 @@
+import type { ErrorCode } from '../core/error-codes.ts';
+import { FluxoError } from '../core/errors.ts';
+
 /** One problem in a config, located as precisely as the YAML allows. */
 export interface ConfigProblem {
   /** Stable code, e.g. FLUXO_CONFIG_UNKNOWN_KEY. */
-  readonly code: string;
+  readonly code: ErrorCode;
   readonly file: string;
   /** 1-based; 0 when the problem has no single place (e.g. a cycle spanning several components). */
   readonly line: number;
@@ -17,10 +20,10 @@ export function formatProblem(p: ConfigProblem): string {
 }
 
 /** Thrown by the loader with every problem found, not just the first. */
-export class ConfigError extends Error {
-  readonly code = 'FLUXO_CONFIG_INVALID';
+export class ConfigError extends FluxoError {
   constructor(readonly problems: readonly ConfigProblem[]) {
     super(
+      'FLUXO_CONFIG_INVALID',
       `invalid configuration (${problems.length} problem${problems.length === 1 ? '' : 's'}):\n` +
         problems.map((p) => `  ${formatProblem(p)}`).join('\n'),
     );

@@ -1,3 +1,4 @@
+import type { ErrorCode } from '../core/error-codes.ts';
 import { DEAD_LETTER_ID } from '../core/pipeline-config.ts';
 import { didYouMean } from './errors.ts';
 
@@ -10,7 +11,7 @@ export interface GraphNode {
 }
 
 export interface GraphProblem {
-  code: string;
+  code: ErrorCode;
   /** The component the problem is reported at. */
   id: string;
   /** Index into its `inputs`, when the problem is one input. */

@@ -3,6 +3,7 @@ import { resolve } from 'node:path';
 import { type Document, isMap, isScalar, LineCounter, parseDocument } from 'yaml';
 import type { z } from 'zod';
 import type { ComponentDefinition } from '../core/component.ts';
+import type { ErrorCode } from '../core/error-codes.ts';
 import {
   type ComponentRegistry,
   type ComponentSpec,
@@ -467,12 +468,12 @@ class ConfigLoader {
     }
   }
 
-  private report(origin: ConfigFile, path: Path, code: string, message: string): void {
+  private report(origin: ConfigFile, path: Path, code: ErrorCode, message: string): void {
     const pos = this.position(origin, path);
     this.problems.push({ code, file: origin.file, line: pos.line, column: pos.col, path: path.join('.'), message });
   }
 
-  private reportKey(origin: ConfigFile, mapPath: Path, key: string, code: string, message: string): void {
+  private reportKey(origin: ConfigFile, mapPath: Path, key: string, code: ErrorCode, message: string): void {
     const pos = this.keyPosition(origin, mapPath, key);
     this.problems.push({
       code,

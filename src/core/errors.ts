@@ -1,9 +1,13 @@
+import type { ErrorCode } from './error-codes.ts';
 import type { Event } from './event.ts';
 
-/** Every error Fluxo raises on purpose has a stable `code` a user can search for. */
+/**
+ * Every error Fluxo raises on purpose has a stable `code` a user can search for; the codes, with what each
+ * means and what to do, are catalogued in error-codes.ts (and docs/errors.md).
+ */
 export class FluxoError extends Error {
   constructor(
-    readonly code: string,
+    readonly code: ErrorCode,
     message: string,
     options?: { cause?: unknown },
   ) {
@@ -33,4 +37,9 @@ export class PermanentError extends FluxoError {
   ) {
     super('FLUXO_SINK_REJECTED', reason);
   }
+}
+
+/** The code of a FluxoError, for log fields (`code=FLUXO_…`); undefined for any other error. */
+export function errorCode(error: unknown): ErrorCode | undefined {
+  return error instanceof FluxoError ? error.code : undefined;
 }

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { AccessLogGenerator } from '../../codecs/access-log.ts';
+import { FluxoError } from '../../core/errors.ts';
 import { type LineBatch, type Sender, type SenderTls, type SimulatedServer, TICK_MS } from './sender.ts';
 import { type Protocol, SENDERS, unsupportedCombination } from './senders/index.ts';
 import { type LatencyHistogram, SimulationCounters } from './stats.ts';
@@ -44,7 +45,12 @@ export interface Output {
 const PROGRESS_MS = 1000;
 const PERCENTILES = [50, 90, 99, 99.9] as const;
 
-export class SimulationError extends Error {}
+/** Options the simulator cannot run with: printed as `fluxo simulate: <message>`, exit status 2. */
+export class SimulationError extends FluxoError {
+  constructor(message: string) {
+    super('FLUXO_SIMULATE_INVALID_OPTIONS', message);
+  }
+}
 
 /** Runs a simulation (and/or a verification); resolves with the exit code. */
 export async function simulate(options: SimulateOptions, output: Output): Promise<number> {

@@ -1,3 +1,4 @@
+import { FluxoError } from '../../core/errors.ts';
 import type { Event } from '../../core/event.ts';
 
 /**
@@ -34,7 +35,11 @@ export function bodyFormatOf(contentType: string | undefined): BodyFormat | unde
 }
 
 /** A body that cannot be decoded: answered 400 with `message`. */
-export class MalformedBodyError extends Error {}
+export class MalformedBodyError extends FluxoError {
+  constructor(message: string) {
+    super('FLUXO_HTTP_MALFORMED_BODY', message);
+  }
+}
 
 /** Decodes `text` into events (fields as sent, not yet stamped). Throws MalformedBodyError. */
 export function decodeBody(format: BodyFormat, text: string): Event[] {
