@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { isDeepStrictEqual } from 'node:util';
 import { type Command, Option } from 'commander';
+import type { Logger } from 'pino';
 import { parseDocument } from 'yaml';
 import { z } from 'zod';
 import { compilePath, getPath, hasPath } from '../codecs/parsers/field-path.ts';
@@ -11,6 +12,7 @@ import type { Event } from '../core/event.ts';
 import { createLogger } from '../core/logger.ts';
 import { PipelineMetrics } from '../core/metrics.ts';
 import { type ComponentRegistry, DEAD_LETTER_ID, type PipelineConfig } from '../core/pipeline-config.ts';
+import { logRejectedAgain, stampDeadLetter } from '../core/topology/dead-letter.ts';
 import { runTransform } from '../core/transform-run.ts';
 import { registry } from '../registry.ts';
 import { loadOrReport, resolveConfigPaths } from './run.ts';
@@ -174,10 +176,12 @@ class TestGraph {
   readonly recorded = new Map<string, Event[]>();
   private readonly transforms = new Map<string, Transform>();
   private readonly consumers = new Map<string, string[]>();
+  private readonly logger: Logger;
 
   constructor(config: PipelineConfig, components: ComponentRegistry, logLevel: string) {
     const metrics = new PipelineMetrics({ defaultMetrics: false });
     const logger = createLogger({ level: logLevel as never });
+    this.logger = logger;
     for (const spec of config.transforms.values()) {
       const def = components.transforms.get(spec.type)!;
       const context = {
@@ -223,12 +227,10 @@ class TestGraph {
   private deliver(id: string, events: Event[]): void {
     const { pushed, dead } = runTransform(id, this.transforms.get(id)!, events);
     for (const p of pushed) this.record(p.output === undefined ? id : `${id}.${p.output}`, p.events);
-    const at = new Date().toISOString();
     for (const d of dead) {
-      const fresh = d.events
-        .filter((e) => e._dead_letter === undefined)
-        .map((e) => ({ ...e, _dead_letter: { reason: d.reason, component_id: id, at } }));
-      if (fresh.length > 0) this.record(DEAD_LETTER_ID, fresh);
+      const { stamped, rejectedAgain } = stampDeadLetter(d.events, d.reason, id, new Date().toISOString());
+      logRejectedAgain(this.logger, id, d.reason, rejectedAgain);
+      if (stamped.length > 0) this.record(DEAD_LETTER_ID, stamped);
     }
   }
 }

@@ -1,7 +1,13 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { z } from 'zod';
+import { buffers } from '../../src/buffers/index.ts';
+import { readTests, runTest } from '../../src/cli/test-command.ts';
+import { defineTransform, type Transform } from '../../src/core/component.ts';
+import { createRegistry } from '../../src/core/pipeline-config.ts';
+import { stampDeadLetter } from '../../src/core/topology/dead-letter.ts';
 import { numbered } from '../helpers/components.ts';
-import { tempDir } from '../helpers/context.ts';
+import { recordingLogger, tempDir } from '../helpers/context.ts';
 import { testPipeline, tick, until } from '../helpers/pipeline.ts';
 
 const fast = 'retry: { initial_backoff: 1ms, max_backoff: 5ms }';
@@ -324,5 +330,115 @@ sinks: { out: { type: controlled, inputs: [in], batch: { max_events: 100, timeou
     await p.topology.stop(5000);
     assert.deepEqual(p.source('in').acks, ['delivered'], 'drained on stop, not after the hour');
     assert.equal(p.sink('out').written.length, 3);
+  });
+});
+
+/** A transform of no options that runs `process`. */
+const testTransform = (type: string, process: Transform['process']) =>
+  defineTransform({
+    kind: 'transform',
+    type,
+    description: 'test transform',
+    options: z.object({}),
+    build: () => ({ process }),
+  });
+
+/** Keeps n = 1, dead-letters n = 2, pushes n = 3 to an output it does not declare. */
+const misroute = testTransform('misroute', (events, out) => {
+  out.push(events.filter((e) => e.n === 1));
+  out.deadLetter(
+    events.filter((e) => e.n === 2),
+    'bad n',
+  );
+  out.push(
+    events.filter((e) => e.n === 3),
+    'nowhere',
+  );
+});
+
+/** A dead letter consumer that rejects everything it gets. */
+const rejectAll = testTransform('reject_all', (events, out) => out.deadLetter(events, 'still bad'));
+
+const deadLetterGraph = `
+sources: { in: { type: manual } }
+transforms:
+  misroute: { type: misroute, inputs: [in] }
+  again: { type: reject_all, inputs: [dead_letter] }
+sinks:
+  out: { type: controlled, inputs: [misroute] }
+  dlq: { type: controlled, inputs: [dead_letter] }
+`;
+
+describe('Dead letter', () => {
+  it('stamps copies with reason, component and time, and sets apart events that were dead-lettered already', () => {
+    const fresh = Object.freeze({ message: 'a' });
+    const again = Object.freeze({ message: 'b', _dead_letter: { reason: 'first', component_id: 'x', at: 'then' } });
+    const { stamped, rejectedAgain } = stampDeadLetter([fresh, again], 'bad', 'parse', '2025-01-01T00:00:00.000Z');
+    assert.deepEqual(stamped, [
+      { message: 'a', _dead_letter: { reason: 'bad', component_id: 'parse', at: '2025-01-01T00:00:00.000Z' } },
+    ]);
+    assert.deepEqual(rejectedAgain, [again]);
+    assert.deepEqual(fresh, { message: 'a' }, 'the original is not changed');
+  });
+
+  it('the pipeline: a push to an undeclared output is dead-lettered, a rejection by a dead letter consumer is logged', async (t) => {
+    const { logger, lines } = recordingLogger('error');
+    const p = testPipeline(deadLetterGraph, tempDir(t), [misroute, rejectAll], logger);
+    await p.topology.start();
+    await p.source('in').emit(numbered(1, 3));
+    await until(() => p.source('in').acks.length === 1, 'acknowledged');
+    assert.deepEqual(p.source('in').acks, ['delivered']);
+    assert.deepEqual(
+      p.sink('out').written.map((e) => e.n),
+      [1],
+    );
+    const dead = p.sink('dlq').written.map((e) => {
+      const { reason, component_id } = e._dead_letter as Record<string, unknown>;
+      return { n: e.n, reason, component_id };
+    });
+    assert.deepEqual(dead, [
+      { n: 2, reason: 'bad n', component_id: 'misroute' },
+      { n: 3, reason: 'transform misroute pushed to unknown output nowhere', component_id: 'misroute' },
+    ]);
+    const again = lines.filter((l) => l.msg === 'dead-lettered event rejected again by a dead letter consumer');
+    assert.deepEqual(
+      again.map((l) => [l.component, l.reason, (l.event as { n: number }).n]),
+      [
+        ['again', 'still bad', 2],
+        ['again', 'still bad', 3],
+      ],
+    );
+    const errors = await p.metrics.registry.getSingleMetricAsString('fluxo_component_errors_total');
+    assert.match(errors, /component_id="misroute".*error_type="unknown_output"\} 1/);
+    await p.topology.stop(1000);
+  });
+
+  it('fluxo test extracts from dead_letter what the pipeline sends there', (t) => {
+    const p = testPipeline(deadLetterGraph, tempDir(t), [misroute, rejectAll]);
+    const { tests, problems } = readTests([
+      {
+        file: 'tests.yaml',
+        value: [
+          {
+            name: 'dead letters',
+            inputs: [{ insert_at: 'misroute', events: numbered(1, 3) }],
+            outputs: [
+              { extract_from: 'misroute', count: 1 },
+              {
+                extract_from: 'dead_letter',
+                count: 2,
+                conditions: [
+                  { equals: { n: 2, '_dead_letter.reason': 'bad n', '_dead_letter.component_id': 'misroute' } },
+                  { equals: { n: 3, '_dead_letter.reason': 'transform misroute pushed to unknown output nowhere' } },
+                ],
+              },
+            ],
+          },
+        ],
+      },
+    ]);
+    assert.deepEqual(problems, []);
+    const components = createRegistry([misroute, rejectAll], buffers);
+    assert.deepEqual(runTest(tests[0]!.tests[0]!, p.load(deadLetterGraph), components), []);
   });
 });
