@@ -367,7 +367,7 @@ class ConfigLoader {
               max_segment_size?: number;
             };
         const retry = spec.retry as { initial_backoff: number; max_backoff: number; max_attempts: number };
-        const batch = spec.batch as { max_events: number; timeout?: number };
+        const batch = spec.batch as { max_events: number; max_bytes: number; timeout?: number };
         const definition = this.registry.sinks.get(common.type);
         sinks.set(c.id, {
           ...common,
@@ -392,7 +392,10 @@ class ConfigLoader {
                   whenFull: buffer.when_full,
                 },
           batchMaxEvents: batch.max_events,
+          batchMaxBytes: batch.max_bytes,
           batchTimeoutMs: batch.timeout ?? definition?.defaultBatchTimeoutMs ?? 0,
+          timeoutMs: (spec.timeout as number | undefined) ?? definition?.defaultTimeoutMs?.(options as never) ?? 0,
+          healthcheck: spec.healthcheck as boolean,
           concurrency: spec.concurrency as number,
           retry: {
             initialBackoffMs: retry.initial_backoff,

@@ -123,6 +123,12 @@ export const sinkCommonOptions = {
   batch: z
     .object({
       max_events: z.number().int().positive().default(1000).describe('Most events per write to the destination.'),
+      max_bytes: size()
+        .default(10 * 1024 * 1024)
+        .describe(
+          'Most bytes per write (as received, or estimated from the events): queued batches are merged up to it, ' +
+            'and a larger batch is split into several writes.',
+        ),
       timeout: duration()
         .optional()
         .describe(
@@ -133,8 +139,21 @@ export const sinkCommonOptions = {
         ),
     })
     .strict()
-    .default({ max_events: 1000 })
+    .default({ max_events: 1000, max_bytes: 10 * 1024 * 1024 })
     .describe('How queued batches are merged into one write.'),
+  timeout: duration()
+    .optional()
+    .describe(
+      'How long one attempt of a write may take; past it the attempt is aborted and retried with backoff. ' +
+        "Default: the sink's own (`request_timeout` for `http`), otherwise none.",
+    ),
+  healthcheck: z
+    .boolean()
+    .default(true)
+    .describe(
+      'Check once at start that the destination is usable, where the sink can (a failure is logged and counted; ' +
+        'the sink keeps retrying).',
+    ),
   retry: z
     .object({
       initial_backoff: duration().default(100).describe('First retry delay (before jitter).'),

@@ -3,6 +3,9 @@ import type { z } from 'zod';
 import type { AckCallback } from './ack.ts';
 import type { Event } from './event.ts';
 import type { ComponentMetrics } from './metrics.ts';
+import type { Compression } from './sink/compression.ts';
+import type { Encoding } from './sink/encoding.ts';
+import type { SendResult, SinkRequest } from './sink/request.ts';
 
 /** What every running component gets from the runtime. */
 export interface ComponentContext {
@@ -73,17 +76,33 @@ export interface Transform {
   stop?(): Promise<void>;
 }
 
+/**
+ * A running sink: destination logic only. Everything else a sink needs comes from the kit in src/core/sink/:
+ * batching by events, bytes and time, encoding and compression done once per write, per-attempt timeouts,
+ * retries with backoff, partial retries, dead letters, concurrency and acknowledgement release.
+ */
 export interface Sink {
+  /** How the kit encodes each write before send() (request.payload(), request.lines()); absent: the sink encodes. */
+  readonly encoding?: Encoding;
+  /** How the kit compresses request.payload(); `none` when absent. */
+  readonly compression?: Compression;
+  /** Local preparation that must succeed for the pipeline to start (recover files of a crash). */
   start?(): Promise<void>;
   /**
-   * Delivers events. Resolves only once the destination confirmed them (or they are durable on disk).
-   * Throws RetryableError (or any other error) to be retried with backoff, PermanentError to dead-letter.
-   * Calls are sequential unless the sink's `concurrency` option says otherwise.
-   * `ndjson`, when given, holds the events encoded as JSON lines (see Batch.ndjson), to write rather than
-   * serialize them again; it is valid until write() settles.
+   * Reaches the destination (a connection, a client, a session). Retried with backoff until it succeeds: a
+   * destination down at start is neither a crash nor a busy loop. Writes wait for it.
    */
-  write(events: Event[], signal: AbortSignal, ndjson?: Buffer): Promise<void>;
-  /** Flushes and closes; after it resolves everything written is complete and visible. */
+  connect?(signal: AbortSignal): Promise<void>;
+  /** Asks the destination once after connect whether it is usable; a failure is logged and counted, not fatal. */
+  healthcheck?(signal: AbortSignal): Promise<void>;
+  /**
+   * Delivers a request. Resolves only once the destination confirmed its events (or they are durable): with
+   * nothing when all were delivered, or a SendResult when the destination answered per event. Throws
+   * RetryableError (or any error) to retry the whole request after a backoff, PermanentError to dead-letter
+   * it (or its `events`). Must stop promptly when `signal` aborts (shutdown, the per-attempt timeout).
+   */
+  send(request: SinkRequest, signal: AbortSignal): Promise<SendResult | undefined>;
+  /** Flushes and closes; after it resolves everything delivered is complete and visible. */
   stop(): Promise<void>;
 }
 
@@ -118,6 +137,11 @@ export interface SinkDefinition<S extends z.ZodObject = z.ZodObject> extends Def
    * pay a fixed price per write (an fsync, a request) linger a little so that many small batches share it.
    */
   defaultBatchTimeoutMs?: number;
+  /**
+   * The per-attempt timeout when the configuration gives no `timeout` (e.g. the http sink's older
+   * `request_timeout`); 0 or absent: an attempt may take as long as the destination needs.
+   */
+  defaultTimeoutMs?(options: z.infer<S>): number;
   build(options: z.infer<S>, context: ComponentContext): Sink;
 }
 

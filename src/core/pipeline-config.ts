@@ -41,6 +41,12 @@ export type BufferSpec = MemoryBufferSpec | DiskBufferSpec;
 export interface SinkSpec extends TransformSpec {
   readonly buffer: BufferSpec;
   readonly batchMaxEvents: number;
+  /** Most bytes (as received, or estimated) per write; a single larger batch is split. */
+  readonly batchMaxBytes: number;
+  /** How long one attempt may take before it is aborted and retried; 0: no limit. */
+  readonly timeoutMs: number;
+  /** Ask the destination once at start whether it is usable (where the sink can). */
+  readonly healthcheck: boolean;
   /** How long a write waits for more events before it goes out with fewer than batchMaxEvents; 0: never. */
   readonly batchTimeoutMs: number;
   readonly concurrency: number;

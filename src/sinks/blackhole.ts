@@ -28,8 +28,9 @@ export const blackholeSink = defineSink({
           timer.unref();
         }
       },
-      async write(events) {
-        count += events.length;
+      async send(request) {
+        count += request.events.length;
+        return undefined;
       },
       async stop() {
         clearInterval(timer);

@@ -1,10 +1,21 @@
 import { EventEmitter } from 'node:events';
+import { constants } from 'node:fs';
+import { access, mkdir } from 'node:fs/promises';
 import { z } from 'zod';
-import { encodeLinesToBuffer, lineOffsets, pickLines } from '../codecs/ndjson.ts';
 import { checkPathTemplate, PathTemplate } from '../codecs/path-template.ts';
 import { type ComponentContext, defineSink, type Sink } from '../core/component.ts';
-import { FluxoError, PermanentError } from '../core/errors.ts';
+import { FluxoError } from '../core/errors.ts';
 import type { Event } from '../core/event.ts';
+import {
+  type EncodedLines,
+  type Encoding,
+  encodingOf,
+  encodingOptions,
+  pickLines,
+  Semaphore,
+  type SendResult,
+  type SinkRequest,
+} from '../core/sink/index.ts';
 import { duration, size } from '../core/units.ts';
 import { OpenFile, type OpenFileOptions, ownerToken } from './file/open-file.ts';
 import { type RecoveryReport, recoverInProgressFiles } from './file/recovery.ts';
@@ -22,10 +33,7 @@ const fileSinkOptions = z.object({
         'and event fields (`{{ host }}`, `{{ kubernetes.pod }}`; `/`, `..` and NUL in values become `_`). Each file gets ' +
         'a unique `-<UTC time>-<random>` suffix before its extensions: `part.ndjson.gz` → `part-20261124T074501Z-1a2b3c4d.ndjson.gz`.',
     ),
-  encoding: z
-    .enum(['json', 'text'])
-    .default('json')
-    .describe('`json`: one JSON object per line (NDJSON); `text`: the `message` field only.'),
+  ...encodingOptions(['ndjson', 'text'], { codec: 'ndjson', aliases: { json: 'ndjson' } }),
   compression: z
     .enum(['none', 'gzip', 'auto'])
     .default('auto')
@@ -63,38 +71,15 @@ export interface FileClosed {
   bytes: number;
 }
 
-/** Limits how many groups are written at once, so files in use never outnumber max_open_files. */
-class Slots {
-  private readonly waiting: (() => void)[] = [];
-  constructor(private free: number) {}
-  async acquire(): Promise<void> {
-    if (this.free > 0) this.free--;
-    else await new Promise<void>((resolve) => this.waiting.push(resolve));
-  }
-  release(): void {
-    const next = this.waiting.shift();
-    if (next) next();
-    else this.free++;
-  }
-}
-
-/** The events of one write going to one file; with the write's JSON lines, their positions in the write. */
-interface Group {
-  events: Event[];
-  indices: number[] | undefined;
-}
-
-/** A write's events already encoded as JSON lines (Batch.ndjson), and where each line starts once needed. */
-interface Lines {
-  bytes: Buffer;
-  count: number;
-  offsets?: Uint32Array | undefined;
-}
+/** The events of one write going to one file: their positions in the write. */
+type Group = number[];
 
 /**
- * The batch layer's writer. Each write() groups its events by rendered path, and appends each group to its
- * file as one buffer with one fdatasync (group commit). Files become visible, complete, by rename when they
- * roll. Emits `file-closed` with the final path each time a file becomes visible.
+ * The batch layer's writer. Each send() groups its events by rendered path, and appends each group's lines
+ * (encoded once by the kit) to its file as one buffer with one fdatasync (group commit). A group that fails
+ * is answered as to be retried, so the retry writes only it and never duplicates the partitions that made it.
+ * Files become visible, complete, by rename when they roll. Emits `file-closed` with the final path each time
+ * a file becomes visible.
  */
 export class FileSink extends EventEmitter<{ 'file-closed': [FileClosed] }> implements Sink {
   private readonly template: PathTemplate;
@@ -104,12 +89,9 @@ export class FileSink extends EventEmitter<{ 'file-closed': [FileClosed] }> impl
   private readonly opening = new Map<string, Promise<OpenFile>>();
   private readonly closing = new Set<Promise<void>>();
   private readonly writes = new Set<Promise<void>>();
-  private readonly slots: Slots;
-  /**
-   * For the events array of a failed write: the groups that did reach their files. The runner retries with
-   * the same array, and skipping them keeps one failing partition from duplicating the others.
-   */
-  private readonly partlyWritten = new WeakMap<Event[], Event[][]>();
+  readonly encoding: Encoding;
+  /** Groups written at once, so files in use never outnumber max_open_files. */
+  private readonly slots: Semaphore;
   private readonly sweepEveryMs: number | undefined;
   private readonly staleForeignMs: number;
   private sweeper: NodeJS.Timeout | undefined;
@@ -125,10 +107,11 @@ export class FileSink extends EventEmitter<{ 'file-closed': [FileClosed] }> impl
     private readonly context: ComponentContext,
   ) {
     super();
+    this.encoding = encodingOf(options);
     this.template = new PathTemplate(options.path, { timezone: options.timezone });
     const gzip = options.compression === 'gzip' || (options.compression === 'auto' && options.path.endsWith('.gz'));
     this.fileOptions = { gzip, sync: options.sync, owner: ownerToken(context.dataDir, context.id) };
-    this.slots = new Slots(options.max_open_files);
+    this.slots = new Semaphore(options.max_open_files);
     const limits = [options.max_file_age, options.idle_timeout].filter((ms) => ms > 0);
     this.sweepEveryMs =
       limits.length > 0 ? Math.min(1000, Math.max(10, Math.floor(Math.min(...limits) / 4))) : undefined;
@@ -161,11 +144,22 @@ export class FileSink extends EventEmitter<{ 'file-closed': [FileClosed] }> impl
     }
   }
 
-  write(events: Event[], _signal: AbortSignal, ndjson?: Buffer): Promise<void> {
-    const writing = this.writeEvents(events, ndjson);
-    this.writes.add(writing);
-    const forget = () => this.writes.delete(writing);
-    writing.then(forget, forget);
+  /** The directory the partitions go under can be created and written to. */
+  async healthcheck(): Promise<void> {
+    const dir = this.template.staticDir;
+    await mkdir(dir, { recursive: true });
+    await access(dir, constants.W_OK);
+  }
+
+  send(request: SinkRequest): Promise<SendResult | undefined> {
+    const writing = this.writeEvents(request.events, request.lines());
+    const forget = () => this.writes.delete(done);
+    const done = writing.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.writes.add(done);
+    done.then(forget);
     return writing;
   }
 
@@ -202,30 +196,18 @@ export class FileSink extends EventEmitter<{ 'file-closed': [FileClosed] }> impl
     return report;
   }
 
-  private async writeEvents(events: Event[], ndjson: Buffer | undefined): Promise<void> {
+  private async writeEvents(events: readonly Event[], lines: EncodedLines): Promise<SendResult | undefined> {
     if (this.stopped) throw new FluxoError('FLUXO_SINK_STOPPED', `file sink ${this.context.id} is stopped`);
     const now = Date.now();
-    const alreadyWritten = this.partlyWritten.get(events);
-    let todo = events;
-    let lines: Lines | undefined =
-      this.options.encoding === 'json' && ndjson !== undefined ? { bytes: ndjson, count: events.length } : undefined;
-    if (alreadyWritten !== undefined) {
-      const skip = new Set<Event>();
-      for (const group of alreadyWritten) for (const e of group) skip.add(e);
-      todo = events.filter((e) => !skip.has(e));
-      lines = undefined;
-    }
     const groups = new Map<string, Group>();
-    const unplaceable: Event[] = [];
-    const unencodable: Event[] = [];
+    const unplaceable: number[] = [];
     let missingField: string | undefined;
     let lastPath: string | undefined;
     let lastGroup: Group | undefined;
-    for (let i = 0; i < todo.length; i++) {
-      const event = todo[i]!;
-      const path = this.template.render(event, now);
+    for (let i = 0; i < events.length; i++) {
+      const path = this.template.render(events[i]!, now);
       if (path === undefined) {
-        unplaceable.push(event);
+        unplaceable.push(i);
         missingField ??= this.template.missingField;
         continue;
       }
@@ -233,57 +215,43 @@ export class FileSink extends EventEmitter<{ 'file-closed': [FileClosed] }> impl
         lastPath = path;
         let group = groups.get(path);
         if (group === undefined) {
-          group = { events: [], indices: lines === undefined ? undefined : [] };
+          group = [];
           groups.set(path, group);
         }
         lastGroup = group;
       }
-      lastGroup.events.push(event);
-      lastGroup.indices?.push(i);
+      lastGroup.push(i);
     }
-
+    const all = groups.size === 1 && unplaceable.length === 0;
+    const entries = [...groups];
     const results = await Promise.allSettled(
-      Array.from(groups, ([path, group]) => this.appendGroup(path, group, unencodable, lines)),
+      entries.map(([path, group]) => this.appendGroup(path, all ? lines.bytes : pickLines(lines, group).bytes)),
     );
-    const written = alreadyWritten ?? [];
     let failure: unknown;
-    for (const r of results) {
-      if (r.status === 'fulfilled') written.push(r.value);
-      else failure ??= r.reason;
-    }
-    if (failure !== undefined) {
-      this.partlyWritten.set(events, written);
-      throw failure;
-    }
-    this.partlyWritten.delete(events);
-    if (unplaceable.length + unencodable.length > 0) {
-      const reasons: string[] = [];
-      if (unplaceable.length > 0) {
-        reasons.push(
-          `${unplaceable.length} event(s) lack path field {{ ${missingField} }} (missing, null, empty or not a string/number/boolean)`,
-        );
+    const retry: number[] = [];
+    for (let g = 0; g < results.length; g++) {
+      const r = results[g]!;
+      if (r.status === 'rejected') {
+        failure ??= r.reason;
+        retry.push(...entries[g]![1]);
       }
-      if (unencodable.length > 0) reasons.push(`${unencodable.length} event(s) cannot be encoded as JSON`);
-      throw new PermanentError(`file sink: ${reasons.join('; ')}`, [...unplaceable, ...unencodable]);
     }
+    if (unplaceable.length === 0 && retry.length === 0) return undefined;
+    if (unplaceable.length === 0 && retry.length === events.length) throw failure;
+    const reason =
+      `file sink: ${unplaceable.length} event(s) lack path field {{ ${missingField} }} ` +
+      '(missing, null, empty or not a string/number/boolean)';
+    retry.sort((a, b) => a - b);
+    return {
+      rejected: unplaceable.map((index) => ({ index, reason })),
+      retry,
+      error: failure,
+    };
   }
 
-  /** Appends one group to its file; resolves with the events it wrote. */
-  private async appendGroup(
-    path: string,
-    { events: group, indices }: Group,
-    unencodable: Event[],
-    lines: Lines | undefined,
-  ): Promise<Event[]> {
-    const bad: Event[] = [];
-    const data = this.groupData(group, indices, lines, bad);
-    let written = group;
-    if (bad.length > 0) {
-      unencodable.push(...bad);
-      const badSet = new Set(bad);
-      written = group.filter((e) => !badSet.has(e));
-    }
-    if (data.length === 0) return written;
+  /** Appends one group's lines to its file, with one fdatasync. */
+  private async appendGroup(path: string, data: Buffer): Promise<void> {
+    if (data.length === 0) return;
     await this.slots.acquire();
     try {
       for (;;) {
@@ -300,27 +268,11 @@ export class FileSink extends EventEmitter<{ 'file-closed': [FileClosed] }> impl
         // A timer or the open-files limit closed it just before: the events go to a new file.
         if (!appended) continue;
         if (file.committed >= this.options.max_file_size) this.retire(path, file, 'max_file_size');
-        return written;
+        return;
       }
     } finally {
       this.slots.release();
     }
-  }
-
-  /**
-   * The bytes of a group: the write's JSON lines as they are when the group is all of them, the group's lines
-   * picked out of them otherwise, and the events encoded here when the write came without lines.
-   */
-  private groupData(group: Event[], indices: number[] | undefined, lines: Lines | undefined, bad: Event[]): Buffer {
-    if (lines !== undefined && indices !== undefined) {
-      // All of them: the bytes as they are, after a cheap check (a line is at least `{}` and a newline).
-      const { bytes, count } = lines;
-      if (indices.length === count && bytes.length >= 3 * count && (count === 0 || bytes[bytes.length - 1] === 0x0a))
-        return bytes;
-      lines.offsets ??= lineOffsets(lines.bytes, lines.count);
-      if (lines.offsets !== undefined) return pickLines(lines.bytes, lines.offsets, indices);
-    }
-    return encodeLinesToBuffer(group, this.options.encoding, bad);
   }
 
   private openFile(path: string): Promise<OpenFile> {

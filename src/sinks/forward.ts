@@ -1,17 +1,20 @@
-import { randomBytes } from 'node:crypto';
-import { promisify } from 'node:util';
-import { gzip } from 'node:zlib';
+import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { EventTime, encodePackedForward, packEntries } from '../codecs/forward.ts';
 import { loadTlsClientOptions, tlsClientOption } from '../codecs/tls.ts';
 import { type ComponentContext, defineSink, type Sink } from '../core/component.ts';
 import { RetryableError } from '../core/errors.ts';
 import { type Event, HOSTNAME } from '../core/event.ts';
+import {
+  compress,
+  compressionOption,
+  type SendResult,
+  type SinkRequest,
+  UNENCODABLE_REASON,
+} from '../core/sink/index.ts';
 import { address, duration, splitAddress } from '../core/units.ts';
 import type { ClientAuth } from './forward/connection.ts';
 import { type ForwardServer, ServerPool } from './forward/servers.ts';
-
-const gzipAsync = promisify(gzip);
 
 const options = z.object({
   servers: z
@@ -37,10 +40,10 @@ const options = z.object({
     .min(1)
     .default('fluxo')
     .describe('Tag of events without a string `tag` field (events from a forward source keep theirs).'),
-  compression: z
-    .enum(['none', 'gzip'])
-    .default('none')
-    .describe('`gzip` sends CompressedPackedForward messages (less bandwidth, more CPU); `none` PackedForward.'),
+  compression: compressionOption(['none', 'gzip'], {
+    default: 'none',
+    describe: '`gzip` sends CompressedPackedForward messages (less bandwidth, more CPU); `none` PackedForward.',
+  }),
   ack_timeout: duration()
     .default(30_000)
     .describe(
@@ -100,6 +103,12 @@ export const forwardSink = defineSink({
   build: (opts, ctx) => new ForwardSink(opts, ctx),
 });
 
+/** A request's chunks, and the events (by index) MessagePack cannot write. */
+interface Prepared {
+  chunks: PreparedChunk[];
+  unencodable: number[];
+}
+
 /** One PackedForward message of a write: a tag's events, with the chunk id its ack must carry. */
 interface PreparedChunk {
   chunk: string;
@@ -111,13 +120,13 @@ interface PreparedChunk {
 /**
  * PackedForward with a `chunk` option per tag, settled only when every chunk's ack arrived. A write that fails
  * (connect error, closed connection, ack timeout, rejected handshake) marks the server down and goes to the next
- * healthy one at once; when none is left it throws RetryableError and the SinkRunner retries with backoff. The same
- * events array is resent with the same chunk ids, and chunks acked before the failure are not resent.
+ * healthy one at once; when none is left it throws RetryableError and the SinkRunner retries with backoff. The
+ * chunks are prepared once per request (the kit's memo): a retry resends the same frames, and chunks acked
+ * before the failure are not resent. A chunk id is a hash of its frame, so the same events always make the
+ * same chunk, whichever request carries them.
  */
 export class ForwardSink implements Sink {
   private readonly pool: ServerPool;
-  /** Chunks of a write that failed part-way, by the events array the runner retries with. */
-  private readonly prepared = new WeakMap<Event[], PreparedChunk[]>();
   private readonly acked;
 
   constructor(
@@ -154,12 +163,15 @@ export class ForwardSink implements Sink {
     this.pool.start();
   }
 
-  async write(events: Event[], signal: AbortSignal): Promise<void> {
-    let chunks = this.prepared.get(events);
-    if (!chunks) {
-      chunks = await this.prepare(events);
-      this.prepared.set(events, chunks);
-    }
+  /** Ready when a heartbeat-style connection to one server succeeds. */
+  async healthcheck(signal: AbortSignal): Promise<void> {
+    const server = this.pool.pick(new Set());
+    if (!server) throw new RetryableError('no forward server is up');
+    await server.connect(signal);
+  }
+
+  async send(request: SinkRequest, signal: AbortSignal): Promise<SendResult | undefined> {
+    const { chunks, unencodable } = await request.memo(() => this.prepare(request.events));
     const tried = new Set<ForwardServer>();
     let lastError: Error | undefined;
     for (;;) {
@@ -193,25 +205,27 @@ export class ForwardSink implements Sink {
         server.markDown(lastError.message);
       }
     }
-    this.prepared.delete(events);
+    if (unencodable.length === 0) return undefined;
+    return { rejected: unencodable.map((index) => ({ index, reason: UNENCODABLE_REASON })) };
   }
 
   async stop(): Promise<void> {
     this.pool.stop();
   }
 
-  /** Groups events by tag into PackedForward messages (gzipped when asked), each with a fresh chunk id. */
-  private async prepare(events: Event[]): Promise<PreparedChunk[]> {
-    const byTag = new Map<string, unknown[]>();
+  /** Groups events by tag into PackedForward messages (gzipped when asked), each with its content's chunk id. */
+  private async prepare(events: readonly Event[]): Promise<Prepared> {
+    const byTag = new Map<string, { entries: unknown[]; indices: number[] }>();
     const defaultTag = this.opts.tag;
     let lastTimestamp: unknown;
     let lastTime = new EventTime(0, 0);
-    for (const event of events) {
+    for (let i = 0; i < events.length; i++) {
+      const event = events[i]!;
       const tag = typeof event.tag === 'string' && event.tag !== '' ? event.tag : defaultTag;
-      let entries = byTag.get(tag);
-      if (!entries) {
-        entries = [];
-        byTag.set(tag, entries);
+      let group = byTag.get(tag);
+      if (!group) {
+        group = { entries: [], indices: [] };
+        byTag.set(tag, group);
       }
       const ts = event.timestamp;
       if (ts !== lastTimestamp) {
@@ -220,14 +234,40 @@ export class ForwardSink implements Sink {
       }
       const record: Record<string, unknown> = {};
       for (const key in event) if (key !== 'timestamp' && key !== 'tag') record[key] = event[key];
-      entries.push([lastTime, record]);
+      group.entries.push([lastTime, record]);
+      group.indices.push(i);
     }
     const gzipped = this.opts.compression === 'gzip';
     const chunks: PreparedChunk[] = [];
-    for (const [tag, entries] of byTag) {
-      let packed = packEntries(entries);
-      if (gzipped) packed = await gzipAsync(packed);
-      const chunk = randomBytes(16).toString('base64');
+    const unencodable: number[] = [];
+    for (const [tag, group] of byTag) {
+      let { entries } = group;
+      let raw: Buffer;
+      try {
+        raw = packEntries(entries);
+      } catch {
+        // Rare (a cycle a transform made): find the entries MessagePack cannot write, send the others.
+        const good: unknown[] = [];
+        for (let k = 0; k < entries.length; k++) {
+          try {
+            packEntries([entries[k]]);
+            good.push(entries[k]);
+          } catch {
+            unencodable.push(group.indices[k]!);
+          }
+        }
+        entries = good;
+        if (entries.length === 0) continue;
+        raw = packEntries(entries);
+      }
+      const packed = await compress(raw, this.opts.compression);
+      const chunk = createHash('sha256')
+        .update(tag)
+        .update('\0')
+        .update(packed)
+        .digest()
+        .subarray(0, 16)
+        .toString('base64');
       chunks.push({
         chunk,
         frame: encodePackedForward(tag, packed, entries.length, chunk, gzipped),
@@ -235,7 +275,7 @@ export class ForwardSink implements Sink {
         acked: false,
       });
     }
-    return chunks;
+    return { chunks, unencodable };
   }
 }
 

@@ -1,15 +1,21 @@
-import { promisify } from 'node:util';
-import { gzip as gzipCallback } from 'node:zlib';
 import { Agent, request } from 'undici';
 import { z } from 'zod';
-import { encodeLines } from '../codecs/ndjson.ts';
 import { loadTlsClientOptions, tlsClientOption } from '../codecs/tls.ts';
 import { type ComponentContext, defineSink, type Sink } from '../core/component.ts';
 import { FluxoError, PermanentError, RetryableError } from '../core/errors.ts';
-import type { Event } from '../core/event.ts';
+import {
+  authorizationHeader,
+  type Compression,
+  checkCompression,
+  clientAuthOption,
+  compressionOption,
+  contentEncoding,
+  type Encoding,
+  encodingOf,
+  encodingOptions,
+  type SinkRequest,
+} from '../core/sink/index.ts';
 import { duration } from '../core/units.ts';
-
-const gzip = promisify(gzipCallback);
 
 const httpSinkOptions = z.object({
   uri: z
@@ -28,47 +34,23 @@ const httpSinkOptions = z.object({
     })
     .describe('Where each batch is sent, e.g. `https://collector.example.com/ingest`.'),
   method: z.enum(['post', 'put']).default('post').describe('HTTP method of the requests.'),
-  encoding: z
-    .enum(['json', 'ndjson', 'text'])
-    .default('json')
-    .describe(
-      'Request body: `json`, one JSON array of the events (application/json); `ndjson`, one JSON object per line ' +
-        '(application/x-ndjson); `text`, the `message` field of each event, one per line (text/plain).',
-    ),
-  compression: z
-    .enum(['none', 'gzip'])
-    .default('none')
-    .describe('`gzip` compresses the body (Content-Encoding: gzip).'),
+  ...encodingOptions(['json', 'ndjson', 'text'], { codec: 'json' }),
+  compression: compressionOption(['none', 'gzip', 'zstd'], {
+    default: 'none',
+    describe: '`gzip` or `zstd` (Node.js ≥ 22.15) compresses the body (Content-Encoding); `none` sends it as it is.',
+  }),
   headers: z
     .record(z.string(), z.string())
     .default({})
     .describe('Extra request headers, e.g. `{ X-Tenant: web }`. Content-Type and Content-Encoding are set by Fluxo.'),
-  auth: z
-    .discriminatedUnion(
-      'strategy',
-      [
-        z
-          .object({
-            strategy: z.literal('bearer').describe('`bearer`: `Authorization: Bearer <token>`.'),
-            token: z.string().min(1).describe('The token (use `${ENV_VAR}` to keep it out of the file).'),
-          })
-          .strict(),
-        z
-          .object({
-            strategy: z.literal('basic').describe('`basic`: HTTP basic authentication.'),
-            user: z.string().min(1).describe('User name.'),
-            password: z.string().describe('Password (use `${ENV_VAR}`).'),
-          })
-          .strict(),
-      ],
-      { error: 'expected auth with strategy: bearer (token) or basic (user, password)' },
-    )
-    .optional()
-    .describe('Authentication: `{ strategy: bearer, token }` or `{ strategy: basic, user, password }`.'),
+  auth: clientAuthOption(),
   tls: tlsClientOption(),
   request_timeout: duration()
     .default(30_000)
-    .describe('How long one request may take (connect, send, answer); past it the write is retried.'),
+    .describe(
+      'How long one request may take (connect, send, answer); past it the write is retried. The common `timeout` ' +
+        'bounds a whole attempt as for every sink.',
+    ),
 });
 
 export type HttpSinkOptions = z.infer<typeof httpSinkOptions>;
@@ -83,12 +65,15 @@ const CONTENT_TYPES = {
 const MAX_RETRY_AFTER_MS = 3_600_000;
 
 /**
- * Sends each write as one HTTP request. 2xx: delivered. 429, 408, 5xx and network errors (refused, reset,
- * timeout): retried by the sink runner with backoff, no sooner than the server's Retry-After. Other statuses
- * (400, 401, 404, 413, redirects): the destination rejects these events; they go to the dead letter output
- * with the status and the start of the answer.
+ * Sends each write as one HTTP request, its body encoded and compressed once by the kit (a retry sends the
+ * same bytes). 2xx: delivered. 429, 408, 5xx and network errors (refused, reset, timeout): retried by the sink
+ * runner with backoff, no sooner than the server's Retry-After. Other statuses (400, 401, 404, 413, redirects):
+ * the destination rejects these events; they go to the dead letter output with the status and the start of
+ * the answer.
  */
 export class HttpSink implements Sink {
+  readonly encoding: Encoding;
+  readonly compression: Compression;
   private readonly agent: Agent;
   private readonly url: string;
   private readonly headers: Record<string, string>;
@@ -98,6 +83,9 @@ export class HttpSink implements Sink {
     private readonly options: HttpSinkOptions,
     context: ComponentContext,
   ) {
+    this.encoding = encodingOf(options);
+    this.compression = options.compression;
+    checkCompression(options.compression, `sink ${context.id}`);
     const tls = loadTlsClientOptions(options.tls, `sink ${context.id}`);
     this.agent = new Agent({
       connect: { ...(tls ?? {}), timeout: options.request_timeout },
@@ -116,28 +104,13 @@ export class HttpSink implements Sink {
     const headers: Record<string, string> = {};
     for (const [k, v] of Object.entries(options.headers)) headers[k.toLowerCase()] = v;
     headers['content-type'] = CONTENT_TYPES[options.encoding];
-    if (options.compression === 'gzip') headers['content-encoding'] = 'gzip';
-    const auth = options.auth;
-    if (auth?.strategy === 'bearer') headers.authorization = `Bearer ${auth.token}`;
-    else if (auth?.strategy === 'basic') {
-      headers.authorization = `Basic ${Buffer.from(`${auth.user}:${auth.password}`).toString('base64')}`;
-    }
+    const encoding = contentEncoding(options.compression);
+    if (encoding !== undefined) headers['content-encoding'] = encoding;
+    if (options.auth) headers.authorization = authorizationHeader(options.auth);
     this.headers = headers;
   }
 
-  async write(events: Event[], signal: AbortSignal, ndjson?: Buffer): Promise<void> {
-    const rejected: Event[] = [];
-    // Lines the disk buffer already encoded are the ndjson body as it is.
-    const text = ndjson !== undefined && this.options.encoding === 'ndjson' ? ndjson : this.encode(events, rejected);
-    if (rejected.length === events.length) {
-      throw new PermanentError('events cannot be encoded as JSON (a BigInt or a cycle)', rejected);
-    }
-    const body =
-      this.options.compression === 'gzip'
-        ? await gzip(text)
-        : typeof text === 'string'
-          ? Buffer.from(text, 'utf8')
-          : text;
+  async send(req: SinkRequest, signal: AbortSignal): Promise<undefined> {
     const timeout = AbortSignal.timeout(this.options.request_timeout);
     let status: number;
     let retryAfter: string | string[] | undefined;
@@ -146,7 +119,7 @@ export class HttpSink implements Sink {
       const res = await request(this.url, {
         method: this.options.method === 'put' ? 'PUT' : 'POST',
         headers: this.headers,
-        body,
+        body: req.payload(),
         dispatcher: this.agent,
         signal: AbortSignal.any([signal, timeout]),
       });
@@ -159,12 +132,7 @@ export class HttpSink implements Sink {
       const reason = timeout.aborted ? `no answer within ${this.options.request_timeout} ms` : describeError(error);
       throw new RetryableError(`${this.shownUri}: ${reason}`, { cause: error });
     }
-    if (status >= 200 && status < 300) {
-      if (rejected.length > 0) {
-        throw new PermanentError('events cannot be encoded as JSON (a BigInt or a cycle)', rejected);
-      }
-      return;
-    }
+    if (status >= 200 && status < 300) return undefined;
     const what = `${this.shownUri} answered ${status}${answer ? `: ${answer.trim()}` : ''}`;
     if (status === 429 || status === 408 || status >= 500) {
       throw new RetryableError(what, { retryAfterMs: parseRetryAfter(retryAfter) });
@@ -174,25 +142,6 @@ export class HttpSink implements Sink {
 
   async stop(): Promise<void> {
     await this.agent.close();
-  }
-
-  private encode(events: Event[], rejected: Event[]): string {
-    if (this.options.encoding === 'ndjson') return encodeLines(events, 'json', rejected);
-    if (this.options.encoding === 'text') return encodeLines(events, 'text', rejected);
-    let out = '[';
-    let first = true;
-    for (const event of events) {
-      let json: string;
-      try {
-        json = JSON.stringify(event);
-      } catch {
-        rejected.push(event);
-        continue;
-      }
-      out += first ? json : `,${json}`;
-      first = false;
-    }
-    return `${out}]`;
   }
 }
 

@@ -97,7 +97,10 @@ export function controlledSink(handles: Map<string, ControlledSinkHandle>) {
       const handle = handles.get(ctx.id) ?? new ControlledSinkHandle();
       handles.set(ctx.id, handle);
       return {
-        write: (events, signal) => handle.write(events, signal),
+        send: async (request, signal) => {
+          await handle.write(request.events as Event[], signal);
+          return undefined;
+        },
         async stop() {
           handle.stopped = true;
         },

@@ -10,6 +10,7 @@ import { GzipMemberWriter } from '../../src/sinks/file/gzip-member.ts';
 import { ownerToken } from '../../src/sinks/file/open-file.ts';
 import { fileSink } from '../../src/sinks/file.ts';
 import { componentContext, tempDir } from '../helpers/context.ts';
+import { driven } from '../helpers/sink-driver.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const FIXTURE = fileURLToPath(new URL('./fixtures/file-sink-writer.ts', import.meta.url));
@@ -242,11 +243,11 @@ describe('file sink: recovery of damaged and unusual in-progress files', () => {
     const { out, dataDir, path } = setupDir(t);
     const first = recoveringSink(dataDir, path).sink;
     await first.start!();
-    await first.write([{ _id: 'live', timestamp: '2026-11-24T07:00:00Z' }], new AbortController().signal);
+    await driven(first).write([{ _id: 'live', timestamp: '2026-11-24T07:00:00Z' }], new AbortController().signal);
     const second = recoveringSink(dataDir, path).sink;
     await second.start!();
     assert.equal(allFiles(out).filter((f) => f.endsWith('.inprogress')).length, 1);
-    await first.write([{ _id: 'more', timestamp: '2026-11-24T07:00:01Z' }], new AbortController().signal);
+    await driven(first).write([{ _id: 'more', timestamp: '2026-11-24T07:00:01Z' }], new AbortController().signal);
     await first.stop();
     await second.stop();
     assert.deepEqual(

@@ -12,6 +12,7 @@ import { type ForwardSink, forwardSink } from '../../src/sinks/forward.ts';
 import { type ForwardSource, forwardSource } from '../../src/sources/forward.ts';
 import { componentContext, tempDir } from '../helpers/context.ts';
 import { requireProgram } from '../helpers/external.ts';
+import { driven } from '../helpers/sink-driver.ts';
 import { eventually, makeForwardCertificates, portOf, settlingContext } from './fixtures/forward-helpers.ts';
 
 const packr = new Packr({ useRecords: false });
@@ -86,7 +87,7 @@ describe('forward sink → forward source', { timeout: 60_000 }, () => {
       const { sink, start, context } = startSink(t, { servers: [{ address: agg.address }], compression });
       await start();
       const events = [...makeEvents(600, 1, 'app.web'), ...makeEvents(400, 601)];
-      await sink.write(events, signal());
+      await driven(sink).write(events, signal());
       const got = agg.rec.events();
       assert.equal(got.length, 1000);
       const first = got.find((e) => e.sequence === 1)!;
@@ -131,7 +132,7 @@ describe('forward sink → forward source', { timeout: 60_000 }, () => {
       tag: 'from.fluxo',
     });
     await start();
-    await sink.write(makeEvents(3), signal());
+    await driven(sink).write(makeEvents(3), signal());
     assert.equal(entries.length, 3);
     const [tag, time, record] = entries[0]!;
     assert.equal(tag, 'from.fluxo');
@@ -150,7 +151,7 @@ describe('forward sink → forward source', { timeout: 60_000 }, () => {
     });
     await start();
     await assert.rejects(
-      sink.write(makeEvents(5), signal()),
+      driven(sink).write(makeEvents(5), signal()),
       (e: unknown) => e instanceof RetryableError && /no ack from forward server .* within 200 ms/.test(e.message),
     );
     assert.equal(silent.received.length, 1, 'the message was sent');
@@ -164,7 +165,7 @@ describe('forward sink → forward source', { timeout: 60_000 }, () => {
       heartbeat_type: 'none',
     });
     await start();
-    await assert.rejects(sink.write(makeEvents(1), signal()), /no ack/);
+    await assert.rejects(driven(sink).write(makeEvents(1), signal()), /no ack/);
   });
 
   it('a retry resends the same chunk ids, and only the chunks not acknowledged yet', async (t) => {
@@ -183,10 +184,10 @@ describe('forward sink → forward source', { timeout: 60_000 }, () => {
     });
     await start();
     const events = [...makeEvents(2, 1, 'a'), ...makeEvents(2, 3, 'b')];
-    await assert.rejects(sink.write(events, signal()), RetryableError);
+    await assert.rejects(driven(sink).write(events, signal()), RetryableError);
     assert.equal(server.received.length, 2);
     const [chunkA, chunkB] = server.received.map(chunkOf);
-    await sink.write(events, signal());
+    await driven(sink).write(events, signal());
     assert.equal(server.received.length, 3);
     assert.equal(chunkOf(server.received[2]!), chunkB, 'the unacknowledged chunk, with its id');
     assert.notEqual(chunkA, chunkB);
@@ -202,7 +203,7 @@ describe('forward sink: servers, balancing and failover', { timeout: 60_000 }, (
       servers: [{ address: a.address, weight: 3 }, { address: b.address }, { address: c.address, standby: true }],
     });
     await start();
-    for (let i = 0; i < 8; i++) await sink.write(makeEvents(10, i * 10 + 1), signal());
+    for (let i = 0; i < 8; i++) await driven(sink).write(makeEvents(10, i * 10 + 1), signal());
     assert.deepEqual(
       [a, b, c].map((s) => s.rec.batches.length),
       [6, 2, 0],
@@ -218,18 +219,18 @@ describe('forward sink: servers, balancing and failover', { timeout: 60_000 }, (
       heartbeat_interval: '50ms',
     });
     await start();
-    await sink.write(makeEvents(10, 1), signal());
-    await sink.write(makeEvents(10, 11), signal());
+    await driven(sink).write(makeEvents(10, 1), signal());
+    await driven(sink).write(makeEvents(10, 11), signal());
     assert.deepEqual([a.rec.events().length, b.rec.events().length], [10, 10]);
 
     await a.source.stop();
-    for (let i = 0; i < 4; i++) await sink.write(makeEvents(10, 100 + i * 10), signal());
+    for (let i = 0; i < 4; i++) await driven(sink).write(makeEvents(10, 100 + i * 10), signal());
     assert.equal(a.rec.events().length, 10, 'nothing more to the dead server');
     assert.equal(b.rec.events().length, 50);
     assert.equal(standby.rec.events().length, 0);
 
     await b.source.stop();
-    await sink.write(makeEvents(10, 200), signal());
+    await driven(sink).write(makeEvents(10, 200), signal());
     assert.equal(standby.rec.events().length, 10, 'the standby takes over');
 
     // A primary comes back on its port: the heartbeat marks it up and the standby is left again.
@@ -238,11 +239,11 @@ describe('forward sink: servers, balancing and failover', { timeout: 60_000 }, (
     await revived.start();
     t.after(() => revived.stop());
     await eventually(async () => {
-      await sink.write(makeEvents(1, 300), signal());
+      await driven(sink).write(makeEvents(1, 300), signal());
       return again.events().length > 0;
     }, 'writes reach the revived server');
     const standbyBefore = standby.rec.events().length;
-    await sink.write(makeEvents(5, 400), signal());
+    await driven(sink).write(makeEvents(5, 400), signal());
     assert.equal(standby.rec.events().length, standbyBefore);
   });
 
@@ -256,15 +257,15 @@ describe('forward sink: servers, balancing and failover', { timeout: 60_000 }, (
     const { sink, start } = startSink(t, { servers: [{ address }], heartbeat_interval: '50ms' });
     await start();
     const events = makeEvents(3);
-    await assert.rejects(sink.write(events, signal()), (e: unknown) => e instanceof RetryableError);
-    await assert.rejects(sink.write(events, signal()), /no forward server is up/);
+    await assert.rejects(driven(sink).write(events, signal()), (e: unknown) => e instanceof RetryableError);
+    await assert.rejects(driven(sink).write(events, signal()), /no forward server is up/);
     const rec = settlingContext('late');
     const late = forwardSource.build(forwardSource.options.parse({ address }), rec.ctx);
     await late.start();
     t.after(() => late.stop());
     await eventually(async () => {
       try {
-        await sink.write(events, signal());
+        await driven(sink).write(events, signal());
         return true;
       } catch {
         return false;
@@ -284,12 +285,12 @@ describe('forward sink: servers, balancing and failover', { timeout: 60_000 }, (
       heartbeat_interval: '30ms',
     });
     await start();
-    await sink.write(makeEvents(1), signal());
+    await driven(sink).write(makeEvents(1), signal());
     await eventually(async () => (await agg.rec.metric('fluxo_forward_udp_heartbeats_total')) >= 2, 'heartbeats');
     await agg.source.stop();
     await eventually(async () => {
       try {
-        await sink.write(makeEvents(1), signal());
+        await driven(sink).write(makeEvents(1), signal());
         return false;
       } catch (e) {
         return /no forward server is up/.test((e as Error).message);
@@ -303,7 +304,7 @@ describe('forward sink: servers, balancing and failover', { timeout: 60_000 }, (
     await once(udp, 'listening');
     await eventually(async () => {
       try {
-        await sink.write(makeEvents(1), signal());
+        await driven(sink).write(makeEvents(1), signal());
         return false;
       } catch (e) {
         return !/no forward server is up/.test((e as Error).message);
@@ -325,7 +326,7 @@ describe('forward sink: servers, balancing and failover', { timeout: 60_000 }, (
       auth: { shared_key: 'k', hostname: 'agent' },
     });
     await start();
-    await sink.write(makeEvents(2), signal());
+    await driven(sink).write(makeEvents(2), signal());
     assert.equal(agg.rec.events().length, 2);
     const wrong = startSink(t, {
       servers: [{ address: `localhost:${agg.port}` }],
@@ -333,14 +334,17 @@ describe('forward sink: servers, balancing and failover', { timeout: 60_000 }, (
       auth: { shared_key: 'nope', hostname: 'agent' },
     });
     await wrong.start();
-    await assert.rejects(wrong.sink.write(makeEvents(1), signal()), /authentication rejected: shared key mismatch/);
+    await assert.rejects(
+      driven(wrong.sink).write(makeEvents(1), signal()),
+      /authentication rejected: shared key mismatch/,
+    );
     const untrusted = startSink(t, {
       servers: [{ address: `localhost:${agg.port}` }],
       tls: {},
       auth: { shared_key: 'k' },
     });
     await untrusted.start();
-    await assert.rejects(untrusted.sink.write(makeEvents(1), signal()), /certificate/);
+    await assert.rejects(driven(untrusted.sink).write(makeEvents(1), signal()), /certificate/);
     assert.equal(agg.rec.events().length, 2);
     assert.ok(readFileSync(certs.ca).length > 0);
   });

@@ -12,6 +12,7 @@ import { PermanentError, RetryableError } from '../../src/core/errors.ts';
 import { httpSink, parseRetryAfter } from '../../src/sinks/http.ts';
 import { componentContext, tempDir } from '../helpers/context.ts';
 import { requireProgram } from '../helpers/external.ts';
+import { driven } from '../helpers/sink-driver.ts';
 
 interface Received {
   method: string;
@@ -78,7 +79,7 @@ describe('http sink', { timeout: 60_000 }, () => {
   it('POSTs a JSON array by default; 2xx is delivered', async (t) => {
     const server = await startServer(t);
     const sink = build(t, { uri: server.url });
-    await sink.write(events, never);
+    await driven(sink).write(events, never);
     assert.equal(server.received.length, 1);
     const [r] = server.received;
     assert.equal(r!.method, 'POST');
@@ -98,7 +99,7 @@ describe('http sink', { timeout: 60_000 }, () => {
       headers: { 'X-Tenant': 'web' },
       auth: { strategy: 'bearer', token: 's3cret' },
     });
-    await sink.write(events, never);
+    await driven(sink).write(events, never);
     const [r] = server.received;
     assert.equal(r!.method, 'PUT');
     assert.equal(r!.headers['content-type'], 'application/x-ndjson');
@@ -115,7 +116,7 @@ describe('http sink', { timeout: 60_000 }, () => {
       encoding: 'text',
       auth: { strategy: 'basic', user: 'u', password: 'p:w' },
     });
-    await sink.write(events, never);
+    await driven(sink).write(events, never);
     const [r] = server.received;
     assert.equal(r!.headers['content-type'], 'text/plain; charset=utf-8');
     assert.equal(r!.headers.authorization, `Basic ${Buffer.from('u:p:w').toString('base64')}`);
@@ -133,7 +134,9 @@ describe('http sink', { timeout: 60_000 }, () => {
     ];
     for (const [status, headers, retryAfter] of cases) {
       server.answer((_r, res) => res.writeHead(status, headers).end('busy'));
-      const error = await sink.write(events, never).catch((e: unknown) => e);
+      const error = await driven(sink)
+        .write(events, never)
+        .catch((e: unknown) => e);
       assert.ok(error instanceof RetryableError, `${status} is retryable`);
       assert.match(error.message, new RegExp(`answered ${status}: busy`));
       if (retryAfter === undefined) assert.equal(error.retryAfterMs, undefined);
@@ -146,7 +149,9 @@ describe('http sink', { timeout: 60_000 }, () => {
     const sink = build(t, { uri: server.url });
     for (const status of [400, 401, 404, 413, 301]) {
       server.answer((_r, res) => res.writeHead(status).end(`{"error":"no ${status}"}`));
-      const error = await sink.write(events, never).catch((e: unknown) => e);
+      const error = await driven(sink)
+        .write(events, never)
+        .catch((e: unknown) => e);
       assert.ok(error instanceof PermanentError, `${status} is permanent`);
       assert.equal(error.events, undefined, 'the whole batch');
       assert.match(error.reason, new RegExp(`answered ${status}: \\{"error":"no ${status}"\\}`));
@@ -157,7 +162,9 @@ describe('http sink', { timeout: 60_000 }, () => {
     const server = await startServer(t);
     const sink = build(t, { uri: server.url });
     await server.close();
-    const error = await sink.write(events, never).catch((e: unknown) => e);
+    const error = await driven(sink)
+      .write(events, never)
+      .catch((e: unknown) => e);
     assert.ok(error instanceof RetryableError);
     assert.match(error.message, /ECONNREFUSED/);
     const again = createHttpServer((req, res) => {
@@ -170,19 +177,23 @@ describe('http sink', { timeout: 60_000 }, () => {
       again.closeAllConnections();
       again.close();
     });
-    await sink.write(events, never);
+    await driven(sink).write(events, never);
   });
 
   it('no answer within request_timeout is retryable; an abort from the runner is passed on', async (t) => {
     const server = await startServer(t);
     server.answer(() => {});
     const sink = build(t, { uri: server.url, request_timeout: '150ms' });
-    const error = await sink.write(events, never).catch((e: unknown) => e);
+    const error = await driven(sink)
+      .write(events, never)
+      .catch((e: unknown) => e);
     assert.ok(error instanceof RetryableError);
     assert.match(error.message, /no answer within 150 ms/);
     const patient = build(t, { uri: server.url, request_timeout: '60s' });
     const abort = new AbortController();
-    const writing = patient.write(events, abort.signal).catch((e: unknown) => e);
+    const writing = driven(patient)
+      .write(events, abort.signal)
+      .catch((e: unknown) => e);
     while (server.received.length < 2) await new Promise((r) => setTimeout(r, 5));
     abort.abort(new Error('shutdown'));
     const aborted = await writing;
@@ -193,7 +204,9 @@ describe('http sink', { timeout: 60_000 }, () => {
     const server = await startServer(t);
     const sink = build(t, { uri: server.url });
     const bad = { message: 'big', n: 10n };
-    const error = await sink.write([events[0]!, bad, events[1]!], never).catch((e: unknown) => e);
+    const error = await driven(sink)
+      .write([events[0]!, bad, events[1]!], never)
+      .catch((e: unknown) => e);
     assert.ok(error instanceof PermanentError);
     assert.deepEqual(error.events, [bad]);
     assert.deepEqual(JSON.parse(server.received[0]!.body), events);
@@ -229,10 +242,12 @@ describe('http sink', { timeout: 60_000 }, () => {
     assert.equal(made.status, 0, made.stderr);
     const server = await startServer(t, { cert: readFileSync(cert), key: readFileSync(key) });
     const trusted = build(t, { uri: server.url, tls: { ca_file: cert } });
-    await trusted.write(events, never);
+    await driven(trusted).write(events, never);
     assert.equal(server.received.length, 1);
     const untrusted = build(t, { uri: server.url, tls: {} });
-    const error = await untrusted.write(events, never).catch((e: unknown) => e);
+    const error = await driven(untrusted)
+      .write(events, never)
+      .catch((e: unknown) => e);
     assert.ok(error instanceof RetryableError);
     assert.match(error.message, /self[- ]signed|certificate/i);
   });

@@ -9,6 +9,7 @@ import type { Event } from '../../src/core/event.ts';
 import { type FileClosed, type FileSink, fileSink } from '../../src/sinks/file.ts';
 import { componentContext, tempDir } from '../helpers/context.ts';
 import { openDescriptors } from '../helpers/proc.ts';
+import { driven } from '../helpers/sink-driver.ts';
 
 const signal = new AbortController().signal;
 const TS = '2026-11-24T07:45:01.123Z';
@@ -93,8 +94,8 @@ describe('file sink: content', () => {
     const { out, sink } = setup(t, { path: 'part.ndjson' });
     const batch1 = range(1, 3);
     const batch2 = [ev(4, { nested: { a: [1, 'x'] } }), ev(5, { message: 'multi\nline "quoted"' })];
-    await sink.write(batch1, signal);
-    await sink.write(batch2, signal);
+    await driven(sink).write(batch1, signal);
+    await driven(sink).write(batch2, signal);
     await sink.stop();
     const names = visible(out);
     assert.equal(names.length, 1);
@@ -111,7 +112,7 @@ describe('file sink: content', () => {
       events.map((e) => `${JSON.stringify({ timestamp: e.timestamp, message: e.message, _id: e._id })}\n`);
     const one = setup(t, { path: 'part.ndjson' });
     const batch = range(1, 3);
-    await one.sink.write(batch, signal, Buffer.from(encoded(batch).join('')));
+    await driven(one.sink).write(batch, signal, Buffer.from(encoded(batch).join('')));
     await one.sink.stop();
     assert.equal(readFileSync(join(one.out, visible(one.out)[0]!), 'utf8'), encoded(batch).join(''));
 
@@ -123,9 +124,9 @@ describe('file sink: content', () => {
       ev(4, { timestamp: '2026-11-24T08:30:00Z' }),
     ];
     const text = encoded(mixed);
-    await split.sink.write(mixed, signal, Buffer.from(text.join('')));
+    await driven(split.sink).write(mixed, signal, Buffer.from(text.join('')));
     // Lines that do not match the events (one missing) are not trusted: the events are encoded here instead.
-    await split.sink.write([ev(5)], signal, Buffer.from(''));
+    await driven(split.sink).write([ev(5)], signal, Buffer.from(''));
     await split.sink.stop();
     const [h07, h08] = visible(split.out);
     assert.equal(
@@ -135,14 +136,14 @@ describe('file sink: content', () => {
     assert.equal(readFileSync(join(split.out, h08!), 'utf8'), text[1]! + text[3]!);
 
     const plain = setup(t, { path: 'part.log', encoding: 'text' });
-    await plain.sink.write([ev(1)], signal, Buffer.from(encoded([ev(1)]).join('')));
+    await driven(plain.sink).write([ev(1)], signal, Buffer.from(encoded([ev(1)]).join('')));
     await plain.sink.stop();
     assert.deepEqual(lines(join(plain.out, visible(plain.out)[0]!)), ['line 1']);
   });
 
   it('text: the message field per line', async (t) => {
     const { out, sink } = setup(t, { path: 'part.log', encoding: 'text' });
-    await sink.write([ev(1), { message: 'plain text' }, { message: 42 }, { no_message: true }], signal);
+    await driven(sink).write([ev(1), { message: 'plain text' }, { message: 42 }, { no_message: true }], signal);
     await sink.stop();
     assert.deepEqual(lines(join(out, visible(out)[0]!)), ['line 1', 'plain text', '42', '']);
   });
@@ -156,7 +157,7 @@ describe('file sink: content', () => {
     it(`compression ${name}: ${gzip ? 'gzip' : 'plain'}`, async (t) => {
       const { out, sink } = setup(t, { path, compression });
       const batches = [range(1, 100), range(101, 150), range(151, 151)];
-      for (const b of batches) await sink.write(b, signal);
+      for (const b of batches) await driven(sink).write(b, signal);
       await sink.stop();
       const [name] = visible(out);
       const raw = readFileSync(join(out, name!));
@@ -179,7 +180,7 @@ describe('file sink: partitions and visibility', () => {
     const h7 = [ev(1), ev(2, { timestamp: Date.parse('2026-11-24T07:59:59.999Z') })];
     const h8 = [ev(3, { timestamp: '2026-11-24T08:00:00Z' })];
     const d25 = [ev(4, { timestamp: '2026-11-25T00:30:00+01:00' }), ev(5, { timestamp: '2026-11-25T23:00:00Z' })];
-    await sink.write([h7[0]!, h8[0]!, d25[0]!, h7[1]!, d25[1]!], signal);
+    await driven(sink).write([h7[0]!, h8[0]!, d25[0]!, h7[1]!, d25[1]!], signal);
     await sink.stop();
     const byDir = new Map<string, string[]>();
     for (const f of visible(out)) byDir.set(f.slice(0, f.lastIndexOf('/')), ids(out, [f]));
@@ -198,8 +199,8 @@ describe('file sink: partitions and visibility', () => {
   for (const path of ['part.ndjson', 'part.ndjson.gz']) {
     it(`${path}: acknowledged lines are in a hidden temp file, no final file before close, none hidden after stop`, async (t) => {
       const { out, sink } = setup(t, { path });
-      await sink.write(range(1, 10), signal);
-      await sink.write(range(11, 20), signal);
+      await driven(sink).write(range(1, 10), signal);
+      await driven(sink).write(range(11, 20), signal);
       assert.deepEqual(visible(out), []);
       const temps = hidden(out);
       assert.equal(temps.length, 1);
@@ -234,7 +235,7 @@ describe('file sink: rolling', () => {
       const batches = Array.from({ length: 12 }, (_, b) =>
         range(b * 10 + 1, b * 10 + 10).map((e) => ({ ...e, pad: randomBytes(100).toString('hex') })),
       );
-      for (const b of batches) await sink.write(b, signal);
+      for (const b of batches) await driven(sink).write(b, signal);
       await closes.atLeast(2);
       for (const c of closes.closed) {
         assert.equal(c.reason, 'max_file_size');
@@ -254,12 +255,12 @@ describe('file sink: rolling', () => {
   it('by idle_timeout: an idle file is closed and visible while the sink runs; later events go to a new file', async (t) => {
     const { out, sink } = setup(t, { path: 'part.ndjson', idle_timeout: 30, max_file_age: 0 });
     const closes = watchCloses(sink);
-    await sink.write(range(1, 5), signal);
+    await driven(sink).write(range(1, 5), signal);
     await closes.atLeast(1);
     assert.equal(closes.closed[0]!.reason, 'idle_timeout');
     assert.deepEqual(hidden(out), []);
     assert.deepEqual(ids(out), ['e1', 'e2', 'e3', 'e4', 'e5']);
-    await sink.write(range(6, 7), signal);
+    await driven(sink).write(range(6, 7), signal);
     await sink.stop();
     assert.equal(visible(out).length, 2);
     sameIds(ids(out), range(1, 7));
@@ -272,7 +273,7 @@ describe('file sink: rolling', () => {
     for (let b = 0; closes.closed.length === 0; b++) {
       assert.ok(b < 100_000, 'no file was closed by age');
       const batch = range(b * 5 + 1, b * 5 + 5);
-      await sink.write(batch, signal);
+      await driven(sink).write(batch, signal);
       written.push(...batch);
     }
     assert.equal(closes.closed[0]!.reason, 'max_file_age');
@@ -291,10 +292,10 @@ describe('file sink: rolling', () => {
       max_file_age: 0,
     });
     const closes = watchCloses(sink);
-    await sink.write([ev(1, { app: 'a' })], signal);
-    await sink.write([ev(2, { app: 'b' })], signal);
-    await sink.write([ev(3, { app: 'a' })], signal); // a is now the most recent
-    await sink.write([ev(4, { app: 'c' })], signal);
+    await driven(sink).write([ev(1, { app: 'a' })], signal);
+    await driven(sink).write([ev(2, { app: 'b' })], signal);
+    await driven(sink).write([ev(3, { app: 'a' })], signal); // a is now the most recent
+    await driven(sink).write([ev(4, { app: 'c' })], signal);
     await closes.atLeast(1);
     assert.equal(closes.closed[0]!.reason, 'max_open_files');
     assert.match(relative(out, closes.closed[0]!.path), /^b\//);
@@ -305,7 +306,7 @@ describe('file sink: rolling', () => {
       ['a', 'c'],
     );
     // one batch over more partitions than the limit: all written, never more than 2 open afterwards
-    await sink.write(
+    await driven(sink).write(
       ['d', 'e', 'f', 'g', 'a'].map((app, i) => ev(10 + i, { app })),
       signal,
     );
@@ -320,7 +321,7 @@ describe('file sink: rolling', () => {
   it('concurrent writes with a tiny size limit and one open file: every line once, none torn', async (t) => {
     const { out, sink } = setup(t, { path: '{{ app }}/part.ndjson.gz', max_file_size: 300, max_open_files: 1 });
     const batches = Array.from({ length: 40 }, (_, b) => range(b * 3 + 1, b * 3 + 3, { app: `app${b % 3}` }));
-    await Promise.all(batches.map((b) => sink.write(b, signal)));
+    await Promise.all(batches.map((b) => driven(sink).write(b, signal)));
     await sink.stop();
     assert.deepEqual(hidden(out), []);
     const all = ids(out);
@@ -336,10 +337,12 @@ describe('file sink: rejections and retries', () => {
     const bad1 = ev(2);
     const good2 = ev(3, { app: 'web' });
     const bad2 = ev(4, { app: null });
-    const error = await sink.write([good1, bad1, good2, bad2], signal).then(
-      () => assert.fail('expected a rejection'),
-      (e: unknown) => e,
-    );
+    const error = await driven(sink)
+      .write([good1, bad1, good2, bad2], signal)
+      .then(
+        () => assert.fail('expected a rejection'),
+        (e: unknown) => e,
+      );
     assert.ok(error instanceof PermanentError);
     assert.equal(error.events!.length, 2);
     assert.equal(error.events![0], bad1);
@@ -366,7 +369,7 @@ describe('file sink: rejections and retries', () => {
   it('an event JSON cannot encode (BigInt) is rejected alone', async (t) => {
     const { out, sink } = setup(t, { path: 'part.ndjson' });
     const bad = ev(2, { big: 10n });
-    await assert.rejects(sink.write([ev(1), bad, ev(3)], signal), (e: unknown) => {
+    await assert.rejects(driven(sink).write([ev(1), bad, ev(3)], signal), (e: unknown) => {
       return e instanceof PermanentError && e.events?.length === 1 && e.events[0] === bad;
     });
     await sink.stop();
@@ -376,12 +379,12 @@ describe('file sink: rejections and retries', () => {
   for (const path of ['part.ndjson', 'part.ndjson.gz']) {
     it(`${path}: a write that fails (descriptor closed underneath: EBADF) and is retried leaves each line once`, async (t) => {
       const { out, sink } = setup(t, { path });
-      await sink.write(range(1, 50), signal);
+      await driven(sink).write(range(1, 50), signal);
       closeFdUnderneath('.part-');
       const b = range(51, 100);
-      await assert.rejects(sink.write(b, signal), { code: 'EBADF' });
-      await sink.write(b, signal); // the runner's retry: same array
-      await sink.write(range(101, 120), signal);
+      await assert.rejects(driven(sink).write(b, signal), { code: 'EBADF' });
+      await driven(sink).write(b, signal); // the runner's retry: same array
+      await driven(sink).write(range(101, 120), signal);
       await sink.stop();
       const all = ids(out);
       assert.deepEqual(
@@ -393,11 +396,11 @@ describe('file sink: rejections and retries', () => {
 
   it('a retry after one partition failed does not write the other partitions again', async (t) => {
     const { out, sink } = setup(t, { path: '{{ app }}/part.ndjson.gz' });
-    await sink.write([ev(1, { app: 'x' }), ev(2, { app: 'y' })], signal);
+    await driven(sink).write([ev(1, { app: 'x' }), ev(2, { app: 'y' })], signal);
     closeFdUnderneath('/y/.part-');
     const batch = [ev(3, { app: 'x' }), ev(4, { app: 'y' }), ev(5, { app: 'x' })];
-    await assert.rejects(sink.write(batch, signal), { code: 'EBADF' });
-    await sink.write(batch, signal);
+    await assert.rejects(driven(sink).write(batch, signal), { code: 'EBADF' });
+    await driven(sink).write(batch, signal);
     await sink.stop();
     assert.deepEqual(
       ids(
@@ -418,7 +421,7 @@ describe('file sink: rejections and retries', () => {
   it('write after stop is refused', async (t) => {
     const { sink } = setup(t, { path: 'part.ndjson' });
     await sink.stop();
-    await assert.rejects(sink.write([ev(1)], signal), { code: 'FLUXO_SINK_STOPPED' });
+    await assert.rejects(driven(sink).write([ev(1)], signal), { code: 'FLUXO_SINK_STOPPED' });
   });
 });
 
@@ -427,7 +430,7 @@ describe('file sink: definition', () => {
     const o = fileSink.options.parse({ path: 'data/%Y/part.ndjson.gz', max_file_size: '1MiB', idle_timeout: '2s' });
     assert.deepEqual(o, {
       path: 'data/%Y/part.ndjson.gz',
-      encoding: 'json',
+      encoding: 'ndjson',
       compression: 'auto',
       timezone: 'utc',
       max_file_size: 1024 * 1024,

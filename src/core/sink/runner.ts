@@ -6,27 +6,47 @@ import type { Event } from '../event.ts';
 import type { ComponentMetrics } from '../metrics.ts';
 import { backoffDelay, type RetryPolicy, sleep } from '../retry.ts';
 import type { SinkBuffer } from './buffer.ts';
+import { type EncodedLines, encodeEvents, UNENCODABLE_REASON } from './encoding.ts';
+import { PreparedRequest, type SendResult } from './request.ts';
 
 export interface SinkRunnerOptions {
   /** Most events handed to one write(); several queued batches are merged up to it (group commit). */
   batchMaxEvents: number;
+  /** Most bytes (Batch.bytes) per write: merging stops before it, and one larger batch is split. */
+  batchMaxBytes: number;
   /** A write with fewer than batchMaxEvents waits until its oldest event is this old for more to join it. */
   batchTimeoutMs: number;
+  /** How long one attempt may take before it is aborted and retried; 0: no limit. */
+  timeoutMs: number;
+  /** Call the sink's healthcheck once after it connected. */
+  healthcheck: boolean;
   concurrency: number;
   retry: RetryPolicy;
 }
 
 export type DeadLetterFn = (events: Event[], reason: string, ack: Acknowledgement, bytes: number) => void;
 
+/** Part of a taken batch that goes into one write: the whole batch, or a slice of one too big for a write. */
+interface Piece {
+  readonly events: Event[];
+  readonly ndjson?: Buffer | undefined;
+  readonly bytes: number;
+  readonly ack: Acknowledgement;
+}
+
 /**
- * Moves batches from a sink's buffer into the sink: merges queued batches into one write, retries
- * transient errors with backoff forever (or up to max_attempts), dead-letters permanent rejections, and
- * releases each batch's acknowledgement share only once the sink has confirmed the write.
+ * Moves batches from a sink's buffer into the sink: connects it (retrying with backoff), merges queued
+ * batches into writes bounded in events and bytes, encodes and compresses each write once, retries transient
+ * errors and what a partial answer left with backoff forever (or up to max_attempts), dead-letters what the
+ * destination rejected or cannot be encoded, and releases each batch's acknowledgement share only once the
+ * sink has confirmed it.
  */
 export class SinkRunner {
   private readonly abortController = new AbortController();
   private loops: Promise<void>[] = [];
   private writing = 0;
+  /** Resolves true once the sink connected, false when the runner was aborted first. */
+  private connected: Promise<boolean> = Promise.resolve(true);
 
   constructor(
     private readonly id: string,
@@ -39,7 +59,55 @@ export class SinkRunner {
   ) {}
 
   start(): void {
+    this.connected = this.connect();
     for (let i = 0; i < Math.max(1, this.options.concurrency); i++) this.loops.push(this.loop());
+  }
+
+  /**
+   * Connects the sink, retrying with backoff: a destination down at start is neither a crash nor a busy loop,
+   * and its buffer fills (and pushes back) meanwhile. Then asks its healthcheck once.
+   */
+  private async connect(): Promise<boolean> {
+    const signal = this.abortController.signal;
+    const sink = this.sink;
+    if (sink.connect) {
+      for (let attempt = 0; ; attempt++) {
+        if (signal.aborted) return false;
+        try {
+          await sink.connect(signal);
+          if (attempt > 0) this.logger.info({ sink: this.id, attempts: attempt + 1 }, 'sink connected');
+          break;
+        } catch (error) {
+          if (signal.aborted) return false;
+          this.metrics.error('connect_failed');
+          const delay = backoffDelay(this.options.retry, attempt);
+          if (attempt === 0 || attempt % 10 === 0) {
+            this.logger.warn(
+              { sink: this.id, attempt: attempt + 1, retry_in_ms: delay, err: errorMessage(error) },
+              'sink could not connect, retrying',
+            );
+          }
+          try {
+            await sleep(delay, signal);
+          } catch {
+            return false;
+          }
+        }
+      }
+    }
+    if (this.options.healthcheck && sink.healthcheck) {
+      try {
+        await sink.healthcheck(signal);
+      } catch (error) {
+        if (signal.aborted) return false;
+        this.metrics.error('healthcheck_failed');
+        this.logger.warn(
+          { sink: this.id, err: errorMessage(error) },
+          'sink healthcheck failed: the destination may not accept writes; retrying them as they come',
+        );
+      }
+    }
+    return true;
   }
 
   /** True while a write is in flight or batches wait in the buffer. */
@@ -82,15 +150,65 @@ export class SinkRunner {
       const batches = await this.buffer.take(this.options.batchMaxEvents);
       if (batches === null) return;
       this.writing++;
-      if (this.options.batchTimeoutMs > 0) await this.linger(batches, signal);
       try {
-        const status = await this.deliver(batches, signal);
-        for (const b of batches) b.ack.release(status);
+        if (this.options.batchTimeoutMs > 0) await this.linger(batches, signal);
+        if (!(await this.connected)) {
+          for (const b of batches) b.ack.release('failed');
+          continue;
+        }
+        for (const write of this.writesOf(batches)) {
+          const status = await this.deliver(write, signal);
+          for (const p of write) p.ack.release(status);
+        }
       } finally {
         this.writing--;
         this.buffer.done(batches);
       }
     }
+  }
+
+  /**
+   * Cuts what was taken into writes of at most batchMaxEvents events and batchMaxBytes bytes. Batches are
+   * never reordered; one batch larger than either limit is sliced, each slice holding its own share of the
+   * batch's acknowledgement.
+   */
+  private writesOf(batches: Batch[]): Piece[][] {
+    const { batchMaxEvents: maxEvents, batchMaxBytes: maxBytes } = this.options;
+    if (batches.length === 1) {
+      const b = batches[0]!;
+      if (b.events.length <= maxEvents && b.bytes <= maxBytes) return [[b]];
+    }
+    const writes: Piece[][] = [];
+    let current: Piece[] = [];
+    let events = 0;
+    let bytes = 0;
+    const add = (p: Piece) => {
+      if (current.length > 0 && (events + p.events.length > maxEvents || bytes + p.bytes > maxBytes)) {
+        writes.push(current);
+        current = [];
+        events = 0;
+        bytes = 0;
+      }
+      current.push(p);
+      events += p.events.length;
+      bytes += p.bytes;
+    };
+    for (const b of batches) {
+      const n = b.events.length;
+      const parts = Math.min(n, Math.max(Math.ceil(n / maxEvents), Math.ceil(b.bytes / maxBytes)));
+      if (parts <= 1) {
+        add(b);
+        continue;
+      }
+      b.ack.retain(parts - 1);
+      const per = Math.ceil(n / parts);
+      for (let start = 0; start < n; start += per) {
+        const slice = b.events.slice(start, start + per);
+        add({ events: slice, ndjson: undefined, bytes: Math.round((b.bytes * slice.length) / n), ack: b.ack });
+      }
+    }
+    if (current.length > 0) writes.push(current);
+    return writes;
   }
 
   /**
@@ -131,87 +249,234 @@ export class SinkRunner {
     }
   }
 
-  private async deliver(batches: Batch[], signal: AbortSignal): Promise<AckStatus> {
-    const events = batches.length === 1 ? batches[0]!.events : batches.flatMap((b) => b.events);
-    const ndjson = ndjsonOf(batches);
+  /**
+   * Delivers one write: encodes it once (what cannot be encoded is dead-lettered at once), then sends the same
+   * request until the destination took all of it, retrying what it did not take with backoff.
+   */
+  private async deliver(pieces: Piece[], signal: AbortSignal): Promise<AckStatus> {
+    const all = pieces.length === 1 ? pieces[0]!.events : pieces.flatMap((p) => p.events);
     let bytes = 0;
-    for (const b of batches) bytes += b.bytes;
-    for (let attempt = 0; ; attempt++) {
+    for (const p of pieces) bytes += p.bytes;
+    const request = this.prepare(pieces, all, bytes);
+    if (request === undefined) return 'delivered';
+    return this.send(pieces, request, signal);
+  }
+
+  /** The request of a write, or undefined when none of its events can be encoded (all dead-lettered). */
+  private prepare(pieces: Piece[], events: Event[], bytes: number): PreparedRequest | undefined {
+    const { request, unencodable } = prepareRequest(this.sink, events, bytes, linesOf(pieces, events.length));
+    if (unencodable.length > 0) {
+      this.metrics.error('encode_failed', unencodable.length);
+      const perEvent = bytes / events.length;
+      this.rejectPermanently(pieces, unencodable, Math.round(perEvent * unencodable.length), UNENCODABLE_REASON);
+    }
+    return request;
+  }
+
+  private async send(pieces: Piece[], first: PreparedRequest, signal: AbortSignal): Promise<AckStatus> {
+    let request = first;
+    for (;;) {
       if (signal.aborted) return 'failed';
       try {
-        await this.sink.write(events, signal, ndjson);
-        this.recordDelivered(batches, events.length, bytes);
+        // Frames and compresses once per request: a no-op on a retry of the same one.
+        await request.prepare();
+      } catch (error) {
+        const reason = `cannot be compressed: ${errorMessage(error)}`;
+        this.rejectPermanently(pieces, [...request.events], request.bytes, reason);
         return 'delivered';
+      }
+      let failure: unknown;
+      const timeoutMs = this.options.timeoutMs;
+      const timeout = timeoutMs > 0 ? AbortSignal.timeout(timeoutMs) : undefined;
+      try {
+        const result = await this.sink.send(request, timeout ? AbortSignal.any([signal, timeout]) : signal);
+        const left = this.settle(pieces, request, result);
+        if (left === undefined) {
+          this.recordLatency(pieces);
+          return 'delivered';
+        }
+        failure = result?.error ?? new RetryableError(`${left.events.length} event(s) not taken by the destination`);
+        request = left;
       } catch (error) {
         if (signal.aborted) return 'failed';
         if (error instanceof PermanentError) {
-          this.rejectPermanently(batches, events, bytes, error);
+          this.settle(pieces, request, permanentResult(request.events, error));
+          this.recordLatency(pieces);
           return 'delivered';
         }
-        const max = this.options.retry.maxAttempts;
-        if (max > 0 && attempt + 1 >= max) {
-          this.metrics.error('retries_exhausted');
-          this.rejectPermanently(
-            batches,
-            events,
-            bytes,
-            new PermanentError(`gave up after ${attempt + 1} attempts: ${errorMessage(error)}`),
-          );
-          return 'delivered';
-        }
-        this.metrics.error(error instanceof RetryableError ? 'retryable' : 'write_failed');
-        this.metrics.retries.inc();
-        const delay = Math.max(
-          backoffDelay(this.options.retry, attempt),
-          error instanceof RetryableError ? (error.retryAfterMs ?? 0) : 0,
+        failure =
+          timeout?.aborted === true ? new RetryableError(`no answer within ${timeoutMs} ms`, { cause: error }) : error;
+      }
+      const attempt = request.attempt;
+      const max = this.options.retry.maxAttempts;
+      if (max > 0 && attempt + 1 >= max) {
+        this.metrics.error('retries_exhausted');
+        this.rejectPermanently(
+          pieces,
+          [...request.events],
+          request.bytes,
+          `gave up after ${attempt + 1} attempts: ${errorMessage(failure)}`,
         );
-        if (attempt === 0 || attempt % 10 === 0) {
-          this.logger.warn(
-            { sink: this.id, attempt: attempt + 1, retry_in_ms: delay, err: errorMessage(error) },
-            'sink write failed, retrying',
-          );
-        }
-        try {
-          await sleep(delay, signal);
-        } catch {
-          return 'failed';
-        }
+        return 'delivered';
+      }
+      this.metrics.error(
+        failure instanceof RetryableError ? (timeout?.aborted ? 'timeout' : 'retryable') : 'write_failed',
+      );
+      this.metrics.retries.inc();
+      const delay = Math.max(
+        backoffDelay(this.options.retry, attempt),
+        failure instanceof RetryableError ? (failure.retryAfterMs ?? 0) : 0,
+      );
+      if (attempt === 0 || attempt % 10 === 0) {
+        this.logger.warn(
+          {
+            sink: this.id,
+            attempt: attempt + 1,
+            events: request.events.length,
+            retry_in_ms: delay,
+            err: errorMessage(failure),
+          },
+          'sink write failed, retrying',
+        );
+      }
+      request.attempt++;
+      try {
+        await sleep(delay, signal);
+      } catch {
+        return 'failed';
       }
     }
   }
 
-  private recordDelivered(batches: Batch[], count: number, bytes: number): void {
-    this.metrics.sentEvents.inc(count);
-    this.metrics.sentBytes.inc(bytes);
+  /**
+   * Counts what an answer delivered, dead-letters what it rejected, and returns the request for what is to be
+   * sent again (undefined when nothing is).
+   */
+  private settle(
+    pieces: Piece[],
+    request: PreparedRequest,
+    result: SendResult | undefined,
+  ): PreparedRequest | undefined {
+    const total = request.events.length;
+    const rejected = result?.rejected ?? [];
+    const retry = result?.retry ?? [];
+    const perEvent = total > 0 ? request.bytes / total : 0;
+    const delivered = total - rejected.length - retry.length;
+    if (delivered > 0) {
+      this.metrics.sentEvents.inc(delivered);
+      this.metrics.sentBytes.inc(Math.round(perEvent * delivered));
+    }
+    if (rejected.length > 0) {
+      const byReason = new Map<string, Event[]>();
+      for (const { index, reason } of rejected) {
+        const event = request.events[index];
+        if (event === undefined) continue;
+        let list = byReason.get(reason);
+        if (list === undefined) byReason.set(reason, (list = []));
+        list.push(event as Event);
+      }
+      for (const [reason, events] of byReason) {
+        this.rejectPermanently(pieces, events, Math.round(perEvent * events.length), reason);
+      }
+    }
+    return retry.length > 0 ? request.subset(retry) : undefined;
+  }
+
+  private recordLatency(pieces: Piece[]): void {
     const now = Date.now();
-    for (const b of batches) this.metrics.latency.observe((now - b.ack.receivedAt) / 1000);
+    let last: Acknowledgement | undefined;
+    for (const p of pieces) {
+      if (p.ack === last) continue;
+      last = p.ack;
+      this.metrics.latency.observe((now - p.ack.receivedAt) / 1000);
+    }
   }
 
   /**
-   * Hands rejected events to the dead letter output. They keep the batches' acknowledgement alive through
+   * Hands rejected events to the dead letter output. They keep the write's acknowledgements alive through
    * one combined share, so the source acknowledges them only once the dead letter consumers did.
    */
-  private rejectPermanently(batches: Batch[], events: Event[], bytes: number, error: PermanentError): void {
-    const rejected = error.events ?? events;
-    const delivered = events.length - rejected.length;
-    if (delivered > 0) this.metrics.sentEvents.inc(delivered);
-    for (const b of batches) b.ack.retain();
+  private rejectPermanently(pieces: Piece[], events: Event[], bytes: number, reason: string): void {
+    for (const p of pieces) p.ack.retain();
     const combined = new Acknowledgement((status) => {
-      for (const b of batches) b.ack.release(status);
-    }, batches[0]!.ack.receivedAt);
-    this.deadLetter(rejected, error.reason, combined, Math.round((bytes * rejected.length) / events.length));
+      for (const p of pieces) p.ack.release(status);
+    }, pieces[0]!.ack.receivedAt);
+    this.deadLetter(events, reason, combined, bytes);
   }
 }
 
-/** The merged events as JSON lines when every batch carries its own (Batch.ndjson). */
-function ndjsonOf(batches: Batch[]): Buffer | undefined {
-  if (batches.length === 1) return batches[0]!.ndjson;
-  const parts: Buffer[] = [];
-  for (const b of batches) {
-    if (b.ndjson === undefined) return undefined;
-    parts.push(b.ndjson);
+/**
+ * Encodes a write for `sink` once (unless `lines` already holds its JSON lines and the encoding is JSON):
+ * the request to send, undefined when no event could be encoded, and the events that could not.
+ */
+export function prepareRequest(
+  sink: Sink,
+  events: Event[],
+  bytes: number,
+  lines: EncodedLines | undefined,
+): { request: PreparedRequest | undefined; unencodable: Event[] } {
+  const encoding = sink.encoding;
+  if (encoding === undefined) {
+    return { request: new PreparedRequest(events, bytes, undefined, undefined, 'none'), unencodable: [] };
   }
-  return Buffer.concat(parts);
+  const compression = sink.compression ?? 'none';
+  if (encoding.codec !== 'text' && lines !== undefined && plausibleLines(lines)) {
+    return { request: new PreparedRequest(events, bytes, lines, encoding, compression), unencodable: [] };
+  }
+  const rejected: number[] = [];
+  const encoded = encodeEvents(events, encoding, rejected);
+  if (rejected.length === 0) {
+    return { request: new PreparedRequest(events, bytes, encoded, encoding, compression), unencodable: [] };
+  }
+  const unencodable = rejected.map((i) => events[i]!);
+  if (encoded.count === 0) return { request: undefined, unencodable };
+  const skip = new Set(rejected);
+  const kept = events.filter((_, i) => !skip.has(i));
+  const keptBytes = Math.round((bytes * kept.length) / events.length);
+  return { request: new PreparedRequest(kept, keptBytes, encoded, encoding, compression), unencodable };
+}
+
+/**
+ * Whether a buffer's lines are the events': exactly one newline-terminated line each (their positions are
+ * kept for later picks). Lines that are not are not trusted, and the events are encoded again.
+ */
+function plausibleLines(lines: EncodedLines): boolean {
+  const { bytes, count } = lines;
+  const offsets = new Uint32Array(count + 1);
+  let at = 0;
+  for (let i = 0; i < count; i++) {
+    offsets[i] = at;
+    const end = bytes.indexOf(0x0a, at);
+    if (end < 0) return false;
+    at = end + 1;
+  }
+  if (at !== bytes.length) return false;
+  offsets[count] = at;
+  lines.offsets = offsets;
+  return true;
+}
+
+/** A PermanentError as an answer: all of the request rejected, or only its `events`, the rest delivered. */
+export function permanentResult(events: readonly Event[], error: PermanentError): SendResult {
+  if (error.events === undefined) return { rejected: events.map((_, index) => ({ index, reason: error.reason })) };
+  const bad = new Set<Event>(error.events);
+  const rejected: { index: number; reason: string }[] = [];
+  for (let i = 0; i < events.length; i++) if (bad.has(events[i]!)) rejected.push({ index: i, reason: error.reason });
+  return { rejected };
+}
+
+/** The write's events as JSON lines when every piece carries its own (Batch.ndjson): nothing to encode. */
+function linesOf(pieces: Piece[], count: number): EncodedLines | undefined {
+  if (pieces.length === 1) {
+    const nd = pieces[0]!.ndjson;
+    return nd === undefined ? undefined : { bytes: nd, offsets: undefined, count };
+  }
+  const parts: Buffer[] = [];
+  for (const p of pieces) {
+    if (p.ndjson === undefined) return undefined;
+    parts.push(p.ndjson);
+  }
+  return { bytes: Buffer.concat(parts), offsets: undefined, count };
 }
 
 export function errorMessage(error: unknown): string {

@@ -1,0 +1,131 @@
+import { once } from 'node:events';
+import { type AddressInfo, connect, createServer, type Server, type Socket } from 'node:net';
+
+/**
+ * A TCP proxy on 127.0.0.1 in front of a real server, to put faults between a client and it: hold the
+ * server's answers (stall), drop a connection after it sent its request (a failed attempt), close a client
+ * once the server answered the first time, or stop listening (down) and listen again on the same port (up).
+ * Records the bytes each client connection sent.
+ */
+export class TcpProxy {
+  /** Bytes each client connection sent, in connection order (connections that sent nothing are left out). */
+  readonly sent: Buffer[][] = [];
+  private server: Server | undefined;
+  private readonly sockets = new Set<Socket>();
+  private held: (() => void)[] = [];
+  private stalled = false;
+  private dropNext = false;
+  private closeAfterFirstAnswer: number | undefined;
+  port = 0;
+
+  constructor(private readonly target: { host: string; port: number }) {}
+
+  get address(): string {
+    return `127.0.0.1:${this.port}`;
+  }
+
+  /** Byte streams of the connections that sent something, each joined. */
+  attempts(): Buffer[] {
+    return this.sent.filter((parts) => parts.length > 0).map((parts) => Buffer.concat(parts));
+  }
+
+  async up(): Promise<void> {
+    const server = createServer((client) => this.accept(client));
+    server.listen(this.port, '127.0.0.1');
+    await once(server, 'listening');
+    this.port = (server.address() as AddressInfo).port;
+    this.server = server;
+  }
+
+  async down(): Promise<void> {
+    const server = this.server;
+    this.server = undefined;
+    for (const s of this.sockets) s.destroy();
+    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+
+  /** Holds every answer of the server until resume(). */
+  stall(): void {
+    this.stalled = true;
+  }
+
+  resume(): void {
+    this.stalled = false;
+    for (const release of this.held.splice(0)) release();
+  }
+
+  /** The next connection that sends something gets no answer: it is closed once its bytes stop arriving. */
+  dropNextRequest(): void {
+    this.dropNext = true;
+  }
+
+  /** The next connection is closed once `bytes` bytes of the server's answers passed through (the rest is cut). */
+  closeAfterServerBytes(bytes: number): void {
+    this.closeAfterFirstAnswer = bytes;
+  }
+
+  private accept(client: Socket): void {
+    this.sockets.add(client);
+    const parts: Buffer[] = [];
+    this.sent.push(parts);
+    client.on('error', () => {});
+    client.on('close', () => this.sockets.delete(client));
+    let dropping = false;
+    let upstream: Socket | undefined;
+    let answerBudget: number | undefined;
+    const open = () => {
+      if (this.closeAfterFirstAnswer !== undefined) {
+        answerBudget = this.closeAfterFirstAnswer;
+        this.closeAfterFirstAnswer = undefined;
+      }
+      const up = connect(this.target.port, this.target.host);
+      this.sockets.add(up);
+      up.on('error', () => client.destroy());
+      up.on('close', () => client.destroy());
+      client.on('close', () => up.destroy());
+      up.on('data', (data: Buffer) => {
+        const pass = () => {
+          if (client.destroyed) return;
+          if (answerBudget === undefined) {
+            client.write(data);
+            return;
+          }
+          client.write(data.subarray(0, answerBudget));
+          answerBudget -= Math.min(answerBudget, data.length);
+          if (answerBudget === 0) {
+            client.destroy();
+            up.destroy();
+          }
+        };
+        if (this.stalled) this.held.push(pass);
+        else pass();
+      });
+      return up;
+    };
+    client.on('data', (data: Buffer) => {
+      parts.push(data);
+      if (parts.length === 1 && this.dropNext) {
+        this.dropNext = false;
+        dropping = true;
+      }
+      if (dropping) {
+        // Let the whole request arrive, then hang up without an answer.
+        setTimeout(() => client.destroy(), 50);
+        return;
+      }
+      upstream ??= open();
+      upstream.write(data);
+    });
+  }
+}
+
+/** Starts a proxy listening in front of `target`. */
+export async function startProxy(
+  t: { after: (fn: () => Promise<void>) => void },
+  target: { host: string; port: number },
+): Promise<TcpProxy> {
+  const proxy = new TcpProxy(target);
+  await proxy.up();
+  t.after(() => proxy.down());
+  return proxy;
+}
