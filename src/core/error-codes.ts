@@ -289,6 +289,30 @@ export const errorCatalogue = {
     meaning: 'A batch was offered to a sink buffer that is closing because the pipeline is stopping.',
     action: 'Nothing: the batch was not acknowledged, so its source (or the sender) still has it.',
   },
+  FLUXO_SHUTDOWN_TIMEOUT: {
+    area: 'sink',
+    meaning:
+      'A sink did not deliver everything it held within `shutdown_timeout`: its writes in flight were aborted, ' +
+      'and what it had not delivered was not acknowledged (its sources or the disk buffer still have it).',
+    action:
+      'Nothing is lost. If the destination was slow or down, a disk buffer keeps the rest for the next start; ' +
+      'raise `shutdown_timeout` to give the sink longer to drain.',
+  },
+  FLUXO_PIPELINE_STOPPED: {
+    area: 'source',
+    meaning: 'A source handed over events after the pipeline had stopped; they were refused, not acknowledged.',
+    action: 'Nothing: the sender or the checkpoint still has them, and the next run reads them again.',
+  },
+  FLUXO_FORWARD_CONNECTION: {
+    area: 'sink',
+    meaning:
+      'The connection of a forward sink to a server failed: a connect timeout, a connection the server closed ' +
+      'before acknowledging a chunk, or a server marked down by a failed heartbeat. The write goes to the next ' +
+      'healthy server, or is retried with backoff.',
+    action:
+      'Check that the server (a Fluxo forward source, Fluentd or Fluent Bit) is up and reachable at its ' +
+      '`address`; the events are retried, never dropped.',
+  },
   FLUXO_SHORT_WRITE: {
     area: 'buffer',
     meaning:

@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { Batch } from '../ack.ts';
 import type { ComponentContext } from '../component.ts';
+import { FluxoError } from '../errors.ts';
 import type { BufferSpec } from '../pipeline-config.ts';
 
 /**
@@ -36,10 +37,9 @@ export interface SinkBuffer {
   readonly bytes: number;
 }
 
-export class BufferClosedError extends Error {
-  readonly code = 'FLUXO_BUFFER_CLOSED';
+export class BufferClosedError extends FluxoError {
   constructor() {
-    super('the buffer was closed: the pipeline is stopping');
+    super('FLUXO_BUFFER_CLOSED', 'the buffer was closed: the pipeline is stopping');
   }
 }
 

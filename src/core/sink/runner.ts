@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import { Acknowledgement, type AckStatus, type Batch } from '../ack.ts';
 import type { Sink } from '../component.ts';
-import { PermanentError, RetryableError } from '../errors.ts';
+import { FluxoError, PermanentError, RetryableError } from '../errors.ts';
 import type { Event } from '../event.ts';
 import type { ComponentMetrics } from '../metrics.ts';
 import { backoffDelay, type RetryPolicy, sleep } from '../retry.ts';
@@ -138,7 +138,12 @@ export class SinkRunner {
       { sink: this.id, undelivered_events: left },
       'shutdown timeout: sink did not drain, its events stay unacknowledged',
     );
-    this.abortController.abort(new Error('shutdown timeout'));
+    this.abortController.abort(
+      new FluxoError(
+        'FLUXO_SHUTDOWN_TIMEOUT',
+        `sink ${this.id}: shutdown timeout, its undelivered events stay unacknowledged`,
+      ),
+    );
     this.buffer.abort();
     await all;
     return false;

@@ -2,6 +2,7 @@ import { mkdirSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { Acknowledgement } from '../ack.ts';
 import type { ComponentContext, EmitOptions } from '../component.ts';
+import { FluxoError } from '../errors.ts';
 import { type Event, estimateEventBytes } from '../event.ts';
 import type { PipelineMetrics } from '../metrics.ts';
 import {
@@ -248,7 +249,8 @@ export class Topology {
   }
 
   private emit(node: SourceNode, events: Event[], options: EmitOptions | undefined): Promise<void> {
-    if (node.stopped && this.state === 'stopped') return Promise.reject(new Error('pipeline stopped'));
+    if (node.stopped && this.state === 'stopped')
+      return Promise.reject(new FluxoError('FLUXO_PIPELINE_STOPPED', 'pipeline stopped'));
     if (events.length === 0) return RESOLVED;
     let bytes = options?.bytes;
     if (bytes === undefined) {

@@ -35,7 +35,8 @@ export async function writeFully(handle: FileHandle, data: Buffer, position: num
   let done = 0;
   while (done < data.length) {
     const { bytesWritten } = await handle.write(data, done, data.length - done, position + done);
-    if (bytesWritten <= 0) throw new Error(`short write to file at offset ${position + done}`);
+    if (bytesWritten <= 0)
+      throw new FluxoError('FLUXO_SHORT_WRITE', `short write to file at offset ${position + done}`);
     done += bytesWritten;
   }
 }

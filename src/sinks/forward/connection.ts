@@ -11,7 +11,7 @@ import {
   type ServerMessage,
   sharedKeyDigest,
 } from '../../codecs/forward.ts';
-import { RetryableError } from '../../core/errors.ts';
+import { FluxoError, RetryableError } from '../../core/errors.ts';
 
 export interface ClientAuth {
   sharedKey: string;
@@ -51,8 +51,12 @@ export function openSocket(settings: ConnectSettings, signal?: AbortSignal): Pro
         resolve(socket);
       }
     };
-    const onAbort = () => done(signal!.reason instanceof Error ? signal!.reason : new Error('aborted'));
-    const timer = setTimeout(() => done(new Error(`connect timed out after ${connectTimeoutMs} ms`)), connectTimeoutMs);
+    const onAbort = () =>
+      done(signal!.reason instanceof Error ? signal!.reason : new FluxoError('FLUXO_FORWARD_CONNECTION', 'aborted'));
+    const timer = setTimeout(
+      () => done(new FluxoError('FLUXO_FORWARD_CONNECTION', `connect timed out after ${connectTimeoutMs} ms`)),
+      connectTimeoutMs,
+    );
     signal?.addEventListener('abort', onAbort, { once: true });
     socket.once('error', done);
     socket.once(tls ? 'secureConnect' : 'connect', () => done());
@@ -82,8 +86,8 @@ export class ForwardClientConnection {
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('error', (error) => this.close(error));
-    socket.on('close', () => this.close(new Error('connection closed by the server')));
-    socket.on('end', () => this.close(new Error('connection closed by the server')));
+    socket.on('close', () => this.close(new FluxoError('FLUXO_FORWARD_CONNECTION', 'connection closed by the server')));
+    socket.on('end', () => this.close(new FluxoError('FLUXO_FORWARD_CONNECTION', 'connection closed by the server')));
   }
 
   static async open(settings: ConnectSettings, signal?: AbortSignal): Promise<ForwardClientConnection> {
@@ -134,7 +138,8 @@ export class ForwardClientConnection {
         if (error) reject(error);
         else resolve();
       };
-      const onAbort = () => finish(signal.reason instanceof Error ? signal.reason : new Error('aborted'));
+      const onAbort = () =>
+        finish(signal.reason instanceof Error ? signal.reason : new FluxoError('FLUXO_FORWARD_CONNECTION', 'aborted'));
       const timer = setTimeout(
         () => finish(new RetryableError(`no ack from forward server ${this.name} within ${timeoutMs} ms`)),
         timeoutMs,
@@ -153,7 +158,7 @@ export class ForwardClientConnection {
     });
   }
 
-  close(error: Error = new Error('connection closed')): void {
+  close(error: Error = new FluxoError('FLUXO_FORWARD_CONNECTION', 'connection closed')): void {
     if (this.closedError) return;
     this.closedError =
       error instanceof RetryableError

@@ -1,5 +1,6 @@
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import type { Logger } from 'pino';
+import { FluxoError } from '../../core/errors.ts';
 import { type ConnectSettings, ForwardClientConnection, openSocket } from './connection.ts';
 
 export type HeartbeatType = 'tcp' | 'udp' | 'none';
@@ -55,7 +56,7 @@ export class ForwardServer {
   }
 
   markDown(reason: string): void {
-    this.connection?.close(new Error(reason));
+    this.connection?.close(new FluxoError('FLUXO_FORWARD_CONNECTION', reason));
     this.connection = undefined;
     if (!this.healthy) return;
     this.healthy = false;
@@ -70,7 +71,7 @@ export class ForwardServer {
   }
 
   close(): void {
-    this.connection?.close(new Error('sink stopped'));
+    this.connection?.close(new FluxoError('FLUXO_SINK_STOPPED', 'sink stopped'));
     this.connection = undefined;
     this.udp?.close();
     this.udp = undefined;
