@@ -1,10 +1,33 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { encodeLines, encodeLinesToBuffer } from '../../src/codecs/ndjson.ts';
 import type { Event } from '../../src/core/event.ts';
+import { type EncodingCodec, encodeEvents } from '../../src/core/sink/encoding.ts';
 
-describe('ndjson encoding', () => {
+/** The obvious encoding, a string rope of one line per event: what the kit's buffer writer must equal. */
+function encodeLines(events: readonly Event[], encoding: 'json' | 'text', rejected: Event[]): string {
+  let out = '';
+  for (const event of events) {
+    try {
+      const m = event.message;
+      out += `${encoding === 'json' ? JSON.stringify(event) : typeof m === 'string' ? m : m == null ? '' : JSON.stringify(m)}\n`;
+    } catch {
+      rejected.push(event);
+    }
+  }
+  return out;
+}
+
+/** The kit's encoder, in the shape of the old codecs/ndjson.ts encodeLinesToBuffer. */
+function encodeLinesToBuffer(events: readonly Event[], encoding: 'json' | 'text', rejected: Event[]): Buffer {
+  const codec: EncodingCodec = encoding === 'json' ? 'ndjson' : 'text';
+  const indices: number[] = [];
+  const lines = encodeEvents(events, { codec }, indices);
+  for (const i of indices) rejected.push(events[i]!);
+  return lines.bytes;
+}
+
+describe("ndjson encoding (the sink kit's line encoder)", () => {
   it('encodeLinesToBuffer produces exactly the UTF-8 bytes of encodeLines, for any events', () => {
     fc.assert(
       fc.property(

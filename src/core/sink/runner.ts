@@ -377,7 +377,10 @@ export class SinkRunner {
         const event = request.events[index];
         if (event === undefined) continue;
         let list = byReason.get(reason);
-        if (list === undefined) byReason.set(reason, (list = []));
+        if (list === undefined) {
+          list = [];
+          byReason.set(reason, list);
+        }
         list.push(event as Event);
       }
       for (const [reason, events] of byReason) {
