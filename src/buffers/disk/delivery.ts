@@ -4,10 +4,10 @@ import type { Event } from '../../core/event.ts';
 import { HeadQueue } from '../head-queue.ts';
 import { ReadyWatchers } from '../ready-watchers.ts';
 import { errorText } from './fs.ts';
+import type { PendingRecord } from './pending.ts';
 import { decodePayload, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES, SEGMENT_VERSION, type Slab } from './record.ts';
 import type { Segment } from './scan.ts';
 import { SegmentReader } from './segment-reader.ts';
-import type { PendingRecord } from './writer.ts';
 
 /** Records read back from disk ahead of the sink. */
 const PREFETCH_BYTES = 4 * 1024 * 1024;
@@ -185,15 +185,15 @@ export class DeliveryQueue {
       this.awaitingCommit++;
       return false;
     }
-    record.early = true;
-    this.keepInMemory(record);
+    record.markHandedOut();
+    this.keepInMemory(record, true);
     this.handOut();
     return true;
   }
 
   /** A record that was to come through its commit never will (the writer gave it up). */
   abandoned(record: PendingRecord): void {
-    if (!record.early) this.awaitingCommit--;
+    if (!record.handedEarly) this.awaitingCommit--;
   }
 
   /**
@@ -201,7 +201,7 @@ export class DeliveryQueue {
    * sink while it fits (its slab retained until it settles), or read back from disk from here on.
    */
   committed(record: PendingRecord, segment: Segment, offset: number): void {
-    if (record.early) {
+    if (record.handedEarly) {
       if (this.cold === undefined) this.lastQueuedId = record.id;
       return;
     }
@@ -209,7 +209,7 @@ export class DeliveryQueue {
     if (!this.serving) return;
     const size = record.frame.length;
     if (this.cold === undefined && this.readyBytes + size <= this.memoryBytes) {
-      this.keepInMemory(record);
+      this.keepInMemory(record, false);
       this.lastQueuedId = record.id;
     } else if (this.cold === undefined) {
       // From here on the sink reads from disk until it has caught up with the writer.
@@ -219,18 +219,18 @@ export class DeliveryQueue {
   }
 
   /**
-   * Queues an admitted record for the sink from memory, its slab retained until it settles: handed out early
+   * Queues an admitted record for the sink from memory, its slab retained until it settles: handed out `early`
    * (id 0, given by a later commit) or just written.
    */
-  private keepInMemory(record: PendingRecord): void {
+  private keepInMemory(record: PendingRecord, early: boolean): void {
     const size = record.frame.length;
     this.log.retain(record.slab);
     this.ready.push({
-      id: record.early ? 0 : record.id,
+      id: early ? 0 : record.id,
       events: record.events,
       ndjson: record.frame.subarray(RECORD_HEADER_BYTES),
       slab: record.slab,
-      pending: record.early ? record : undefined,
+      pending: early ? record : undefined,
       count: record.count,
       size,
       receivedAt: record.batch.ack.receivedAt,
@@ -346,7 +346,8 @@ export class DeliveryQueue {
     for (let e = this.inflight.at(0); e?.state === ACKED; e = this.inflight.at(0)) {
       this.inflight.shift();
       // A record delivered before its commit completed is not in the log (or not yet): no position to move to.
-      const id = e.pending ? (e.pending.written ? e.pending.id : 0) : e.id;
+      // Its id is 0 until then (PendingRecord.id).
+      const id = e.pending ? e.pending.id : e.id;
       if (id > this.ackedId) this.ackedId = id;
       events += e.count;
       bytes += e.size;

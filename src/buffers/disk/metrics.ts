@@ -1,5 +1,6 @@
 import { Histogram, type Registry } from 'prom-client';
 import type { ComponentMetrics } from '../../core/metrics.ts';
+import { TIMELINE_STEP_MS, type TimelinePoint } from './scan.ts';
 
 const FSYNC_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
 const LABELS = ['component_id', 'component_kind', 'component_type'];
@@ -74,5 +75,43 @@ export class DiskBufferMetrics {
     );
     this.maxBytes = m.gauge('fluxo_buffer_max_bytes', "The sink buffer's size limit in bytes.");
     this.segments = m.gauge('fluxo_disk_buffer_segments', 'Segment files of a disk buffer.');
+  }
+
+  /** The buffer's size, and with sync: interval what is written but not yet fsynced (`unsynced`, the writer). */
+  setSize(
+    events: number,
+    bytes: number,
+    unsynced: { readonly unsyncedEvents: number; readonly unsyncedBytes: number } | undefined,
+  ): void {
+    this.component.bufferEvents.set(events);
+    this.component.bufferBytes.set(bytes);
+    if (unsynced) {
+      this.unsyncedEvents.set(unsynced.unsyncedEvents);
+      this.unsyncedBytes.set(unsynced.unsyncedBytes);
+    }
+  }
+}
+
+/**
+ * When the written records were admitted, coarsely: a point every TIMELINE_STEP_MS at most (the scan at open
+ * rebuilds it from the headers), for the oldest-unacknowledged age; the points the acknowledged position passed
+ * are dropped.
+ */
+export class WriteTimeline {
+  constructor(private readonly points: TimelinePoint[]) {}
+
+  /** A record was written (records come in id order). */
+  written(id: number, at: number): void {
+    const t = this.points;
+    if (t.length === 0 || at - t[t.length - 1]!.at >= TIMELINE_STEP_MS) t.push({ id, at });
+  }
+
+  /** When the oldest written record past `ackedId` was admitted; +Infinity when none is (the last is `lastId`). */
+  oldestUnacked(ackedId: number, lastId: number): number {
+    const t = this.points;
+    let drop = 0;
+    while (drop + 1 < t.length && t[drop + 1]!.id <= ackedId + 1) drop++;
+    if (drop > 0) t.splice(0, drop);
+    return t.length > 0 && ackedId < lastId ? t[0]!.at : Number.POSITIVE_INFINITY;
   }
 }

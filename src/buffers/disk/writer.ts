@@ -1,47 +1,11 @@
 import { constants } from 'node:fs';
 import { type FileHandle, open } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Batch } from '../../core/ack.ts';
-import type { Event } from '../../core/event.ts';
 import { syncDirectory } from '../../core/fs.ts';
 import { HeadQueue } from '../head-queue.ts';
-import {
-  SEGMENT_HEADER_BYTES,
-  SEGMENT_VERSION,
-  type Slab,
-  sealRecord,
-  segmentFileName,
-  segmentHeader,
-} from './record.ts';
+import type { PendingRecord } from './pending.ts';
+import { SEGMENT_HEADER_BYTES, SEGMENT_VERSION, sealRecord, segmentFileName, segmentHeader } from './record.ts';
 import type { Segment } from './scan.ts';
-
-/** A record admitted by the buffer, waiting to be written. */
-export interface PendingRecord {
-  /** The log id, given when its group commit starts (0 until then: a record the sink delivers first has none). */
-  id: number;
-  /** Header (blank until the commit seals it) and payload. */
-  readonly frame: Buffer;
-  /** Where `frame` lives; the writer's reference is released once the record is written or discarded. */
-  readonly slab: Slab | undefined;
-  readonly count: number;
-  /** When it was admitted (epoch ms): the header's time, for the oldest-age gauge after a restart. */
-  readonly writtenAt: number;
-  /** performance.now() past which it is written unless the sink delivered it (admission + write_delay). */
-  readonly dueAt: number;
-  readonly events: Event[];
-  /** The incoming batch, whose share is released once the record is durable or delivered (see DiskBuffer). */
-  readonly batch: Batch;
-  /** The sink acknowledged it before it was written: it is never written. */
-  delivered: boolean;
-  /** Written at the next commit whatever its dueAt: the sink reads it from disk, not from memory. */
-  urgent: boolean;
-  /** Its incoming share was released (durable, delivered or given up). */
-  shareSettled: boolean;
-  /** Handed to the sink from memory before being written (DeliveryQueue.admitted). */
-  early: boolean;
-  /** Its commit completed: `id` is on disk. */
-  written: boolean;
-}
 
 export interface WriterOptions {
   maxSegmentSize: number;
@@ -77,7 +41,7 @@ const DURABLE_WRITE_FLAGS = WRITE_FLAGS | constants.O_DSYNC;
 /**
  * Appends records to the active segment with group commit: the records due by the time a commit starts go out
  * together in one writev (O_DSYNC with sync: always), however many batches they came from. A record is due at
- * its `dueAt` (admission + write_delay), or at once when marked urgent or when the writer is closing; records
+ * its `dueAt` (admission + write_delay), or at once when it is urgent or when the writer is closing; records
  * the sink delivered before then are dropped from the queue unwritten. Two commits start at least
  * `commitIntervalMs` apart. Rolls to a new segment at `maxSegmentSize`. A failed write (ENOSPC, EIO) leaves
  * the records queued and is retried with backoff; bytes past the last commit are cut off first.
@@ -87,6 +51,12 @@ const DURABLE_WRITE_FLAGS = WRITE_FLAGS | constants.O_DSYNC;
  */
 export class SegmentWriter {
   private readonly queue = new HeadQueue<PendingRecord>();
+  /**
+   * How many records at the head of the queue are written at the next commit whatever their dueAt (the sink
+   * reads them from disk, not from memory). An urgent record makes every one before it urgent too, since the
+   * log is written in order: the urgent ones are always a prefix of the queue.
+   */
+  private urgent = 0;
   private active: { segment: Segment; fh: FileHandle; unsynced: boolean } | undefined;
   /** A commit, an fsync or a roll is under way. */
   private running = false;
@@ -148,7 +118,7 @@ export class SegmentWriter {
   get oldest(): PendingRecord | undefined {
     for (let i = 0; i < this.queue.length; i++) {
       const r = this.queue.at(i)!;
-      if (!r.delivered) return r;
+      if (r.state !== 'delivered') return r;
     }
     return undefined;
   }
@@ -157,18 +127,16 @@ export class SegmentWriter {
     return !this.running && this.queued === 0;
   }
 
-  enqueue(record: PendingRecord): void {
+  /** Queues a record; `urgent`: it (and everything before it) is written at the next commit. */
+  enqueue(record: PendingRecord, urgent: boolean): void {
     this.queue.push(record);
-    // An urgent record makes everything before it urgent too: the log is written in order.
-    if (record.urgent) {
-      for (let i = this.queue.length - 2; i >= 0 && !this.queue.at(i)!.urgent; i--) this.queue.at(i)!.urgent = true;
-    }
+    if (urgent) this.urgent = this.queue.length;
     this.schedule();
   }
 
   /** The sink delivered records: those at the head leave the queue, and the next due time may move. */
   delivered(): void {
-    if (!this.running && this.queue.at(0)?.delivered) this.schedule();
+    if (!this.running && this.queue.at(0)?.state === 'delivered') this.schedule();
   }
 
   /** Everything queued is due now: the buffer is closing (its records must be on disk for the next start). */
@@ -252,7 +220,7 @@ export class SegmentWriter {
     const first = this.queue.at(0);
     let due: number | undefined;
     if (first !== undefined) {
-      due = this.flushing || first.urgent ? Number.NEGATIVE_INFINITY : first.dueAt;
+      due = this.flushing || this.urgent > 0 ? Number.NEGATIVE_INFINITY : first.dueAt;
       due = Math.max(due, this.lastCommitAt + this.options.commitIntervalMs, this.retryAt);
     } else if (this.syncDue) {
       due = Number.NEGATIVE_INFINITY;
@@ -317,19 +285,26 @@ export class SegmentWriter {
 
   /** Takes the records the sink delivered off the head of the queue: they are never written. */
   private discardDelivered(): void {
-    while (this.queue.at(0)?.delivered) this.hooks.discarded(this.queue.shift()!);
+    while (this.queue.at(0)?.state === 'delivered') this.hooks.discarded(this.shift()!);
+  }
+
+  private shift(): PendingRecord | undefined {
+    const record = this.queue.shift();
+    if (record !== undefined && this.urgent > 0) this.urgent--;
+    return record;
   }
 
   /**
    * Writes the due records from the head in one writev: every record whose due time passed, and all of them
    * when one behind is urgent or the writer is closing. Records the sink delivered meanwhile are skipped. Ids
-   * are given here, in log order, so the log's ids stay consecutive whatever was skipped.
+   * are taken here, in log order, so the log's ids stay consecutive whatever was skipped; a record gets its id
+   * once the write succeeded (an id says the record is in the log).
    */
   private async writeRun(): Promise<void> {
     const now = performance.now();
-    const due = (r: PendingRecord) => this.flushing || r.urgent || r.dueAt <= now;
+    const due = (r: PendingRecord, i: number) => this.flushing || i < this.urgent || r.dueAt <= now;
     const first = this.queue.at(0);
-    if (first === undefined || !due(first)) return;
+    if (first === undefined || !due(first, 0)) return;
     let active = this.active;
     if (
       !active ||
@@ -348,14 +323,14 @@ export class SegmentWriter {
       total = SEGMENT_HEADER_BYTES;
     }
     const limit = Math.max(this.options.maxSegmentSize, segment.size + total + first.frame.length);
+    const firstId = this.nextId;
     let end = 0;
     for (; end < this.queue.length; end++) {
       const r = this.queue.at(end)!;
-      if (!due(r)) break;
-      if (r.delivered) continue;
+      if (!due(r, end)) break;
+      if (r.state === 'delivered') continue;
       if (records.length > 0 && (segment.size + total + r.frame.length > limit || total >= MAX_RUN_BYTES)) break;
-      r.id = this.nextId++;
-      sealRecord(r.frame, r.id, r.writtenAt, r.count);
+      sealRecord(r.frame, this.nextId++, r.writtenAt, r.count);
       offsets.push(segment.size + total);
       buffers.push(r.frame);
       records.push(r);
@@ -374,10 +349,10 @@ export class SegmentWriter {
       } catch (error) {
         // Not written: the ids go back, so that the next attempt, which may skip records delivered meanwhile,
         // still numbers the log without a gap.
-        this.nextId = records[0]!.id;
-        for (const r of records) r.id = 0;
+        this.nextId = firstId;
         throw error;
       }
+      for (let i = 0; i < records.length; i++) records[i]!.id = firstId + i;
       if (this.options.sync === 'always') {
         // O_DSYNC: the writev returned once the data (and the size) were on disk, like a write and fdatasync.
         this.hooks.fsynced((performance.now() - started) / 1000);
@@ -388,10 +363,9 @@ export class SegmentWriter {
       }
       segment.size += total;
       segment.lastId = records[records.length - 1]!.id;
-      for (const r of records) r.written = true;
     }
     for (let i = 0; i < end; i++) {
-      const r = this.queue.shift()!;
+      const r = this.shift()!;
       if (r.id === 0) this.hooks.discarded(r);
     }
     if (records.length > 0) this.hooks.committed(records, segment, offsets);
@@ -448,6 +422,7 @@ export class SegmentWriter {
   }
 
   private abandonRest(): void {
+    this.urgent = 0;
     const rest = this.queue.clear();
     if (rest.length > 0) this.hooks.abandoned(rest);
   }
