@@ -1,3 +1,4 @@
+import { inspect } from 'node:util';
 import type { Logger } from 'pino';
 import type { Acknowledgement } from '../ack.ts';
 import type { Event } from '../event.ts';
@@ -26,9 +27,42 @@ export function stampDeadLetter(
   const rejectedAgain: Event[] = [];
   for (const e of events) {
     if (e._dead_letter !== undefined) rejectedAgain.push(e);
-    else stamped.push({ ...e, _dead_letter: { reason, component_id: componentId, at } });
+    else stamped.push(encodable({ ...e, _dead_letter: { reason, component_id: componentId, at } }, e));
   }
   return { stamped, rejectedAgain };
+}
+
+/** Most characters of the inspected form an unencodable event keeps in `_raw`. */
+const RAW_MAX_CHARS = 1024 * 1024;
+
+/**
+ * The dead letter path is total: whatever a transform made of an event (a cycle, a BigInt, nesting no encoder
+ * survives), what goes to the dead letter output can always be written. An event JSON cannot encode becomes
+ * one that says so, with its id, time and message when they are plain values, and `_raw`: its inspected form
+ * (cycles and depth cut by util.inspect), base64, so a dead letter sink never rejects it again.
+ */
+function encodable(stamped: Event, original: Event): Event {
+  try {
+    JSON.stringify(stamped);
+    return stamped;
+  } catch (error) {
+    const dl = stamped._dead_letter as Record<string, unknown>;
+    const out: Event = {
+      _dead_letter: { ...dl, unencodable: error instanceof Error ? error.message : String(error) },
+    };
+    for (const key of ['_id', 'timestamp', 'message', 'host', 'source_type'] as const) {
+      const v = original[key];
+      if (typeof v === 'string' || (typeof v === 'number' && Number.isFinite(v))) out[key] = v;
+    }
+    let raw: string;
+    try {
+      raw = inspect(original, { depth: 16, breakLength: Number.POSITIVE_INFINITY, maxStringLength: RAW_MAX_CHARS });
+    } catch {
+      raw = '[uninspectable]';
+    }
+    out._raw = Buffer.from(raw.slice(0, RAW_MAX_CHARS)).toString('base64');
+    return out;
+  }
 }
 
 /** An event rejected again by a dead letter consumer stops here instead of looping, but says so loudly. */
@@ -79,6 +113,7 @@ export class DeadLetterOutput {
 }
 
 function truncateForLog(event: Event): Event {
+  if (event._raw !== undefined) return { ...event, _raw: `${String(event._raw).slice(0, 1024)}…` };
   const m = event.message;
   if (typeof m === 'string' && m.length > 1024) return { ...event, message: `${m.slice(0, 1024)}…` };
   return event;
