@@ -249,14 +249,13 @@ export class DiskBuffer implements SinkBuffer {
           this.maybeFinish();
         },
         idle: () => {
-          this.queue!.serve();
+          this.queue?.serve();
           this.maybeFinish();
         },
       },
       recovered.firstId,
     );
     this.writer = writer;
-    if (this.closing) writer.flush();
     const queue = new DeliveryQueue(
       {
         segments,
@@ -290,6 +289,9 @@ export class DiskBuffer implements SinkBuffer {
       recovered.firstUnacked,
     );
     this.queue = queue;
+    // Closed while the files were opening: what waits for its write delay is written now (as close() does),
+    // once the queue the writer's idle hook serves exists.
+    if (this.closing) writer.flush();
     admission.attach({ writer, queue, timeline });
     for (const key of recovered.damage) queue.knownDamage.add(key);
     this.ledger = new LedgerWriter(

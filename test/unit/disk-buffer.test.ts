@@ -522,6 +522,30 @@ describe('DiskBuffer', { timeout: 60_000 }, () => {
     await buffer.closed;
   });
 
+  it('close() while open() is still opening its files: open completes, closed resolves, the lock is released', async (t) => {
+    const dir = tempDir(t);
+    for (const writeDelayMs of [0, 100]) {
+      const { buffer } = openBuffer(dir, { writeDelayMs }, t);
+      const opening = buffer.open();
+      buffer.close(); // recoverLog is still under way
+      await opening;
+      await buffer.closed;
+      assert.throws(() => statSync(join(dir, 'lock')), /ENOENT/, 'lock released');
+    }
+    // And with records to replay: the next buffer still gets them all.
+    const first = openBuffer(dir, {}, t);
+    await first.buffer.open();
+    await pushRecords(first.buffer, 3);
+    first.buffer.abort(); // the sink took nothing: it stays on disk
+    await first.buffer.closed;
+    const second = openBuffer(dir, {}, t);
+    const opening = second.buffer.open();
+    second.buffer.close();
+    await opening;
+    assert.deepEqual(await drain(second.buffer), range(1, 30));
+    await second.buffer.closed;
+  });
+
   it('refuses a buffer another live process holds, takes over the lock of a dead one', async (t) => {
     const dir = tempDir(t);
     writeFileSync(join(dir, 'lock'), `${process.ppid}\n${(await import('node:os')).hostname()}\n`);
