@@ -235,13 +235,21 @@ describe('sink kit: the runner', () => {
     const script = newScript();
     const p = pipeline(t, script);
     await p.topology.start();
-    await p.source('in').emit([{ n: 1 }, { n: 2, big: 10n }, { n: 3 }]);
+    await p.source('in').emit([
+      { _id: 'a', n: 1 },
+      { _id: 'b', n: 2, big: 10n },
+      { _id: 'c', n: 3 },
+    ]);
     await until(() => p.source('in').acks.length > 0, 'acknowledged');
     assert.deepEqual(script.requests[0]!.events, ['1', '3']);
+    // What reaches the dead letter output can be encoded: the event's id, the reason, and its raw form.
+    const dead = p.sink('dead').written;
     assert.deepEqual(
-      p.sink('dead').written.map((e) => e.n),
-      [2],
+      dead.map((e) => e._id),
+      ['b'],
     );
+    assert.match((dead[0]!._dead_letter as { reason: string }).reason, /cannot be encoded/);
+    assert.match(Buffer.from(String(dead[0]!._raw), 'base64').toString(), /10n/);
     await p.topology.stop(1000);
   });
 });
