@@ -10,6 +10,7 @@ import { forwardSource } from './sources/forward.ts';
 import { generatorSource } from './sources/generator.ts';
 import { httpSource } from './sources/http.ts';
 import { otlpSource } from './sources/otlp.ts';
+import { relpSource } from './sources/relp.ts';
 import { socketSource } from './sources/socket.ts';
 import { stdinSource } from './sources/stdin.ts';
 import { syslogSource } from './sources/syslog.ts';
@@ -32,6 +33,7 @@ export const registry = createRegistry(
     forwardSource,
     otlpSource,
     fileSource,
+    relpSource,
     filterTransform,
     parseTransform,
     remapTransform,
