@@ -81,9 +81,23 @@ export const forwardPackr = new Packr({ useRecords: false, variableMapSize: true
 
 /** A malformed, oversized or truncated frame: the connection that sent it is closed with `message` logged. */
 export class ForwardProtocolError extends FluxoError {
-  constructor(message: string) {
+  constructor(
+    message: string,
+    /** Set when the frame was well-formed but over a configured limit (`max_entries_per_message`, …). */
+    readonly limit?: string,
+  ) {
     super('FLUXO_FORWARD_PROTOCOL', message);
   }
+}
+
+/** No limit on entries per message (for clients decoding what they produced). */
+const NO_ENTRY_LIMIT = Number.POSITIVE_INFINITY;
+
+function tooManyEntries(maxEntries: number): ForwardProtocolError {
+  return new ForwardProtocolError(
+    `message holds more than max_entries_per_message (${maxEntries}) entries`,
+    'max_entries_per_message',
+  );
 }
 
 /**
@@ -165,7 +179,7 @@ export class MsgpackScanner {
       // Each value takes at least one byte: a frame announcing more values than the limit allows is too large.
       if (offset + remaining > max) {
         this.remaining = 0;
-        throw new ForwardProtocolError(`message larger than max_message_bytes (${max} bytes)`);
+        throw new ForwardProtocolError(`message larger than max_message_bytes (${max} bytes)`, 'max_message_bytes');
       }
     }
     this.offset = offset;
@@ -243,8 +257,12 @@ export interface PingMessage {
   passwordDigest: string;
 }
 
-/** Decodes one complete client frame `frame` (as found by MsgpackScanner). Throws ForwardProtocolError. */
-export function decodeClientFrame(frame: Buffer): ClientFrame {
+/**
+ * Decodes one complete client frame `frame` (as found by MsgpackScanner). Throws ForwardProtocolError, also when a
+ * Forward message declares more than `maxEntries` entries: the count is read from the array header before msgpackr
+ * builds anything, since 3 wire bytes (`[0, {}]`) become an object of a few hundred bytes.
+ */
+export function decodeClientFrame(frame: Buffer, maxEntries = NO_ENTRY_LIMIT): ClientFrame {
   // Read the array header and the tag by hand: the second element decides the mode, and a PackedForward stream
   // sent as msgpack `str` (as Fluentd does) must not be decoded as UTF-8 text.
   let p = 0;
@@ -276,6 +294,12 @@ export function decodeClientFrame(frame: Buffer): ClientFrame {
     const option = length === 3 ? decodeOption(forwardUnpackr.unpack(frame.subarray(to))) : undefined;
     const packed = frame.subarray(from, to);
     return { kind: 'packed', tag, packed, gzip: option?.compressed === 'gzip', option };
+  }
+  if (maxEntries !== NO_ENTRY_LIMIT) {
+    const entries =
+      t <= 0x9f ? t & 0x0f : t === 0xdc ? frame.readUInt16BE(p + 1) : t === 0xdd ? frame.readUInt32BE(p + 1) : 0;
+    if (((t >= 0x90 && t <= 0x9f) || t === 0xdc || t === 0xdd) && entries > maxEntries)
+      throw tooManyEntries(maxEntries);
   }
   let value: unknown;
   try {
@@ -337,13 +361,27 @@ function decodePing(frame: Buffer): PingMessage {
   return { hostname, salt, digest, username, passwordDigest };
 }
 
-/** Decodes the concatenated entries of a (decompressed) PackedForward message. */
-export function decodePackedEntries(packed: Uint8Array): unknown[] {
+/**
+ * Decodes the concatenated entries of a (decompressed) PackedForward message, stopping with ForwardProtocolError
+ * at entry `maxEntries + 1`: a 58 KB gzip of 20 million empty entries must not become 20 million objects.
+ */
+export function decodePackedEntries(packed: Uint8Array, maxEntries = NO_ENTRY_LIMIT): unknown[] {
+  const entries: unknown[] = [];
+  let over = false;
   try {
-    return forwardUnpackr.unpackMultiple(packed as Buffer) as unknown[];
+    forwardUnpackr.unpackMultiple(packed as Buffer, (value: unknown) => {
+      if (entries.length >= maxEntries) {
+        over = true;
+        return false;
+      }
+      entries.push(value);
+      return true;
+    });
   } catch (error) {
     throw new ForwardProtocolError(`invalid MessagePack in packed entries: ${(error as Error).message}`);
   }
+  if (over) throw tooManyEntries(maxEntries);
+  return entries;
 }
 
 /** Epoch milliseconds of an entry's time, or NaN when it is neither a number of seconds nor an EventTime. */

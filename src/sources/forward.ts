@@ -30,6 +30,17 @@ const options = z.object({
       'Largest forward message, and largest CompressedPackedForward payload once decompressed. A larger one closes ' +
         'its connection with a logged reason (the sender retries or drops it; Fluentd chunks are 8 MiB by default).',
     ),
+  max_entries_per_message: z
+    .number()
+    .int()
+    .positive()
+    .default(500_000)
+    .describe(
+      'Most entries (events) one message may hold, PackedForward and CompressedPackedForward included, checked ' +
+        'while decoding. A message with more closes its connection without an ack (the sender keeps it), logged and ' +
+        'counted in `fluxo_forward_messages_over_limit_total`. A Fluentd 8 MiB chunk of 16-byte records is 500,000 ' +
+        'entries; 3 wire bytes can be an empty entry, so this bounds the memory one message can take.',
+    ),
   auth: z
     .object({
       shared_key: z
@@ -94,6 +105,7 @@ export const forwardSource = defineSource({
  */
 export class ForwardSource implements Source, ForwardServer {
   readonly maxMessageBytes: number;
+  readonly maxEntriesPerMessage: number;
   readonly auth: ServerAuth | undefined;
   readonly converter: EntryConverter;
   stopping = false;
@@ -116,6 +128,7 @@ export class ForwardSource implements Source, ForwardServer {
     ({ host: this.host, port: this.port } = splitAddress(opts.address));
     this.warnings = new RateLimitedWarnings(ctx.logger);
     this.maxMessageBytes = opts.max_message_bytes;
+    this.maxEntriesPerMessage = opts.max_entries_per_message;
     this.converter = new EntryConverter(new EventIdGenerator());
     this.auth = opts.auth && {
       sharedKey: opts.auth.shared_key,
@@ -132,6 +145,10 @@ export class ForwardSource implements Source, ForwardServer {
       protocolErrors: m.counter(
         'fluxo_forward_protocol_errors_total',
         'Connections closed for a malformed, truncated or oversized message.',
+      ),
+      overLimit: m.counter(
+        'fluxo_forward_messages_over_limit_total',
+        'Messages refused (connection closed, no ack) for exceeding max_message_bytes (on the wire or decompressed) or max_entries_per_message.',
       ),
       authFailures: m.counter(
         'fluxo_forward_auth_failures_total',
@@ -259,9 +276,16 @@ export class ForwardSource implements Source, ForwardServer {
     this.ctx.deadLetter(events, reason);
   }
 
-  protocolError(conn: ForwardConnection, reason: string, kind: 'protocol' | 'auth'): void {
+  protocolError(conn: ForwardConnection, reason: string, kind: 'protocol' | 'auth', limit?: string): void {
     (kind === 'auth' ? this.metrics.authFailures : this.metrics.protocolErrors).inc();
-    this.ctx.logger.warn({ host: conn.host, port: conn.port, reason }, `forward: connection closed: ${reason}`);
+    if (limit !== undefined) this.metrics.overLimit.inc();
+    const fields = { host: conn.host, port: conn.port, reason };
+    if (limit === undefined) {
+      this.ctx.logger.warn(fields, `forward: connection closed: ${reason}`);
+      return;
+    }
+    // Rate-limited per limit: a hostile sender reconnecting in a loop must not flood the log.
+    this.warnings.warn(limit, { ...fields, limit }, `forward: connection closed: ${reason}`);
   }
 
   acksSent(n: number): void {

@@ -359,3 +359,66 @@ describe('forward source: graceful stop', { timeout: 30_000 }, () => {
     assert.deepEqual(packr.unpack(raw.received()), { ack: 'c-stop' });
   });
 });
+
+describe('forward source: limits on what one message may become', { timeout: 60_000 }, () => {
+  const entry = (i: number) => [1700000000, { message: `m${i}` }];
+  const packedEntries = (n: number) => Buffer.concat(Array.from({ length: n }, (_, i) => pack(entry(i))));
+
+  it('refuses a message over max_entries_per_message in every mode: no ack, connection closed, counted', async (t) => {
+    const { rec, port } = await startSource(t, { max_entries_per_message: 100 });
+    const frames = [
+      pack(['t', Array.from({ length: 101 }, (_, i) => entry(i)), { chunk: 'c-forward' }]),
+      pack(['t', packedEntries(101), { chunk: 'c-packed' }]),
+      pack(['t', gzipSync(packedEntries(101)), { compressed: 'gzip', chunk: 'c-gzip' }]),
+    ];
+    for (const frame of frames) {
+      const raw = await rawClient(t, port);
+      raw.socket.write(frame);
+      await raw.closed;
+      assert.equal(raw.received().length, 0, 'no ack: the sender still has the message');
+    }
+    assert.equal(rec.events().length, 0);
+    assert.equal(await rec.metric('fluxo_forward_messages_over_limit_total'), 3);
+    assert.equal(await rec.metric('fluxo_forward_protocol_errors_total'), 3);
+    const logged = warnings(rec).filter((m) => /more than max_entries_per_message \(100\)/.test(m));
+    assert.equal(logged.length, 1, 'logged once, rate-limited');
+
+    const ok = await rawClient(t, port);
+    ok.socket.write(pack(['t', gzipSync(packedEntries(100)), { compressed: 'gzip', chunk: 'c-ok' }]));
+    await eventually(() => ok.received().length > 0, 'the ack of a message at the limit');
+    assert.deepEqual(packr.unpack(ok.received()), { ack: 'c-ok' });
+    assert.equal(rec.events().length, 100);
+  });
+
+  it('with the defaults, a 58 KB gzip of 20 million empty entries is refused while decoding', async (t) => {
+    const { rec, port } = await startSource(t);
+    // [0, {}] is 3 bytes: 60 MB decoded, under max_message_bytes (64 MiB).
+    const decoded = Buffer.alloc(60_000_000).fill(Buffer.from([0x92, 0x00, 0x80]));
+    const bomb = pack(['t', gzipSync(decoded, { level: 9 }), { compressed: 'gzip', chunk: 'c-bomb' }]);
+    assert.ok(bomb.length < 100_000, `${bomb.length} bytes on the wire`);
+    const raw = await rawClient(t, port);
+    raw.socket.write(bomb);
+    await raw.closed;
+    assert.equal(raw.received().length, 0);
+    assert.equal(rec.events().length, 0, 'not one of them became an event');
+    assert.equal(await rec.metric('fluxo_forward_messages_over_limit_total'), 1);
+    assert.ok(warnings(rec).some((m) => /more than max_entries_per_message \(500000\)/.test(m)));
+  });
+
+  it('splits a big message into pipeline-sized batches and acknowledges it once all settled', async (t) => {
+    const { rec, port } = await startSource(t, {}, 'manual');
+    const raw = await rawClient(t, port);
+    raw.socket.write(pack(['t', gzipSync(packedEntries(25_000)), { compressed: 'gzip', chunk: 'c-big' }]));
+    await rec.waitForEvents(25_000);
+    await eventually(() => rec.unsettled === 3, 'three batches wait for settlement');
+    assert.deepEqual(
+      rec.batches.map((b) => b.events.length),
+      [10_000, 10_000, 5_000],
+    );
+    assert.equal(raw.received().length, 0, 'no ack before every batch settled');
+    rec.settle('delivered');
+    await eventually(() => raw.received().length > 0, 'the ack');
+    assert.deepEqual(packr.unpack(raw.received()), { ack: 'c-big' });
+    assert.equal(rec.events()[24_999]!._id, 'c-big:24999');
+  });
+});

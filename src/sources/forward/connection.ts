@@ -21,6 +21,12 @@ import { describeInvalidEntry, type EntryConverter } from './events.ts';
 
 const gunzipAsync = promisify(gunzip);
 
+/**
+ * A message's events go to the pipeline in batches of at most this many (the memory buffer's default `max_events`),
+ * so a 500,000-entry message does not arrive at a buffer or sink as one batch.
+ */
+export const EMIT_BATCH_EVENTS = 10_000;
+
 /** A client that connected to a server with a shared key must send PING this soon after HELO. */
 export const HANDSHAKE_TIMEOUT_MS = 10_000;
 
@@ -35,6 +41,8 @@ export interface ServerAuth {
 /** What a connection needs from its source. */
 export interface ForwardServer {
   readonly maxMessageBytes: number;
+  /** Most entries one message may hold; a message with more is a protocol error (no ack: the sender keeps it). */
+  readonly maxEntriesPerMessage: number;
   readonly auth: ServerAuth | undefined;
   readonly converter: EntryConverter;
   readonly stopping: boolean;
@@ -50,7 +58,7 @@ export interface ForwardServer {
   deadLetter(events: Event[], reason: string): void;
   closed(conn: ForwardConnection): void;
   /** The connection is closed for `reason` (malformed, truncated, oversize, authentication). */
-  protocolError(conn: ForwardConnection, reason: string, kind: 'protocol' | 'auth'): void;
+  protocolError(conn: ForwardConnection, reason: string, kind: 'protocol' | 'auth', limit?: string): void;
   acksSent(n: number): void;
   sizeMismatch(conn: ForwardConnection, declared: number, found: number): void;
 }
@@ -110,7 +118,8 @@ export class ForwardConnection {
     try {
       this.scan(chunk);
     } catch (error) {
-      this.fail(error instanceof ForwardProtocolError ? error.message : String(error));
+      if (error instanceof ForwardProtocolError) this.fail(error.message, 'protocol', error.limit);
+      else this.fail(String(error));
       return;
     }
     if (!this.busy && this.queue.length > 0) this.handleQueue();
@@ -189,18 +198,18 @@ export class ForwardConnection {
 
   private async decodeAndEmit(frames: Buffer[]): Promise<void> {
     const messages: Exclude<ClientFrame, { kind: 'ping' }>[] = [];
-    let error: string | undefined;
+    let error: unknown;
     for (const frame of frames) {
       if (this.handshake) {
         if (!this.onPing(frame)) return;
         continue;
       }
       try {
-        const message = decodeClientFrame(frame);
+        const message = decodeClientFrame(frame, this.server.maxEntriesPerMessage);
         if (message.kind === 'ping') throw new ForwardProtocolError('unexpected PING: this server has no shared key');
         messages.push(message);
       } catch (e) {
-        error = errorText(e);
+        error = e;
         break;
       }
     }
@@ -213,14 +222,14 @@ export class ForwardConnection {
       try {
         if (message.kind === 'packed') {
           const raw = message.gzip ? await this.gunzip(message.packed) : message.packed;
-          entries = decodePackedEntries(raw);
+          entries = decodePackedEntries(raw, this.server.maxEntriesPerMessage);
         } else {
           entries = message.entries;
         }
         if (!Array.isArray(entries))
           throw new ForwardProtocolError('malformed Forward message: entries are not an array');
       } catch (e) {
-        error = errorText(e);
+        error = e;
         break;
       }
       const chunk = message.option?.chunk;
@@ -230,8 +239,10 @@ export class ForwardConnection {
       if (chunk !== undefined) acks.push(chunk);
     }
     if (invalid.length > 0) this.deadLetterInvalid(invalid);
+    // The messages before a bad one are delivered and acknowledged; the bad one is not, so its sender keeps it.
     await this.emit(events, acks);
-    if (error !== undefined) this.fail(error);
+    if (error !== undefined)
+      this.fail(errorText(error), 'protocol', error instanceof ForwardProtocolError ? error.limit : undefined);
   }
 
   private async gunzip(packed: Uint8Array): Promise<Buffer> {
@@ -242,26 +253,43 @@ export class ForwardConnection {
       if (code === 'ERR_BUFFER_TOO_LARGE') {
         throw new ForwardProtocolError(
           `CompressedPackedForward entries larger than max_message_bytes (${this.server.maxMessageBytes} bytes) once decompressed`,
+          'max_message_bytes (decompressed)',
         );
       }
       throw new ForwardProtocolError(`CompressedPackedForward entries are not valid gzip: ${(error as Error).message}`);
     }
   }
 
+  /**
+   * Hands the events over in batches of at most EMIT_BATCH_EVENTS, each awaited (backpressure), so one big message
+   * is not one huge batch for the buffers and sinks; its acks are sent once every batch settled as delivered.
+   */
   private async emit(events: Event[], acks: string[]): Promise<void> {
     if (events.length === 0) {
       // Every entry was dead-lettered (or the messages were empty): nothing waits for the pipeline.
       this.sendAcks(acks);
       return;
     }
-    const bytes = this.unreportedBytes;
+    let bytes = this.unreportedBytes;
     this.unreportedBytes = 0;
-    if (acks.length === 0) {
-      await this.server.emit(events, bytes, undefined);
+    let onSettled: ((status: AckStatus) => void) | undefined;
+    if (acks.length > 0) {
+      this.pendingAcks++;
+      let unsettled = Math.ceil(events.length / EMIT_BATCH_EVENTS);
+      let delivered = true;
+      onSettled = (status) => {
+        if (status !== 'delivered') delivered = false;
+        if (--unsettled === 0) this.settled(delivered ? 'delivered' : status, acks);
+      };
+    }
+    if (events.length <= EMIT_BATCH_EVENTS) {
+      await this.server.emit(events, bytes, onSettled);
       return;
     }
-    this.pendingAcks++;
-    await this.server.emit(events, bytes, (status) => this.settled(status, acks));
+    for (let i = 0; i < events.length; i += EMIT_BATCH_EVENTS) {
+      await this.server.emit(events.slice(i, i + EMIT_BATCH_EVENTS), bytes, onSettled);
+      bytes = 0;
+    }
   }
 
   private settled(status: AckStatus, acks: string[]): void {
@@ -311,12 +339,12 @@ export class ForwardConnection {
     if (this.dead || this.ended) this.socket.end();
   }
 
-  private fail(reason: string, kind: 'protocol' | 'auth' = 'protocol'): void {
+  private fail(reason: string, kind: 'protocol' | 'auth' = 'protocol', limit?: string): void {
     if (this.socket.destroyed) return;
     this.dead = true;
     this.queue = [];
     this.pending = undefined;
-    this.server.protocolError(this, reason, kind);
+    this.server.protocolError(this, reason, kind, limit);
     this.socket.destroy();
   }
 
