@@ -150,6 +150,30 @@ export const errorCatalogue = {
       'Check the exporter: it must send logs (not traces or metrics) to /v1/logs with Content-Type ' +
       'application/x-protobuf or application/json.',
   },
+  FLUXO_DECODED_BODY_TOO_LARGE: {
+    area: 'source',
+    meaning:
+      'An http or otlp request body inflates (gzip) to more than `max_decoded_body_bytes`. Decompression stops at ' +
+      'the limit, the request is answered 413 and nothing of it is accepted (a typical gzip bomb).',
+    action:
+      'If the sender is legitimate, send smaller requests (most exporters have a batch size option) or raise ' +
+      '`max_decoded_body_bytes` on the source.',
+  },
+  FLUXO_TOO_MANY_EVENTS: {
+    area: 'source',
+    meaning:
+      'An http or otlp request holds more events (lines, array elements, log records) than ' +
+      '`max_events_per_request`. It is answered 413 and nothing of it is accepted.',
+    action:
+      'Send smaller batches (e.g. the max export batch size of the OTLP exporter), or raise `max_events_per_request`.',
+  },
+  FLUXO_NESTING_TOO_DEEP: {
+    area: 'source',
+    meaning:
+      'An http or otlp request holds a JSON value (or OTLP AnyValue) nested deeper than `max_nesting_depth`; no ' +
+      'sink could encode it again, so the request is answered 400 and nothing of it is accepted.',
+    action: 'Flatten the events at the sender, or raise `max_nesting_depth` (at most 1000).',
+  },
   FLUXO_FORWARD_PROTOCOL: {
     area: 'source',
     meaning:

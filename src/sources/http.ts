@@ -1,4 +1,9 @@
 import { z } from 'zod';
+import {
+  DEFAULT_MAX_DECODED_BODY_BYTES,
+  DEFAULT_MAX_EVENTS_PER_REQUEST,
+  DEFAULT_MAX_NESTING_DEPTH,
+} from '../codecs/body-limits.ts';
 import { httpAuthOption } from '../codecs/http-auth.ts';
 import { tlsServerOption } from '../codecs/tls.ts';
 import { defineSource } from '../core/component.ts';
@@ -18,8 +23,35 @@ const options = z.object({
   max_body_bytes: size()
     .default(10 * 1024 * 1024)
     .describe(
-      'Largest accepted body, checked on the wire and after decompression (gzip bombs): 413 beyond it. ' +
-        'Bodies being read or decoded take at most `max_pending_requests` × this much memory.',
+      'Largest accepted body as sent (compressed or not): 413 beyond it, before the rest is read. ' +
+        'Bodies being read take at most `max_pending_requests` × this much memory.',
+    ),
+  max_decoded_body_bytes: size()
+    .default(DEFAULT_MAX_DECODED_BODY_BYTES)
+    .describe(
+      'Largest body after gzip decompression (64 MiB by default: room for a 10 MiB body of logs compressed ' +
+        '6:1): the inflater stops as soon as it passes this, and the request is answered 413, so a small ' +
+        'gzip bomb costs at most this much memory. Counted as `decoded_body_too_large` errors.',
+    ),
+  max_events_per_request: z
+    .number()
+    .int()
+    .positive()
+    .default(DEFAULT_MAX_EVENTS_PER_REQUEST)
+    .describe(
+      'Most events (lines, array elements) in one request, 100,000 by default; a body with more is answered ' +
+        '413 and nothing of it is taken (counted as `too_many_events`). Accepted requests enter the pipeline ' +
+        'in batches of at most 1,000 events, in order, and are answered once every batch is delivered.',
+    ),
+  max_nesting_depth: z
+    .number()
+    .int()
+    .min(1)
+    .max(1000)
+    .default(DEFAULT_MAX_NESTING_DEPTH)
+    .describe(
+      'Deepest JSON nesting of one event (the event object is level 1), 100 by default as in protobuf: a ' +
+        'deeper event is answered 400 and counted as `nesting_too_deep`, since no sink could encode it.',
     ),
   max_pending_requests: z
     .number()
@@ -63,7 +95,8 @@ export const httpSource = defineSource({
     '# address), `source_type: http`, `_id` (`<Idempotency-Key>:<index>` when the request has that header).',
     '# Answers: 200 {"accepted": n} once every sink has the events; 503 + Retry-After if they could not be',
     '# delivered, or while the pipeline is full; 429 + Retry-After over max_pending_requests; 400 with the reason',
-    '# for a malformed body (nothing of it is taken); 401, 404, 405, 413, 415 as usual.',
+    '# for a malformed body or one nested deeper than max_nesting_depth (nothing of it',
+    '# is taken); 413 over max_body_bytes, max_decoded_body_bytes or max_events_per_request; 401, 404, 405, 415 as usual.',
     'sources:',
     '  web_http:',
     '    type: http',

@@ -102,6 +102,9 @@ describe('http source options', () => {
       address: '127.0.0.1:8080',
       path: '/',
       max_body_bytes: 10 * 1024 * 1024,
+      max_decoded_body_bytes: 64 * 1024 * 1024,
+      max_events_per_request: 100_000,
+      max_nesting_depth: 100,
       max_pending_requests: 512,
       backpressure_threshold: 200,
       retry_after: 1000,
@@ -198,7 +201,7 @@ describe('http source with curl', { timeout: 60_000 }, () => {
   it('answers 413 over max_body_bytes: declared, chunked, and after gunzip; 100-continue saves the upload', async (t) => {
     const curlPath = requireProgram(t, 'curl', 'curl');
     if (!curlPath) return;
-    const { url, sink, dir, metric } = await httpPipeline(t, 'max_body_bytes: 64KiB');
+    const { url, sink, dir, metric } = await httpPipeline(t, 'max_body_bytes: 64KiB, max_decoded_body_bytes: 1MiB');
     const file = join(dir, 'big');
     writeFileSync(file, `${'x'.repeat(100)}\n`.repeat(1000));
     let r = await curl(curlPath, url, ['--data-binary', `@${file}`, '-H', 'Content-Type: text/plain']);
@@ -227,14 +230,18 @@ describe('http source with curl', { timeout: 60_000 }, () => {
     });
     assert.equal(chunked.statusCode, 413);
     await chunked.body.dump();
-    // a gzip bomb: 40 KiB on the wire, 10 MiB inflated
+    // a gzip bomb: 10 KiB on the wire, 10 MiB inflated
     const bomb = gzipSync(Buffer.alloc(10 * 1024 * 1024, 0x61));
     assert.ok(bomb.length < 64 * 1024);
     const res = await post(url, bomb, { 'content-type': 'text/plain', 'content-encoding': 'gzip' });
     assert.equal(res.statusCode, 413);
-    assert.match(((await res.body.json()) as { error: string }).error, /decompressed body larger/);
+    assert.match(
+      ((await res.body.json()) as { error: string }).error,
+      /decompressed body larger than max_decoded_body_bytes \(1048576 bytes\)/,
+    );
     assert.equal(sink.written.length, 0);
     assert.ok((await metric('fluxo_component_errors_total', { error_type: 'body_too_large' })) >= 3);
+    assert.equal(await metric('fluxo_component_errors_total', { error_type: 'decoded_body_too_large' }), 1);
   });
 
   it('answers 400 with the reason for a malformed body, and nothing of it is taken', async (t) => {

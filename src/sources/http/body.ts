@@ -1,3 +1,4 @@
+import { NestingTooDeepError, scanJson, TooManyEventsError } from '../../codecs/body-limits.ts';
 import { FluxoError } from '../../core/errors.ts';
 import type { Event } from '../../core/event.ts';
 
@@ -9,7 +10,9 @@ import type { Event } from '../../core/event.ts';
  * - `text/plain`, or no Content-Type: one event per line, the line in `message`.
  * A JSON object becomes the event as sent; a JSON string becomes `{ message }`; any other value is refused.
  * Blank lines are skipped. A body that does not decode is refused whole (400), so a client never has to guess
- * which part was taken.
+ * which part was taken; so is one with more than `maxEvents` events (TooManyEventsError, 413) or a JSON value
+ * nested deeper than `maxDepth` (NestingTooDeepError, 400: no encoder could write it again). Both are found by
+ * scanning the text before anything is built from it.
  */
 export type BodyFormat = 'ndjson' | 'json' | 'text';
 
@@ -41,35 +44,55 @@ export class MalformedBodyError extends FluxoError {
   }
 }
 
-/** Decodes `text` into events (fields as sent, not yet stamped). Throws MalformedBodyError. */
-export function decodeBody(format: BodyFormat, text: string): Event[] {
-  if (format === 'json') return decodeJson(text);
-  const lines = text.split('\n');
+export interface BodyLimits {
+  /** Most events one body may hold. */
+  maxEvents: number;
+  /** Deepest nesting of one event: the event object is level 1. */
+  maxDepth: number;
+}
+
+/** Decodes `text` into events (fields as sent, not yet stamped). Throws MalformedBodyError and the limit errors. */
+export function decodeBody(format: BodyFormat, text: string, limits: BodyLimits): Event[] {
+  if (format === 'json') return decodeJson(text, limits);
   const events: Event[] = [];
-  if (format === 'text') {
-    for (let i = 0; i < lines.length; i++) {
-      let line = lines[i]!;
+  const { maxEvents, maxDepth } = limits;
+  // Line by line with indexOf: a split would build every line of a 5M-line body before the count is checked.
+  let start = 0;
+  for (let lineNo = 1; start <= text.length; lineNo++) {
+    let end = text.indexOf('\n', start);
+    if (end < 0) end = text.length;
+    let line = text.slice(start, end);
+    start = end + 1;
+    if (format === 'text') {
       if (line.charCodeAt(line.length - 1) === 0x0d) line = line.slice(0, -1);
-      if (line.length > 0) events.push({ message: line });
+      if (line.length === 0) continue;
+      if (events.length >= maxEvents) throw new TooManyEventsError(maxEvents);
+      events.push({ message: line });
+      continue;
     }
-    return events;
-  }
-  for (let i = 0; i < lines.length; i++) {
-    const line = lines[i]!;
     if (isBlank(line)) continue;
+    if (events.length >= maxEvents) throw new TooManyEventsError(maxEvents);
+    scanJson(line, maxDepth, 0, 0);
     let value: unknown;
     try {
       value = JSON.parse(line);
     } catch (error) {
-      throw new MalformedBodyError(`malformed JSON on line ${i + 1}: ${(error as Error).message}`);
+      throw new MalformedBodyError(`malformed JSON on line ${lineNo}: ${(error as Error).message}`);
     }
-    events.push(toEvent(value, `line ${i + 1}`));
+    events.push(toEvent(value, `line ${lineNo}`));
   }
   return events;
 }
 
-function decodeJson(text: string): Event[] {
+function decodeJson(text: string, { maxEvents, maxDepth }: BodyLimits): Event[] {
   if (isBlank(text)) return [];
+  // In an array body the events sit one level down.
+  const isArrayBody = text.trimStart().startsWith('[');
+  try {
+    scanJson(text, isArrayBody ? maxDepth + 1 : maxDepth, 1, maxEvents);
+  } catch (error) {
+    throw error instanceof NestingTooDeepError ? new NestingTooDeepError(maxDepth) : error;
+  }
   let value: unknown;
   try {
     value = JSON.parse(text);

@@ -1,6 +1,13 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import { gunzip } from 'node:zlib';
+import {
+  DecodedBodyTooLargeError,
+  gunzipCapped,
+  InvalidGzipError,
+  MAX_BATCH_EVENTS,
+  NestingTooDeepError,
+  TooManyEventsError,
+} from '../../codecs/body-limits.ts';
 import { HttpAuthenticator } from '../../codecs/http-auth.ts';
 import { loadTlsServerOptions } from '../../codecs/tls.ts';
 import type { AckStatus } from '../../core/ack.ts';
@@ -21,8 +28,10 @@ const LINGER_MS = 2000;
 const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
 
 /**
- * The `http` source. Each accepted request becomes one batch; the response waits for that batch's
- * acknowledgement: 200 once every sink delivered (or durably buffered) it, 503 if it failed. Requests are
+ * The `http` source. Each accepted request becomes batches of at most MAX_BATCH_EVENTS events, emitted in order;
+ * the response waits for all of them: 200 once every sink delivered (or durably buffered) each, 503 if one
+ * failed. A body is decoded whole before anything is emitted, so a refused body (400, 413) leaves nothing in the
+ * pipeline. Requests are
  * turned away before their body is read when the pipeline pushes back: 429 when `max_pending_requests` are
  * being read or awaiting acknowledgement, 503 when a batch has waited `backpressure_threshold` for room in a
  * full pipeline. Both carry `Retry-After`.
@@ -47,6 +56,7 @@ export class HttpSource implements Source {
   private readonly pendingGauge;
   private readonly backpressureRejections;
   private readonly rejectedConnections;
+  private readonly decompressedBytes;
   private readonly warnings: RateLimitedWarnings;
 
   constructor(
@@ -69,6 +79,10 @@ export class HttpSource implements Source {
     this.rejectedConnections = m.counter(
       'fluxo_http_connections_rejected_total',
       'Connections closed on arrival because max_connections were open.',
+    );
+    this.decompressedBytes = m.counter(
+      'fluxo_http_decompressed_bytes_total',
+      'Bytes produced by inflating gzip bodies, refused ones included (each stops at max_decoded_body_bytes).',
     );
     const tls = loadTlsServerOptions(opts.tls, `source ${ctx.id}`);
     const handler = (req: IncomingMessage, res: ServerResponse) => this.onRequest(req, res, false);
@@ -228,18 +242,24 @@ export class HttpSource implements Source {
         this.decodeAndEmit(req, res, body, size, format, key, receivedAt, done);
         return;
       }
-      gunzip(body, { maxOutputLength: this.opts.max_body_bytes }, (error, plain) => {
-        if (error) {
+      gunzipCapped(body, this.opts.max_decoded_body_bytes).then(
+        ({ body: plain, produced }) => {
+          this.decompressedBytes.inc(produced);
+          this.decodeAndEmit(req, res, plain, size, format, key, receivedAt, done);
+        },
+        (error: unknown) => {
           done();
-          if ((error as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') {
-            this.tooLarge(req, res, this.opts.max_body_bytes + 1, 'decompressed body');
+          if (error instanceof DecodedBodyTooLargeError) {
+            this.decompressedBytes.inc(error.produced);
+            this.overLimit(req, res, 'decoded_body_too_large', error.message, {
+              max_decoded_body_bytes: error.limit,
+            });
             return;
           }
-          this.reject(req, res, 400, 'malformed_body', `invalid gzip body: ${error.message}`);
-          return;
-        }
-        this.decodeAndEmit(req, res, plain, size, format, key, receivedAt, done);
-      });
+          const message = error instanceof InvalidGzipError ? error.message : `invalid gzip body: ${String(error)}`;
+          this.reject(req, res, 400, 'malformed_body', message);
+        },
+      );
     });
   }
 
@@ -255,9 +275,25 @@ export class HttpSource implements Source {
   ): void {
     let events: Event[];
     try {
-      events = decodeBody(format, body.toString('utf8'));
+      events = decodeBody(format, body.toString('utf8'), {
+        maxEvents: this.opts.max_events_per_request,
+        maxDepth: this.opts.max_nesting_depth,
+      });
     } catch (error) {
       done();
+      if (error instanceof TooManyEventsError) {
+        this.overLimit(req, res, 'too_many_events', error.message, { max_events_per_request: error.limit });
+        return;
+      }
+      if (error instanceof NestingTooDeepError) {
+        this.warnings.warn(
+          'too_deep',
+          { host: req.socket.remoteAddress, max_nesting_depth: error.limit },
+          'request refused: JSON nested deeper than max_nesting_depth',
+        );
+        this.reject(req, res, 400, 'nesting_too_deep', error.message);
+        return;
+      }
       if (!(error instanceof MalformedBodyError)) {
         this.ctx.logger.error({ err: (error as Error).message }, 'cannot decode request body');
         this.reject(req, res, 500, 'internal', 'the body could not be decoded');
@@ -283,10 +319,35 @@ export class HttpSource implements Source {
       return;
     }
     this.stamp(events, peerHost(req.socket.remoteAddress), key, receivedAt);
-    const count = events.length;
-    const onSettled = (status: AckStatus) => {
-      if (status === 'delivered') {
-        this.answer(res, 200, { accepted: count });
+    this.emitInBatches(res, events, wireBytes, receivedAt, done);
+  }
+
+  /**
+   * Emits `events` as batches of at most MAX_BATCH_EVENTS, each once the pipeline took the one before (order and
+   * backpressure kept), and answers once every emitted batch settled: 200 if all were delivered, else 503. A
+   * batch the stopping pipeline refused, and those after it, are never emitted; the sender sends the request
+   * again (with an Idempotency-Key its events keep their ids, so the copies can be dropped downstream).
+   */
+  private emitInBatches(
+    res: ServerResponse,
+    events: Event[],
+    wireBytes: number,
+    receivedAt: number,
+    done: () => void,
+  ): void {
+    const total = events.length;
+    const batches = Math.ceil(total / MAX_BATCH_EVENTS);
+    let unsettled = batches;
+    let failed = false;
+    let stopped = false;
+    const finish = () => {
+      if (stopped) {
+        done();
+        this.answerBusy(res, 503, 'shutting down');
+        return;
+      }
+      if (!failed) {
+        this.answer(res, 200, { accepted: total });
       } else {
         this.ctx.metrics.error('not_delivered');
         res.setHeader('Retry-After', this.retryAfter);
@@ -294,18 +355,39 @@ export class HttpSource implements Source {
       }
       done();
     };
-    const id = this.nextEmitId++;
-    this.waitingEmits.set(id, Date.now());
-    this.ctx.emit(events, { bytes: wireBytes, onSettled, receivedAt }).then(
-      () => this.emitTaken(id),
-      (error: unknown) => {
-        // Only a stopping pipeline rejects; the batch was not taken, so onSettled never runs.
-        this.ctx.logger.debug({ err: String(error) }, 'emit rejected');
-        done();
-        this.answerBusy(res, 503, 'shutting down');
-        this.emitTaken(id);
-      },
-    );
+    const onSettled = (status: AckStatus) => {
+      if (status !== 'delivered') failed = true;
+      if (--unsettled === 0) finish();
+    };
+    const notEmitted = (from: number) => {
+      stopped = true;
+      unsettled -= batches - from;
+      if (unsettled === 0) finish();
+    };
+    const emitFrom = (index: number) => {
+      const start = index * MAX_BATCH_EVENTS;
+      const batch = batches === 1 ? events : events.slice(start, start + MAX_BATCH_EVENTS);
+      const bytes = batches === 1 ? wireBytes : Math.ceil((wireBytes * batch.length) / total);
+      const id = this.nextEmitId++;
+      this.waitingEmits.set(id, Date.now());
+      this.ctx.emit(batch, { bytes, onSettled, receivedAt }).then(
+        () => {
+          // The next batch is registered before this one is marked taken, so stop() waits for it too.
+          if (index + 1 < batches) {
+            if (this.stopping) notEmitted(index + 1);
+            else emitFrom(index + 1);
+          }
+          this.emitTaken(id);
+        },
+        (error: unknown) => {
+          // Only a stopping pipeline rejects; the batch was not taken, so its onSettled never runs.
+          this.ctx.logger.debug({ err: String(error) }, 'emit rejected');
+          notEmitted(index);
+          this.emitTaken(id);
+        },
+      );
+    };
+    emitFrom(0);
   }
 
   /** Sets what the sender left out; a forwarded event keeps its own `timestamp`, `host`, `source_type`, `_id`. */
@@ -342,6 +424,20 @@ export class HttpSource implements Source {
     res.setHeader('Retry-After', this.retryAfter);
     if (req !== undefined) this.keepOrClose(req, res);
     this.answer(res, status, { error: reason });
+  }
+
+  /** 413 for a body within max_body_bytes on the wire that decodes to too much: counted and logged, rate-limited. */
+  private overLimit(
+    req: IncomingMessage,
+    res: ServerResponse,
+    type: string,
+    reason: string,
+    fields: Record<string, unknown>,
+  ): void {
+    this.ctx.metrics.error(type);
+    this.warnings.warn(type, { host: req.socket.remoteAddress, ...fields }, `request refused: ${reason}`);
+    this.keepOrClose(req, res);
+    this.answer(res, 413, { error: reason });
   }
 
   private reject(req: IncomingMessage, res: ServerResponse, status: number, type: string, reason: string): void {
