@@ -5,7 +5,7 @@ import { LineSplitter } from '../codecs/lines.ts';
 import { defineSource, type SourceContext } from '../core/component.ts';
 import type { Event } from '../core/event.ts';
 import { NetSourceBase } from '../core/net/net-source-base.ts';
-import { keepaliveOption, receiveBufferBytesOption } from '../core/net/options.ts';
+import { connectionDeadlineOptions, keepaliveOption, receiveBufferBytesOption } from '../core/net/options.ts';
 import { type ConnectionOwner, StreamConnection, TcpStreamListener } from '../core/net/tcp-stream-listener.ts';
 import { UdpBatchListener } from '../core/net/udp-batch-listener.ts';
 import { RateLimitedWarnings } from '../core/rate-limited-warnings.ts';
@@ -33,11 +33,13 @@ const options = z.object({
     .positive()
     .default(10_000)
     .describe(
-      'TCP: most simultaneous connections. Extra connections are closed at once, logged and counted in ' +
-        '`fluxo_socket_connections_rejected_total`.',
+      'TCP: most simultaneous connections. A new one beyond them evicts the longest-idle connection (see ' +
+        '`evict_idle_after`); when none is idle enough it is closed at once (the sender sees an accepted connection ' +
+        'closed), logged rate-limited and counted in `fluxo_socket_connections_rejected_total`.',
     ),
   receive_buffer_bytes: receiveBufferBytesOption(),
   keepalive: keepaliveOption(),
+  ...connectionDeadlineOptions(30_000, 'line'),
 });
 
 export type SocketSourceOptions = z.infer<typeof options>;
@@ -107,6 +109,10 @@ class TcpLineSource extends LineSocketSource {
     this.transport = new TcpStreamListener<TcpConnection>(this, {
       keepalive: opts.keepalive,
       maxConnections: opts.max_connections,
+      idleTimeoutMs: opts.idle_timeout,
+      readTimeoutMs: opts.read_timeout,
+      evictIdleAfterMs: opts.evict_idle_after,
+      warn: (kind, fields, message) => this.warnings.warn(kind, fields, message),
       label: 'socket',
       unit: 'lines',
       partialHelp: 'Unterminated lines dropped at shutdown or when a connection was reset.',

@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { tlsServerOption } from '../codecs/tls.ts';
 import { defineSource } from '../core/component.ts';
 import { FluxoError } from '../core/errors.ts';
-import { keepaliveOption, receiveBufferBytesOption } from '../core/net/options.ts';
+import { connectionDeadlineOptions, keepaliveOption, receiveBufferBytesOption } from '../core/net/options.ts';
 import { address, size } from '../core/units.ts';
 import { SyslogTcpSource } from './syslog/tcp.ts';
 import { SyslogUdpSource } from './syslog/udp.ts';
@@ -32,12 +32,15 @@ const options = z.object({
     .positive()
     .default(1000)
     .describe(
-      'TCP: most simultaneous connections (each may hold up to `max_message_bytes`). Extra connections are closed ' +
-        'at once, logged and counted in `fluxo_syslog_connections_rejected_total`.',
+      'TCP: most simultaneous connections (each may hold up to `max_message_bytes`). A new one beyond them evicts ' +
+        'the longest-idle connection (see `evict_idle_after`); when none is idle enough it is closed at once (the ' +
+        'sender sees an accepted connection closed), logged rate-limited and counted in ' +
+        '`fluxo_syslog_connections_rejected_total`.',
     ),
   tls: tlsServerOption(),
   receive_buffer_bytes: receiveBufferBytesOption(),
   keepalive: keepaliveOption(),
+  ...connectionDeadlineOptions(30_000, 'message'),
 });
 
 export type SyslogSourceOptions = z.infer<typeof options>;

@@ -48,6 +48,9 @@ describe('socket source options', () => {
       max_line_bytes: 100 * 1024,
       max_connections: 10_000,
       keepalive: true,
+      idle_timeout: 300_000,
+      read_timeout: 30_000,
+      evict_idle_after: 10_000,
     });
     assert.equal(socketSource.options.parse({ address: 'localhost:1', max_line_bytes: '64KiB' }).max_line_bytes, 65536);
     assert.equal(socketSource.options.safeParse({}).success, false, 'address is required');
@@ -261,5 +264,37 @@ describe('socket source, udp', { timeout: 30_000 }, () => {
     await rec.waitForEvents(21);
     assert.equal(rec.batches.length, 2, 'what was held goes out as one batch');
     await source.stop();
+  });
+});
+
+describe('socket source, tcp: connection deadlines', { timeout: 30_000 }, () => {
+  it('closes a line that trickles past read_timeout and a silent connection past idle_timeout', async (t) => {
+    const { rec, port } = await startSource(t, { read_timeout: 200, idle_timeout: 300 });
+    const slow = await client(t, port);
+    const slowClosed = once(slow, 'close');
+    slow.write('never');
+    const timer = setInterval(() => slow.writable && slow.write('x'), 20);
+    t.after(() => clearInterval(timer));
+    const silent = await client(t, port);
+    await Promise.all([slowClosed, once(silent, 'close')]);
+    clearInterval(timer);
+    assert.equal(await metric(rec, 'fluxo_socket_connections_read_timeout_total'), 1);
+    assert.equal(await metric(rec, 'fluxo_socket_connections_idle_closed_total'), 1);
+    assert.equal(await metric(rec, 'fluxo_socket_partial_lines_dropped_total'), 1);
+    assert.deepEqual(messages(rec), []);
+  });
+
+  it('evicts the longest-idle connection for a new one at max_connections', async (t) => {
+    const { rec, port } = await startSource(t, { max_connections: 1, evict_idle_after: 0 });
+    const first = await client(t, port);
+    first.write('one\n');
+    await rec.waitForEvents(1);
+    const firstClosed = once(first, 'close');
+    const second = await client(t, port);
+    second.write('two\n');
+    await rec.waitForEvents(2);
+    await firstClosed;
+    assert.deepEqual(messages(rec), ['one', 'two']);
+    assert.equal(await metric(rec, 'fluxo_socket_connections_evicted_total'), 1);
   });
 });

@@ -75,6 +75,9 @@ describe('syslog source options', () => {
       max_message_bytes: 64 * 1024,
       max_connections: 1000,
       keepalive: true,
+      idle_timeout: 300_000,
+      read_timeout: 30_000,
+      evict_idle_after: 10_000,
     });
     assert.equal(syslogSource.options.parse({ max_message_bytes: '8KiB' }).max_message_bytes, 8192);
     assert.equal(syslogSource.options.safeParse({ mode: 'unix' }).success, false);
@@ -406,5 +409,80 @@ describe('syslog source, tls', { timeout: 60_000 }, () => {
     assert.match(String(refusal), /certificate required/);
     await untilMetric(rec, 'fluxo_component_errors_total', 1);
     assert.equal(rec.events().length, 2);
+  });
+});
+
+describe('syslog source, tcp: deadlines against slow and idle connections (slowloris)', { timeout: 30_000 }, () => {
+  /** A peer that sends an incomplete message, then one more byte every `ms`, never a newline. */
+  async function trickler(t: TestContext, port: number, ms = 20) {
+    const socket = await client(t, port);
+    const closed = once(socket, 'close');
+    socket.write('<13>never ends');
+    const timer = setInterval(() => socket.writable && socket.write('x'), ms);
+    t.after(() => clearInterval(timer));
+    return { socket, closed: closed.then(() => clearInterval(timer)) };
+  }
+
+  it('read_timeout closes connections whose message never completes; steady senders stay', async (t) => {
+    const { rec, port, logs } = await startSource(t, { read_timeout: 200, idle_timeout: 0 });
+    const steady = await client(t, port);
+    let n = 0;
+    const timer = setInterval(() => steady.write(`<13>steady ${n++}\n`), 20);
+    t.after(() => clearInterval(timer));
+    const slow = await Promise.all(Array.from({ length: 5 }, () => trickler(t, port)));
+    await Promise.all(slow.map((s) => s.closed));
+    assert.equal(await metric(rec, 'fluxo_syslog_connections_read_timeout_total'), 5);
+    assert.equal(await metric(rec, 'fluxo_syslog_partial_messages_dropped_total'), 5);
+    const warned = logs.filter((l) => String(l.msg).includes('an incomplete frame outlived read_timeout'));
+    assert.equal(warned.length, 1, 'rate-limited');
+    clearInterval(timer);
+    await untilMetric(rec, 'fluxo_syslog_open_connections', 1);
+    assert.equal(steady.destroyed, false, 'the steady sender was never closed');
+    assert.ok(rec.events().some((e) => e.message === 'steady 0'));
+  });
+
+  it('idle_timeout closes a silent connection, never one waiting for the pipeline', async (t) => {
+    const { rec, port } = await startSource(t, { idle_timeout: 100, read_timeout: 0 });
+    rec.block();
+    const waiting = await client(t, port);
+    waiting.write('<13>held by a blocked pipeline\n');
+    await untilMetric(rec, 'fluxo_syslog_open_connections', 1);
+    const silent = await client(t, port);
+    await once(silent, 'close');
+    assert.equal(await metric(rec, 'fluxo_syslog_connections_idle_closed_total'), 1);
+    assert.equal(waiting.destroyed, false, 'paused by backpressure is not idle');
+    rec.unblock();
+    await rec.waitForEvents(1);
+    await once(waiting, 'close');
+    assert.equal(await metric(rec, 'fluxo_syslog_connections_idle_closed_total'), 2);
+  });
+
+  it('at max_connections a new connection evicts the longest-idle one instead of being refused', async (t) => {
+    const { rec, port, logs } = await startSource(t, {
+      max_connections: 3,
+      evict_idle_after: 0,
+      idle_timeout: 0,
+      read_timeout: 0,
+    });
+    const peers: Socket[] = [];
+    for (const name of ['a', 'b', 'c']) {
+      const s = await client(t, port);
+      s.write(`<13>from ${name}\n`);
+      await rec.waitForEvents(peers.length + 1);
+      peers.push(s);
+    }
+    const closedA = once(peers[0]!, 'close');
+    const d = await client(t, port);
+    d.write('<13>from d\n');
+    await rec.waitForEvents(4);
+    await closedA;
+    assert.deepEqual(
+      rec.events().map((e) => e.message),
+      ['from a', 'from b', 'from c', 'from d'],
+    );
+    assert.equal(await metric(rec, 'fluxo_syslog_connections_evicted_total'), 1);
+    assert.equal(await metric(rec, 'fluxo_syslog_connections_rejected_total'), 0);
+    assert.ok(logs.some((l) => String(l.msg).includes('evicted the longest-idle connection')));
+    assert.equal(peers[1]!.destroyed || peers[2]!.destroyed, false);
   });
 });

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { size } from '../units.ts';
+import { duration, size } from '../units.ts';
 
 /**
  * Options every listening source spells and documents the same way (socket, syslog): one definition so their
@@ -17,4 +17,36 @@ export function keepaliveOption() {
     .boolean()
     .default(true)
     .describe('TCP: send keep-alive probes on idle connections so vanished peers are noticed and their slot freed.');
+}
+
+/**
+ * TCP connection deadlines (see connection-deadlines.ts). Idle 5 min: far above the heartbeat or keep-alive
+ * period of any agent that keeps its connection open (Fluentd heartbeats every second, Fluent Bit closes its own
+ * idle connections after 30 s), so only abandoned or hostile connections reach it; senders reconnect on their
+ * next message. Evict after 10 s: a connection that has not completed a frame for that long gives up its slot to
+ * a new one when max_connections are open.
+ */
+export function connectionDeadlineOptions(readTimeoutDefaultMs: number, frame: string) {
+  return {
+    idle_timeout: duration()
+      .default(300_000)
+      .describe(
+        'TCP: close a connection that received nothing for this long (default 5 min) (not while it waits for the pipeline); ' +
+          `\`0\` never. Counted in \`fluxo_<type>_connections_idle_closed_total\`.`,
+      ),
+    read_timeout: duration()
+      .default(readTimeoutDefaultMs)
+      .describe(
+        `TCP: close a connection whose incomplete ${frame} began arriving this long ago, however slowly it trickles ` +
+          '(slowloris); `0` never. The incomplete part is dropped; logged (rate-limited) and counted in ' +
+          '`fluxo_<type>_connections_read_timeout_total`.',
+      ),
+    evict_idle_after: duration()
+      .default(10_000)
+      .describe(
+        'TCP: when max_connections are open, a new connection closes the one that has gone longest without ' +
+          `completing a ${frame}, if that is at least this long (\`fluxo_<type>_connections_evicted_total\`); ` +
+          'otherwise the new connection is refused (closed at once, `fluxo_<type>_connections_rejected_total`).',
+      ),
+  };
 }

@@ -2,6 +2,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { createServer as createTlsServer, type TlsOptions } from 'node:tls';
 import type { Event } from '../event.ts';
 import type { LocalCounter, LocalGauge } from '../metrics.ts';
+import { ConnectionDeadlines, type ExpiryReason, type TimedConnection } from './connection-deadlines.ts';
 import { listenServer } from './listen.ts';
 import { formatEndpoint, type NetSourceBase, type NetTransport } from './net-source-base.ts';
 
@@ -12,10 +13,21 @@ const COALESCE_MAX_EVENTS = 1000;
  * full speed, 260-line chunks gathered into one batch cost 10 % more CPU than sent as they came).
  */
 const COALESCE_BELOW_EVENTS = 64;
+/**
+ * Node itself closes connections beyond max_connections + this: room for TLS handshakes in progress (not yet
+ * counted by the listener) and evicted sockets still closing, while the listener enforces max_connections.
+ */
+const ACCEPT_HEADROOM = 64;
 
 export interface TcpStreamListenerOptions<C extends StreamConnection> {
   keepalive: boolean;
   maxConnections: number;
+  /** Connection deadlines in ms (idle, incomplete frame, eviction at max_connections); 0 disables the first two. */
+  idleTimeoutMs: number;
+  readTimeoutMs: number;
+  evictIdleAfterMs: number;
+  /** The source's rate-limited warning, for read timeouts and evictions. */
+  warn: (kind: string, fields: Record<string, unknown>, message: string) => void;
   /** TLS server options: the listener then speaks TLS and its endpoint says `tls`. */
   tls?: TlsOptions;
   /** Source type (`socket`, `syslog`): names the metrics `fluxo_<label>_…` and the server error log. */
@@ -29,7 +41,7 @@ export interface TcpStreamListenerOptions<C extends StreamConnection> {
   /** Debug log when a reset connection leaves an unterminated frame. */
   resetMessage: string;
   connection: (socket: Socket, listener: TcpStreamListener<C>) => C;
-  /** Told of every connection Node closed because max_connections were open (already counted). */
+  /** Told of every connection refused because max_connections were open (already counted). */
   onDrop: (remoteAddress: string | undefined, remotePort: number | undefined) => void;
 }
 
@@ -47,6 +59,7 @@ export class TcpStreamListener<C extends StreamConnection> implements Connection
   private readonly openConnections: LocalGauge;
   private readonly rejected: LocalCounter;
   private readonly partialDropped: LocalCounter;
+  private readonly deadlines: ConnectionDeadlines<C>;
   /** Events taken from connections in this turn of the event loop, not yet emitted. */
   private pending: { events: Event[]; bytes: number; conns: C[] } = { events: [], bytes: 0, conns: [] };
   private flushScheduled = false;
@@ -73,17 +86,25 @@ export class TcpStreamListener<C extends StreamConnection> implements Connection
       this.scheme = 'tcp';
       this.server = createServer(netOptions, onConnection);
     }
-    this.server.maxConnections = options.maxConnections;
-    // Node closes connections over maxConnections itself and tells us with 'drop'.
-    this.server.on('drop', (data) => {
-      this.rejected.inc();
-      options.onDrop(data?.remoteAddress, data?.remotePort);
-    });
+    this.deadlines = new ConnectionDeadlines<C>(
+      this.connections,
+      {
+        idleTimeoutMs: options.idleTimeoutMs,
+        readTimeoutMs: options.readTimeoutMs,
+        evictIdleAfterMs: options.evictIdleAfterMs,
+        label,
+        warn: options.warn,
+      },
+      m,
+    );
+    this.server.maxConnections = options.maxConnections + ACCEPT_HEADROOM;
+    this.server.on('drop', (data) => this.refuse(data?.remoteAddress, data?.remotePort));
     this.server.on('error', (error) => ctx.logger.error({ err: error.message }, `${label} source server error`));
   }
 
   open(): Promise<void> {
     const { host, port, opts, ctx } = this.source;
+    this.deadlines.start();
     return listenServer(this.server, host, port, ctx.id, `${opts.mode} ${opts.address}`);
   }
 
@@ -94,6 +115,7 @@ export class TcpStreamListener<C extends StreamConnection> implements Connection
 
   /** Stops accepting and closes every connection, dropping (and counting) their unterminated frames. */
   async close(): Promise<void> {
+    this.deadlines.stop();
     // Complete frames already taken are emitted now, so that stop() waits for them.
     this.flush();
     const closed = new Promise<void>((resolve) => {
@@ -127,6 +149,7 @@ export class TcpStreamListener<C extends StreamConnection> implements Connection
    */
   emit(conn: C, events: Event[]): void {
     if (events.length === 0) return;
+    this.deadlines.framed(conn);
     const bytes = conn.unreportedBytes;
     conn.unreportedBytes = 0;
     conn.inFlight++;
@@ -174,6 +197,17 @@ export class TcpStreamListener<C extends StreamConnection> implements Connection
     });
   }
 
+  received(conn: StreamConnection): void {
+    this.deadlines.received(conn as C);
+  }
+
+  /** Closes a connection for a deadline; it is forgotten (and its partial frame counted) at once. */
+  expire(conn: StreamConnection, reason: ExpiryReason): void {
+    conn.socket.destroy();
+    this.closed(conn);
+    this.source.ctx.logger.debug({ host: conn.host, reason }, 'connection closed');
+  }
+
   closed(conn: StreamConnection): void {
     if (!this.connections.delete(conn as C)) return;
     this.openConnections.dec();
@@ -189,15 +223,28 @@ export class TcpStreamListener<C extends StreamConnection> implements Connection
       socket.destroy();
       return;
     }
+    if (this.connections.size >= this.options.maxConnections && !this.deadlines.evictForNew()) {
+      socket.destroy();
+      this.refuse(socket.remoteAddress, socket.remotePort);
+      return;
+    }
     const conn = this.options.connection(socket, this);
+    this.deadlines.opened(conn);
     this.connections.add(conn);
     this.openConnections.inc();
+  }
+
+  private refuse(remoteAddress: string | undefined, remotePort: number | undefined): void {
+    this.rejected.inc();
+    this.options.onDrop(remoteAddress, remotePort);
   }
 }
 
 /** What a connection reports to: its TcpStreamListener, whatever the connection type. */
 export interface ConnectionOwner {
   readonly source: NetSourceBase;
+  received(conn: StreamConnection): void;
+  expire(conn: StreamConnection, reason: ExpiryReason): void;
   closed(conn: StreamConnection): void;
 }
 
@@ -205,7 +252,10 @@ export interface ConnectionOwner {
  * One TCP connection of a TcpStreamListener: counts the bytes it received for the next emit and tells the
  * listener when it closes; subclasses frame the bytes (lines, octet-counted syslog).
  */
-export abstract class StreamConnection {
+export abstract class StreamConnection implements TimedConnection {
+  lastReadMs = 0;
+  lastFrameMs = 0;
+  partialSinceMs = -1;
   /** Wire bytes received since the last emit, reported with the next one. */
   unreportedBytes = 0;
   inFlight = 0;
@@ -221,6 +271,8 @@ export abstract class StreamConnection {
   ) {
     socket.on('data', (chunk: Buffer) => {
       this.unreportedBytes += chunk.length;
+      // Before framing: the frames this chunk completes are emitted (and stamped) inside onData.
+      listener.received(this);
       this.onData(chunk);
     });
     socket.on('end', () => {
@@ -231,6 +283,14 @@ export abstract class StreamConnection {
     socket.on('error', (error) =>
       listener.source.ctx.logger.debug({ err: error.message, host: this.host }, 'connection error'),
     );
+  }
+
+  get waiting(): boolean {
+    return this.inFlight > 0;
+  }
+
+  expire(reason: ExpiryReason): void {
+    this.listener.expire(this, reason);
   }
 
   /** Drops an unterminated frame; returns its size in bytes (0 when there was none). */

@@ -21,6 +21,10 @@ export class SyslogTcpSource extends SyslogSourceBase {
     this.transport = new TcpStreamListener<SyslogConnection>(this, {
       keepalive: opts.keepalive,
       maxConnections: opts.max_connections,
+      idleTimeoutMs: opts.idle_timeout,
+      readTimeoutMs: opts.read_timeout,
+      evictIdleAfterMs: opts.evict_idle_after,
+      warn: (kind, fields, message) => this.warn(kind, fields, message),
       tls,
       label: 'syslog',
       unit: 'messages',
