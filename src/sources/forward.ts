@@ -6,7 +6,9 @@ import { loadTlsServerOptions, tlsServerOption } from '../codecs/tls.ts';
 import type { AckStatus } from '../core/ack.ts';
 import { defineSource, type Source, type SourceContext } from '../core/component.ts';
 import { type Event, EventIdGenerator, HOSTNAME } from '../core/event.ts';
+import { ConnectionDeadlines } from '../core/net/connection-deadlines.ts';
 import { listenServer } from '../core/net/listen.ts';
+import { connectionDeadlineOptions } from '../core/net/options.ts';
 import { RateLimitedWarnings } from '../core/rate-limited-warnings.ts';
 import { address, size, splitAddress } from '../core/units.ts';
 import { ForwardConnection, type ForwardServer, type ServerAuth } from './forward/connection.ts';
@@ -23,7 +25,18 @@ const options = z.object({
     .int()
     .positive()
     .default(10_000)
-    .describe('Most simultaneous connections; extra ones are closed at once, logged and counted.'),
+    .describe(
+      'Most simultaneous connections. A new one beyond them evicts the longest-idle connection (see ' +
+        '`evict_idle_after`); when none is idle enough it is closed at once (the sender sees an accepted connection ' +
+        'closed and retries), logged rate-limited and counted in `fluxo_forward_connections_rejected_total`.',
+    ),
+  max_buffered_bytes: size()
+    .default(256 * 1024 * 1024)
+    .describe(
+      'Most bytes held across all connections for messages not yet complete or not yet decoded. A connection ' +
+        'that would pass it is closed without an ack (its sender retries), logged rate-limited and counted in ' +
+        '`fluxo_forward_buffer_limit_closes_total`; without it, each of max_connections could hold max_message_bytes.',
+    ),
   max_message_bytes: size()
     .default(64 * 1024 * 1024)
     .describe(
@@ -72,6 +85,8 @@ const options = z.object({
         "Fluentd's `heartbeat_type udp`. TCP heartbeats (connect and close) need nothing special.",
     ),
   keepalive: z.boolean().default(true).describe('Send TCP keep-alive probes, so vanished peers free their slot.'),
+  // 60 s for a message: a Fluentd 8 MiB chunk takes 8 s at 1 MB/s; a connection waiting for acks is never timed out.
+  ...connectionDeadlineOptions(60_000, 'message'),
 });
 
 export type ForwardSourceOptions = z.infer<typeof options>;
@@ -108,7 +123,9 @@ export class ForwardSource implements Source, ForwardServer {
   readonly maxEntriesPerMessage: number;
   readonly auth: ServerAuth | undefined;
   readonly converter: EntryConverter;
+  readonly deadlines: ConnectionDeadlines<ForwardConnection>;
   stopping = false;
+  private heldBytes = 0;
   private readonly server: Server;
   private udp: UdpSocket | undefined;
   private readonly host: string;
@@ -160,14 +177,34 @@ export class ForwardSource implements Source, ForwardServer {
         'Messages whose `size` option differs from the number of entries they hold.',
       ),
       heartbeats: m.counter('fluxo_forward_udp_heartbeats_total', 'UDP heartbeats answered.'),
+      bufferLimit: m.counter(
+        'fluxo_forward_buffer_limit_closes_total',
+        'Connections closed because their unfinished message would have passed max_buffered_bytes across connections.',
+      ),
+      held: m.gauge(
+        'fluxo_forward_buffered_bytes',
+        'Bytes held for unfinished or undecoded messages, all connections.',
+      ),
     };
+    this.deadlines = new ConnectionDeadlines<ForwardConnection>(
+      this.connections,
+      {
+        idleTimeoutMs: opts.idle_timeout,
+        readTimeoutMs: opts.read_timeout,
+        evictIdleAfterMs: opts.evict_idle_after,
+        label: 'forward',
+        warn: (kind, fields, message) => this.warnings.warn(kind, fields, message),
+      },
+      m,
+    );
     const onConnection = (socket: Socket) => this.accept(socket);
     const tls = loadTlsServerOptions(opts.tls, `source ${ctx.id}`);
     const serverOptions = { allowHalfOpen: true, keepAlive: opts.keepalive, keepAliveInitialDelay: 60_000 };
     this.server = tls
       ? createTlsServer({ ...tls, ...serverOptions }, onConnection)
       : createTcpServer(serverOptions, onConnection);
-    this.server.maxConnections = opts.max_connections;
+    // The source enforces max_connections (evicting idle connections); Node only caps handshakes and closing sockets.
+    this.server.maxConnections = opts.max_connections + ACCEPT_HEADROOM;
     this.server.on('drop', (data) => this.onDrop(data?.remoteAddress, data?.remotePort));
     this.server.on('tlsClientError', (error: Error, socket: Socket) =>
       ctx.logger.warn({ err: error.message, host: socket.remoteAddress }, 'forward: TLS handshake failed'),
@@ -177,6 +214,7 @@ export class ForwardSource implements Source, ForwardServer {
 
   async start(): Promise<void> {
     await listenServer(this.server, this.host, this.port, this.ctx.id, `tcp ${this.opts.address}`);
+    this.deadlines.start();
     if (this.opts.heartbeat_udp) await this.startUdp((this.server.address() as AddressInfo).port);
   }
 
@@ -219,6 +257,7 @@ export class ForwardSource implements Source, ForwardServer {
   async stop(): Promise<void> {
     if (!this.stopping) {
       this.stopping = true;
+      this.deadlines.stop();
       // The listening socket closes at once; close()'s callback would wait for every connection, and connections
       // wait for the acks of their batches, which settle only after the sources stopped.
       if (this.server.listening) this.server.close();
@@ -236,8 +275,28 @@ export class ForwardSource implements Source, ForwardServer {
       socket.destroy();
       return;
     }
-    this.connections.add(new ForwardConnection(socket, this));
+    if (this.connections.size >= this.opts.max_connections && !this.deadlines.evictForNew()) {
+      socket.destroy();
+      this.onDrop(socket.remoteAddress, socket.remotePort);
+      return;
+    }
+    const conn = new ForwardConnection(socket, this);
+    this.deadlines.opened(conn);
+    this.connections.add(conn);
     this.metrics.open.inc();
+  }
+
+  hold(bytes: number): boolean {
+    if (this.heldBytes + bytes > this.opts.max_buffered_bytes) return false;
+    this.heldBytes += bytes;
+    this.metrics.held.set(this.heldBytes);
+    return true;
+  }
+
+  unhold(bytes: number): void {
+    if (bytes === 0) return;
+    this.heldBytes -= bytes;
+    this.metrics.held.set(this.heldBytes);
   }
 
   closed(conn: ForwardConnection): void {
@@ -278,7 +337,8 @@ export class ForwardSource implements Source, ForwardServer {
 
   protocolError(conn: ForwardConnection, reason: string, kind: 'protocol' | 'auth', limit?: string): void {
     (kind === 'auth' ? this.metrics.authFailures : this.metrics.protocolErrors).inc();
-    if (limit !== undefined) this.metrics.overLimit.inc();
+    if (limit === 'max_buffered_bytes') this.metrics.bufferLimit.inc();
+    else if (limit !== undefined) this.metrics.overLimit.inc();
     const fields = { host: conn.host, port: conn.port, reason };
     if (limit === undefined) {
       this.ctx.logger.warn(fields, `forward: connection closed: ${reason}`);
@@ -317,6 +377,9 @@ export class ForwardSource implements Source, ForwardServer {
 }
 
 const HEARTBEAT_REPLY = Buffer.from([0]);
+
+/** Node closes connections beyond max_connections + this (TLS handshakes in progress, evicted sockets closing). */
+const ACCEPT_HEADROOM = 64;
 
 /**
  * Connections decoding or waiting for the pipeline to accept their batch at once. A full pipeline so holds at most

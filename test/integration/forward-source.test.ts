@@ -422,3 +422,68 @@ describe('forward source: limits on what one message may become', { timeout: 60_
     assert.equal(rec.events()[24_999]!._id, 'c-big:24999');
   });
 });
+
+describe('forward source: memory and deadlines across connections', { timeout: 60_000 }, () => {
+  it('max_buffered_bytes: the connection whose unfinished message would pass the global cap is closed', async (t) => {
+    const { rec, port } = await startSource(t, { max_buffered_bytes: '1MiB' });
+    const frame = (chunk: string) => pack(['t', [[1, { message: 'x'.repeat(600_000) }]], { chunk }]);
+    const held = () => rec.metric('fluxo_forward_buffered_bytes');
+    // Two connections hold 200 KB of a message each (256 KiB of buffer each) ...
+    const holders = [];
+    for (const chunk of ['c-1', 'c-2']) {
+      const raw = await rawClient(t, port);
+      raw.closed.catch(() => {});
+      raw.socket.write(frame(chunk).subarray(0, 200_000));
+      holders.push(raw);
+      await eventually(async () => (await held()) >= 200_000 * holders.length, `${chunk} held`);
+    }
+    // ... so a third one holding 700 KB would pass 1 MiB: it is closed, the two others are not.
+    const third = await rawClient(t, port);
+    third.socket.write(frame('c-3').subarray(0, 700_000));
+    await third.closed.catch(() => {}); // closed with unread bytes: a reset
+    assert.equal(await rec.metric('fluxo_forward_buffer_limit_closes_total'), 1);
+    assert.ok(warnings(rec).some((m) => /max_buffered_bytes/.test(m)));
+    assert.equal(third.received().length, 0, 'no ack');
+    for (const [i, raw] of holders.entries()) {
+      raw.socket.write(frame(`c-${i + 1}`).subarray(200_000));
+      await eventually(() => raw.received().length > 0, `the ack of c-${i + 1}`);
+    }
+    assert.equal(rec.events().length, 2);
+    await eventually(async () => (await held()) === 0, 'all given back');
+  });
+
+  it('read_timeout closes a message that trickles in; idle_timeout a silent connection; acks owed keep one open', async (t) => {
+    const { rec, port } = await startSource(t, { read_timeout: 200, idle_timeout: 300 }, 'manual');
+    const slow = await rawClient(t, port);
+    const frame = pack(['t', [[1, { message: 'slow'.repeat(100) }]], { chunk: 'c-slow' }]);
+    let at = 0;
+    const timer = setInterval(() => at < frame.length - 1 && slow.socket.write(frame.subarray(at, ++at)), 20);
+    t.after(() => clearInterval(timer));
+    const silent = await rawClient(t, port);
+    const owed = await rawClient(t, port);
+    owed.socket.write(pack(['t', 1, { message: 'waits for its ack' }, { chunk: 'c-owed' }]));
+    await Promise.all([slow.closed.catch(() => {}), silent.closed]);
+    clearInterval(timer);
+    assert.equal(await rec.metric('fluxo_forward_connections_read_timeout_total'), 1);
+    assert.equal(await rec.metric('fluxo_forward_connections_idle_closed_total'), 1);
+    assert.equal(owed.socket.destroyed, false, 'a connection owed an ack is not idle');
+    rec.settle('delivered');
+    await eventually(() => owed.received().length > 0, 'the ack');
+    assert.deepEqual(packr.unpack(owed.received()), { ack: 'c-owed' });
+    await owed.closed;
+    assert.equal(await rec.metric('fluxo_forward_connections_idle_closed_total'), 2);
+  });
+
+  it('at max_connections a new connection evicts the longest-idle one', async (t) => {
+    const { rec, port } = await startSource(t, { max_connections: 1, evict_idle_after: 0 });
+    const first = await rawClient(t, port);
+    first.socket.write(pack(['t', 1, { message: 'one' }]));
+    await rec.waitForEvents(1);
+    const second = await rawClient(t, port);
+    second.socket.write(pack(['t', 1, { message: 'two' }, { chunk: 'c-two' }]));
+    await first.closed;
+    await eventually(() => second.received().length > 0, 'the ack of the newcomer');
+    assert.equal(await rec.metric('fluxo_forward_connections_evicted_total'), 1);
+    assert.equal(await rec.metric('fluxo_forward_connections_rejected_total'), 0);
+  });
+});

@@ -17,6 +17,7 @@ import {
 } from '../../codecs/forward.ts';
 import type { AckStatus } from '../../core/ack.ts';
 import type { Event } from '../../core/event.ts';
+import type { ConnectionDeadlines, ExpiryReason, TimedConnection } from '../../core/net/connection-deadlines.ts';
 import { describeInvalidEntry, type EntryConverter } from './events.ts';
 
 const gunzipAsync = promisify(gunzip);
@@ -46,6 +47,14 @@ export interface ForwardServer {
   readonly auth: ServerAuth | undefined;
   readonly converter: EntryConverter;
   readonly stopping: boolean;
+  readonly deadlines: ConnectionDeadlines<ForwardConnection>;
+  /**
+   * Reserves `bytes` more for this connection's unfinished or undecoded frames against the source's
+   * max_buffered_bytes; false (nothing reserved) when that would pass it.
+   */
+  hold(bytes: number): boolean;
+  /** Gives back bytes reserved with hold(). */
+  unhold(bytes: number): void;
   /**
    * Waits for a turn to decode and emit (undefined: go ahead). Every turn taken is given back with `release()`
    * once the batch was accepted, so at most a few decoded batches wait for room in the pipeline whatever the
@@ -68,9 +77,16 @@ export interface ForwardServer {
  * answers each `chunk` with an ack once the pipeline settled its events as delivered. While a batch is being
  * decoded or waits for the pipeline, the socket is paused, so a slow pipeline slows the sender down.
  */
-export class ForwardConnection {
+export class ForwardConnection implements TimedConnection {
   readonly host: string;
   readonly port: number;
+  lastReadMs = 0;
+  lastFrameMs = 0;
+  partialSinceMs = -1;
+  /** Capacity of `pending`, reserved with server.hold(). */
+  private pendingHeld = 0;
+  /** Reserved bytes of buffers now owned by queued frames; given back once those frames are handled. */
+  private queuedHeld = 0;
   /** Bytes of an incomplete frame, in `pending[0, pendingLength)`; its capacity grows by doubling. */
   private pending: Buffer | undefined;
   private pendingLength = 0;
@@ -96,12 +112,27 @@ export class ForwardConnection {
     socket.on('end', () => this.onEnd());
     socket.on('close', () => {
       if (this.handshake) clearTimeout(this.handshake.timer);
+      this.releaseHeld();
       server.closed(this);
     });
     socket.on('error', () => {
       // ECONNRESET and the like: 'close' follows; unacknowledged chunks are resent by the client.
     });
     if (server.auth) this.startHandshake(server.auth);
+  }
+
+  /** Paused for the pipeline, owing acks or holding frames not yet handled: its silence is not the peer's. */
+  get waiting(): boolean {
+    return this.busy || this.pendingAcks > 0 || this.queue.length > 0;
+  }
+
+  /** Closed for a deadline (ConnectionDeadlines counted and logged it): an incomplete frame is dropped. */
+  expire(_reason: ExpiryReason): void {
+    this.dead = true;
+    this.queue = [];
+    this.releaseHeld();
+    this.socket.destroy();
+    this.server.closed(this);
   }
 
   /** The source stops: read nothing more, close once the acks of what was accepted are sent. */
@@ -115,8 +146,12 @@ export class ForwardConnection {
   private onData(chunk: Buffer): void {
     if (this.dead) return;
     this.unreportedBytes += chunk.length;
+    const deadlines = this.server.deadlines;
+    deadlines.received(this);
+    const queued = this.queue.length;
     try {
       this.scan(chunk);
+      if (this.queue.length > queued) deadlines.framed(this, this.scanner.inFrame);
     } catch (error) {
       if (error instanceof ForwardProtocolError) this.fail(error.message, 'protocol', error.limit);
       else this.fail(String(error));
@@ -146,6 +181,8 @@ export class ForwardConnection {
       // The queued frames are views of this buffer: it is theirs now, the rest moves to a new one.
       this.pending = undefined;
       this.pendingLength = 0;
+      this.queuedHeld += this.pendingHeld;
+      this.pendingHeld = 0;
     }
     if (start < end) this.append(data.subarray(start, end));
   }
@@ -153,7 +190,18 @@ export class ForwardConnection {
   private append(bytes: Buffer): void {
     const need = this.pendingLength + bytes.length;
     if (this.pending === undefined || need > this.pending.length) {
-      const grown = Buffer.allocUnsafe(Math.max(need, 2 * (this.pending?.length ?? 0), 16 * 1024));
+      let capacity = Math.max(need, 2 * (this.pending?.length ?? 0), 16 * 1024);
+      // Doubling is for speed; near max_buffered_bytes the exact need is tried before refusing.
+      if (!this.server.hold(capacity - this.pendingHeld)) {
+        capacity = need;
+        if (!this.server.hold(capacity - this.pendingHeld))
+          throw new ForwardProtocolError(
+            `the source holds max_buffered_bytes of unfinished messages across its connections: refusing ${capacity} more`,
+            'max_buffered_bytes',
+          );
+      }
+      this.pendingHeld = capacity;
+      const grown = Buffer.allocUnsafe(capacity);
       if (this.pending !== undefined) this.pending.copy(grown, 0, 0, this.pendingLength);
       this.pending = grown;
     }
@@ -164,11 +212,17 @@ export class ForwardConnection {
   private handleQueue(): void {
     const frames = this.queue;
     this.queue = [];
+    const held = this.queuedHeld;
+    this.queuedHeld = 0;
     this.busy = true;
     this.socket.pause();
     this.handleFrames(frames).then(
-      () => this.idle(),
+      () => {
+        this.server.unhold(held);
+        this.idle();
+      },
       (error: unknown) => {
+        this.server.unhold(held);
         this.busy = false;
         this.fail(`internal error: ${String(error)}`);
       },
@@ -343,9 +397,18 @@ export class ForwardConnection {
     if (this.socket.destroyed) return;
     this.dead = true;
     this.queue = [];
-    this.pending = undefined;
+    this.releaseHeld();
     this.server.protocolError(this, reason, kind, limit);
     this.socket.destroy();
+  }
+
+  /** Gives back what this connection reserved for frames it will never handle. */
+  private releaseHeld(): void {
+    this.pending = undefined;
+    this.pendingLength = 0;
+    this.server.unhold(this.pendingHeld + this.queuedHeld);
+    this.pendingHeld = 0;
+    this.queuedHeld = 0;
   }
 
   // --- shared-key handshake --------------------------------------------------------------------------------------
