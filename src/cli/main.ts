@@ -43,6 +43,16 @@ program
   .addOption(
     new Option('--log-format <format>', 'log format on standard error').choices(['text', 'json']).default('text'),
   )
+  .addHelpText(
+    'after',
+    `
+Exit codes:
+  0    stopped, everything delivered (or durably buffered)
+  1    did not start: invalid config, data_dir in use by another fluxo, a listener or sink failed to start
+  3    stopped, but shutdown_timeout passed with events undelivered; they were not acknowledged, so the
+       senders, file checkpoints or disk buffers still have them and a restart resumes them
+  130  a second SIGTERM/SIGINT: exited at once without waiting for the drain`,
+  )
   .action(async (opts: { config: string[]; logLevel: string; logFormat: 'text' | 'json' }) => {
     process.exitCode = await run(opts, registry, pkg.version);
   });

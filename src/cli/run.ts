@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import { ApiServer } from '../api/server.ts';
 import { ConfigError, formatProblem } from '../config/errors.ts';
 import { type LoadedConfig, loadConfigFiles } from '../config/load.ts';
+import { acquireDataDirLock } from '../core/data-dir-lock.ts';
 import { errorCode } from '../core/errors.ts';
 import { createLogger, type LogFormat } from '../core/logger.ts';
 import { PipelineMetrics } from '../core/metrics.ts';
@@ -17,6 +18,12 @@ export function resolveConfigPaths(paths: string[] | undefined): string[] {
   if (paths && paths.length > 0) return paths;
   return existsSync('fluxo.yaml') ? ['fluxo.yaml'] : [EMBEDDED_DEFAULT_CONFIG];
 }
+
+/** `fluxo run`'s exit codes (documented in `fluxo run --help`). */
+export const EXIT_OK = 0;
+export const EXIT_FAILED = 1;
+/** Stopped, but `shutdown_timeout` passed with events undelivered: they stay unacknowledged upstream. */
+export const EXIT_UNDELIVERED = 3;
 
 export interface RunOptions {
   config: string[];
@@ -44,9 +51,34 @@ export async function run(options: RunOptions, registry: ComponentRegistry, vers
   const logger = createLogger({ level: options.logLevel as never, format: options.logFormat });
   const paths = resolveConfigPaths(options.config);
   const loaded = loadOrReport(paths, registry);
-  if (!loaded) return 1;
+  if (!loaded) return EXIT_FAILED;
   for (const w of loaded.warnings) logger.warn({ code: w.code }, formatProblem(w));
 
+  // The lock comes before anything opens a file or a socket: a second process on this data_dir must not get as far
+  // as reading a single line.
+  let releaseLock: () => void;
+  try {
+    releaseLock = acquireDataDirLock(loaded.config.dataDir);
+  } catch (error) {
+    logger.fatal({ code: errorCode(error) }, (error as Error).message);
+    return EXIT_FAILED;
+  }
+  process.once('exit', releaseLock);
+  try {
+    return await runLocked(loaded, paths, registry, version, logger);
+  } finally {
+    releaseLock();
+    process.off('exit', releaseLock);
+  }
+}
+
+async function runLocked(
+  loaded: LoadedConfig,
+  paths: string[],
+  registry: ComponentRegistry,
+  version: string,
+  logger: Logger,
+): Promise<number> {
   const metrics = new PipelineMetrics();
   const topology = new Topology(loaded.config, registry, { logger, metrics });
   // Signals are handled from here on, before anything is started or printed: a SIGHUP or SIGTERM that arrives
@@ -76,7 +108,7 @@ export async function run(options: RunOptions, registry: ComponentRegistry, vers
     } catch (error) {
       logger.fatal({ code: errorCode(error) }, (error as Error).message);
       signals.detach();
-      return 1;
+      return EXIT_FAILED;
     }
   }
   try {
@@ -86,13 +118,13 @@ export async function run(options: RunOptions, registry: ComponentRegistry, vers
     await topology.stop(1000).catch(() => {});
     await api?.stop();
     signals.detach();
-    return 1;
+    return EXIT_FAILED;
   }
   printBanner(version, paths, topology, apiUrl);
   topology.sourcesFinished()?.then(() => signals.requestStop('all sources finished'));
-  await signals.running();
+  const drained = await signals.running();
   await api?.stop();
-  return 0;
+  return drained ? EXIT_OK : EXIT_UNDELIVERED;
 }
 
 /**
@@ -101,7 +133,7 @@ export async function run(options: RunOptions, registry: ComponentRegistry, vers
  */
 class SignalHandling {
   private stopReason: string | undefined;
-  private stopped: Promise<void> | undefined;
+  private stopped: Promise<boolean> | undefined;
   private reloading: Promise<void> = Promise.resolve();
   private reloadQueued = false;
   private wake: (() => void) | undefined;
@@ -139,12 +171,13 @@ class SignalHandling {
     this.wake?.();
   }
 
-  /** Resolves once a stop was requested and the pipeline drained and stopped. */
-  async running(): Promise<void> {
+  /** Resolves once a stop was requested and the pipeline stopped: true when everything was delivered. */
+  async running(): Promise<boolean> {
     if (this.stopReason === undefined) await new Promise<void>((resolve) => (this.wake = resolve));
     this.stopped ??= this.shutdown(this.stopReason!);
-    await this.stopped;
+    const drained = await this.stopped;
     this.detach();
+    return drained;
   }
 
   detach(): void {
@@ -157,15 +190,18 @@ class SignalHandling {
     while (this.topology.state === 'starting') await new Promise((r) => setTimeout(r, 10));
   }
 
-  private async shutdown(reason: string): Promise<void> {
+  private async shutdown(reason: string): Promise<boolean> {
     await this.reloading;
     const topology = this.topology;
     this.logger.info({ reason, shutdown_timeout_ms: topology.current.shutdownTimeoutMs }, 'stopping: draining sinks');
     const drained = await topology.stop();
     this.logger.info(
       { drained },
-      drained ? 'stopped: everything delivered' : 'stopped: undelivered events stay unacknowledged',
+      drained
+        ? 'stopped: everything delivered'
+        : `stopped: undelivered events stay unacknowledged (exit code ${EXIT_UNDELIVERED})`,
     );
+    return drained;
   }
 }
 

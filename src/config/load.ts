@@ -15,6 +15,7 @@ import {
 import { ConfigError, type ConfigProblem, describeFound, didYouMean } from './errors.ts';
 import { checkGraph, type GraphNode } from './graph.ts';
 import { interpolateText } from './interpolate.ts';
+import { findListenerConflicts, type Listener, listenersOf } from './listeners.ts';
 import { componentSchema, globalOptions, SINK_COMMON_KEYS } from './schema.ts';
 import { objectKeysAt } from './zod-walk.ts';
 
@@ -150,6 +151,9 @@ class ConfigLoader {
       if (spec) specs.set(c.id, { component: c, spec });
     }
     this.validateGraph(components, specs);
+    // Only when all else is right: a file that did not parse, or a misplaced section, already has its problem.
+    if (this.problems.length === 0) this.validateNotEmpty(components, texts[0]?.file ?? '');
+    if (global) this.validateListeners(global, globals.api?.origin, specs);
     if (this.problems.length > 0) throw new ConfigError(this.problems);
     return { config: this.build(global!, specs), warnings: this.warnings, tests: this.tests };
   }
@@ -338,6 +342,60 @@ class ConfigLoader {
           message: p.message,
         });
       }
+    }
+  }
+
+  /** A pipeline without sources reads nothing and one without sinks discards everything: both are mistakes. */
+  private validateNotEmpty(components: Map<string, RawComponent>, file: string): void {
+    const kinds = new Set([...components.values()].map((c) => c.kind));
+    const missing = (['source', 'sink'] as const).filter((k) => !kinds.has(k));
+    if (missing.length === 0) return;
+    const [first] = components.values();
+    this.problems.push({
+      code: 'FLUXO_CONFIG_EMPTY',
+      file: first?.origin.file ?? file,
+      line: 0,
+      column: 0,
+      path: '',
+      message:
+        `the pipeline has no ${missing.map((k) => `${k}s`).join(' and no ')}: declare at least one source under ` +
+        '`sources:` and one sink under `sinks:` that reads from it (see fluxo.yaml or examples/)',
+    });
+  }
+
+  /** Two listeners on one port and transport would fail at start with EADDRINUSE, without saying who. */
+  private validateListeners(
+    global: z.infer<typeof globalOptions>,
+    apiOrigin: ConfigFile | undefined,
+    specs: Map<string, { component: RawComponent; spec: Record<string, unknown> }>,
+  ): void {
+    const listeners: Listener[] = [];
+    if (global.api.enabled) listeners.push({ id: 'api', protocol: 'tcp', address: global.api.address });
+    for (const { component: c, spec } of specs.values()) {
+      if (c.kind === 'source') listeners.push(...listenersOf(c.id, spec.type as string, spec));
+    }
+    const where = (id: string): { origin: ConfigFile | undefined; path: Path; name: string } => {
+      if (id === 'api') return { origin: apiOrigin, path: ['api', 'address'], name: 'the api' };
+      const c = specs.get(id)!.component;
+      return { origin: c.origin, path: [c.section, c.id, 'address'], name: `source "${id}"` };
+    };
+    for (const { first, second } of findListenerConflicts(listeners)) {
+      // Reported at the source (the api's address is often a default, with no line of its own).
+      const [other, at] = second.id === 'api' ? [second, first] : [first, second];
+      const o = where(other.id);
+      const a = where(at.id);
+      const origin = a.origin ?? o.origin;
+      if (!origin) continue;
+      const pos = o.origin ? this.position(o.origin, o.path) : undefined;
+      const otherPlace = o.origin && pos && pos.line > 0 ? ` (${o.origin.file}:${pos.line})` : '';
+      const sameAddress = other.address === at.address ? '' : ` (${other.address})`;
+      this.report(
+        origin,
+        a.path,
+        'FLUXO_CONFIG_ADDRESS_CONFLICT',
+        `${a.name} listens on ${at.protocol} ${at.address}, the port of ${o.name}${otherPlace}${sameAddress}; ` +
+          'two listeners cannot share a port and transport: give one another port (0 picks a free one)',
+      );
     }
   }
 

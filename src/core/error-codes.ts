@@ -110,6 +110,21 @@ export const errorCatalogue = {
     meaning: 'A warning, not an error: a source is not an input of any transform or sink, so its events are discarded.',
     action: 'Add the source to the `inputs` of a transform or sink, or remove it.',
   },
+  FLUXO_CONFIG_EMPTY: {
+    area: 'config',
+    meaning:
+      'The merged configuration has no source or no sink: it would read nothing, or discard everything it reads. ' +
+      'Often a wrong `-c` file, or a section indented under another.',
+    action: 'Declare at least one source under `sources:` and one sink under `sinks:` that reads from it.',
+  },
+  FLUXO_CONFIG_ADDRESS_CONFLICT: {
+    area: 'config',
+    meaning:
+      'Two listeners (sources, or a source and `api.address`) use one port with one transport (TCP or UDP), ' +
+      'on the same host or with one on 0.0.0.0 / [::]; the second would fail to start with EADDRINUSE. A TCP ' +
+      'and a UDP listener may share a port (syslog does); port 0 never conflicts.',
+    action: 'Give one of the two components named in the message another port (0 picks a free one).',
+  },
 
   // --- sources ---
   FLUXO_SOURCE_INVALID_OPTIONS: {
@@ -359,6 +374,16 @@ export const errorCatalogue = {
       '`fluxo simulate` was given options it cannot run: a protocol without a simulator, a combination the ' +
       'protocol does not support (e.g. TLS over UDP), or a `--tls-ca` file it cannot read.',
     action: 'Change the options as the message explains (`fluxo simulate --help` lists them).',
+  },
+  FLUXO_DATA_DIR_LOCKED: {
+    area: 'cli',
+    meaning:
+      'Another running `fluxo run` holds the `data_dir` (its pid is in `data_dir/fluxo.lock`). Two processes on ' +
+      "one data_dir would both read every file and overwrite each other's checkpoints and buffers, so the second " +
+      'does not start. A lock left by a process that is gone (kill -9, a crash) is taken over.',
+    action:
+      'Stop the process named in the message, or give each process its own `data_dir`. If that pid now belongs ' +
+      'to something else, delete the lock file.',
   },
 } as const satisfies Record<string, ErrorCodeEntry>;
 

@@ -1,3 +1,4 @@
+import { isIPv4, isIPv6 } from 'node:net';
 import { z } from 'zod';
 
 const SIZE_UNITS: Record<string, number> = {
@@ -57,10 +58,39 @@ export function duration() {
   });
 }
 
-/** A `host:port` address; port 0 asks the OS for a free port. */
+const HOST_LABEL = /^[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?$/;
+
+/** Why `host` cannot be bound or connected to, or undefined when it is a hostname or IP literal. */
+function hostProblem(host: string, bracketed: boolean): string | undefined {
+  if (bracketed) return isIPv6(host) ? undefined : `"[${host}]" is not an IPv6 address`;
+  if (host === '') return 'the host is missing (write 127.0.0.1, 0.0.0.0, [::1] or a hostname)';
+  if (/^[\d.]+$/.test(host)) return isIPv4(host) ? undefined : `"${host}" is not an IPv4 address`;
+  if (host.includes(':')) return `IPv6 addresses go in brackets, e.g. [${host}]:PORT`;
+  const labels = host.endsWith('.') ? host.slice(0, -1).split('.') : host.split('.');
+  if (host.length > 253 || labels.some((l) => l.length > 63 || !HOST_LABEL.test(l)))
+    return `"${host}" is not a valid hostname`;
+  return undefined;
+}
+
+/**
+ * A `host:port` address; port 0 asks the OS for a free port. Checked here, not at bind time, so `fluxo validate`
+ * reports a port past 65535 or a malformed host at its key and line instead of a start-up failure.
+ */
 export function address() {
-  return z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/, {
-    message: 'expected an address host:port, e.g. 127.0.0.1:5514',
+  return z.string().superRefine((value, ctx) => {
+    const m = /^(?:\[([^\]]*)\]|([^\s]*)):(\d+)$/.exec(value);
+    if (!m) {
+      ctx.addIssue({ code: 'custom', message: 'expected an address host:port, e.g. 127.0.0.1:5514' });
+      return;
+    }
+    const problem = hostProblem(m[1] ?? m[2]!, m[1] !== undefined);
+    const port = Number(m[3]);
+    if (problem) ctx.addIssue({ code: 'custom', message: `expected an address host:port: ${problem}` });
+    else if (port > 65535)
+      ctx.addIssue({
+        code: 'custom',
+        message: `expected an address host:port: port ${m[3]} is outside 0-65535 (0 picks a free port)`,
+      });
   });
 }
 

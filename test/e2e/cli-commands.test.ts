@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { once } from 'node:events';
 import { readFileSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { renderComponentsDoc } from '../../src/config/docs.ts';
@@ -34,7 +36,7 @@ describe('fluxo CLI', () => {
   it('validate: the default fluxo.yaml is valid', () => {
     const r = fluxo(['validate', '-c', 'fluxo.yaml']);
     assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stdout, /fluxo\.yaml: valid \(5 sources, 1 transforms, 1 sinks\)/);
+    assert.match(r.stdout, /fluxo\.yaml: valid \(5 sources, 1 transforms, 2 sinks\)/);
   });
 
   it('validate: exit 1 with every problem, each with file:line:column', (t) => {
@@ -55,6 +57,54 @@ describe('fluxo CLI', () => {
       new RegExp(`${file}:4:\\d+: sinks\\.out\\.encodng: unknown key "encodng"; did you mean "encoding"\\?`),
     );
     assert.match(r.stderr, /3 problems/);
+  });
+
+  it('run --help documents the exit codes, 3 for undelivered events at shutdown', () => {
+    const r = fluxo(['run', '--help']);
+    assert.equal(r.code, 0);
+    assert.match(r.stdout, /Exit codes:/);
+    assert.match(r.stdout, /\n {2}3 +stopped, but shutdown_timeout passed with events undelivered/);
+  });
+
+  it('validate: a port outside 0-65535 and two listeners on one port, at file:line (issue 13, item 11)', (t) => {
+    const dir = tempDir(t);
+    const file = join(dir, 'ports.yaml');
+    writeFileSync(
+      file,
+      [
+        'api: { address: 127.0.0.1:0 }',
+        'sources:',
+        '  big:',
+        '    type: socket',
+        '    address: 127.0.0.1:99999',
+        '  a: { type: http, address: 127.0.0.1:18080 }',
+        '  b: { type: http, address: 127.0.0.1:18080 }',
+        'sinks:',
+        '  out: { type: blackhole, inputs: [big, a, b] }',
+        '',
+      ].join('\n'),
+    );
+    const r = fluxo(['validate', '-c', file]);
+    assert.equal(r.code, 1, r.stdout);
+    assert.match(r.stderr, new RegExp(`${file}:5:\\d+: sources\\.big\\.address: .*port 99999 is outside 0-65535`));
+    assert.match(
+      r.stderr,
+      new RegExp(
+        `${file}:7:\\d+: sources\\.b\\.address: source "b" listens on tcp 127\\.0\\.0\\.1:18080, the port of source "a" \\(${file}:6\\)`,
+      ),
+    );
+    assert.match(r.stderr, /2 problems/);
+  });
+
+  it('validate and run: a config without sources or sinks is rejected (issue 13, item 11)', (t) => {
+    const dir = tempDir(t);
+    const file = join(dir, 'empty.yaml');
+    writeFileSync(file, `data_dir: ${dir}/data\napi: { enabled: false }\n`);
+    for (const command of ['validate', 'run']) {
+      const r = fluxo([command, '-c', file]);
+      assert.equal(r.code, 1, `${command}: ${r.stderr}`);
+      assert.match(r.stderr, /the pipeline has no sources and no sinks/, command);
+    }
   });
 
   it('schema prints a JSON Schema naming every component type', () => {
@@ -121,7 +171,16 @@ describe('fluxo CLI', () => {
     }
     assert.equal((await fetch(`${api}/nope`)).status, 404);
     await p.waitForMetric('fluxo_component_sent_events_total', { component_id: 'master' }, (v) => v >= 1);
+    // A line over syslog's max_message_bytes (64 KiB) is a dead letter: the default config keeps it on disk.
+    const socket = connect(syslogPort, '127.0.0.1');
+    await once(socket, 'connect');
+    socket.end(`${'x'.repeat(100 * 1024)}\n`);
+    await once(socket, 'close');
+    await p.waitForMetric('fluxo_component_sent_events_total', { component_id: 'dead_letters' }, (v) => v >= 1);
     assert.equal(await p.stop('SIGINT'), 0);
+    const [dead, ...moreDead] = readNdjsonDir(join(dir, 'data', 'dead_letter'));
+    assert.deepEqual(moreDead, []);
+    assert.equal((dead!._dead_letter as { component_id: string }).component_id, 'syslog_tcp');
     const [event] = readNdjsonDir(join(dir, 'data', 'master'));
     assert.equal(event!.client, '203.0.113.9');
     assert.equal(event!.status, 200);

@@ -36,6 +36,26 @@ sinks:
     assert.match(fluxo.stderr, /all sources finished/);
   });
 
+  it('exits 3 when shutdown_timeout passes with events undelivered (issue 13, item 10)', async (t) => {
+    const dir = tempDir(t);
+    const fluxo = runFluxo(
+      t,
+      dir,
+      `
+api: { enabled: false }
+data_dir: ${dir}/data
+shutdown_timeout: 300ms
+sources:
+  gen: { type: generator, rate: 0, count: 10 }
+sinks:
+  nowhere: { type: http, inputs: [gen], uri: "http://127.0.0.1:1/", healthcheck: false }
+`,
+    );
+    assert.equal(await fluxo.exit(), 3, fluxo.stderr);
+    assert.match(fluxo.stderr, /all sources finished/);
+    assert.match(fluxo.stderr, /undelivered events stay unacknowledged \(exit code 3\)/);
+  });
+
   it('generator with count → file: every sequence number once, exits 0 by itself', async (t) => {
     const dir = tempDir(t);
     const fluxo = runFluxo(

@@ -9,6 +9,10 @@ import { createRegistry } from '../../src/core/pipeline-config.ts';
 import { blackholeSink } from '../../src/sinks/blackhole.ts';
 import { consoleSink } from '../../src/sinks/console.ts';
 import { fileSink } from '../../src/sinks/file.ts';
+import { forwardSource } from '../../src/sources/forward.ts';
+import { httpSource } from '../../src/sources/http.ts';
+import { socketSource } from '../../src/sources/socket.ts';
+import { syslogSource } from '../../src/sources/syslog.ts';
 import { filterTransform } from '../../src/transforms/filter.ts';
 import { manualSource } from '../helpers/components.ts';
 import { tempDir } from '../helpers/context.ts';
@@ -385,4 +389,114 @@ describe('cross-field checks of component options', () => {
       assert.match(p.message, /say something/);
     }
   });
+});
+
+describe('listen addresses (issue 13, item 11)', () => {
+  const listening = createRegistry([socketSource, syslogSource, httpSource, forwardSource, blackholeSink]);
+  const load = (sources: string, top = 'api: { enabled: false }') => {
+    const ids = [...sources.matchAll(/^ {2}(\w+):/gm)].map((m) => m[1]);
+    const text = `${top}\nsources:\n${sources}\nsinks:\n  out: { type: blackhole, inputs: [${ids.join(', ')}] }\n`;
+    return loadConfigTexts([{ file: 'f.yaml', text }], listening, {});
+  };
+  const rejected = (sources: string, top?: string): ConfigProblem[] => {
+    try {
+      load(sources, top);
+    } catch (error) {
+      assert.ok(error instanceof ConfigError, String(error));
+      return [...error.problems];
+    }
+    assert.fail('expected the config to be rejected');
+  };
+
+  for (const [address, why] of [
+    ['127.0.0.1:99999', /port 99999 is outside 0-65535/],
+    ['127.0.0.1:65536', /port 65536 is outside 0-65535/],
+    ['999.1.2.3:5514', /"999\.1\.2\.3" is not an IPv4 address/],
+    ['bad..host:5514', /"bad\.\.host" is not a valid hostname/],
+    ['::1:5514', /IPv6 addresses go in brackets/],
+    ['[zz::1]:5514', /not an IPv6 address/],
+    [':5514', /the host is missing/],
+  ] as const) {
+    it(`rejects ${address} at its key and line`, () => {
+      const [p, ...more] = rejected(`  in:\n    type: socket\n    address: "${address}"`);
+      assert.deepEqual(more, []);
+      assert.equal(p!.code, 'FLUXO_CONFIG_INVALID_VALUE');
+      assert.equal(p!.path, 'sources.in.address');
+      assert.equal(p!.line, 5);
+      assert.match(p!.message, why);
+    });
+  }
+
+  it('accepts the ports 0 and 65535, IPv6 in brackets and hostnames', () => {
+    for (const address of [
+      '127.0.0.1:0',
+      '0.0.0.0:65535',
+      '[::1]:5514',
+      '[::]:5514',
+      'localhost:5514',
+      'log-1.example:9',
+    ])
+      load(`  in: { type: socket, address: "${address}" }`);
+  });
+
+  it('two listeners on one host:port and transport: rejected, naming both', () => {
+    const [p, ...more] = rejected(
+      '  first: { type: socket, address: 127.0.0.1:5514 }\n  second: { type: syslog, address: 127.0.0.1:5514 }',
+    );
+    assert.deepEqual(more, []);
+    assert.equal(p!.code, 'FLUXO_CONFIG_ADDRESS_CONFLICT');
+    assert.equal(p!.path, 'sources.second.address');
+    assert.equal(p!.line, 4);
+    assert.match(
+      p!.message,
+      /source "second" listens on tcp 127\.0\.0\.1:5514, the port of source "first" \(f\.yaml:3\)/,
+    );
+  });
+
+  it('a wildcard host conflicts with every host of the port; defaults count too; so does the api', () => {
+    const wildcard = rejected(
+      '  a: { type: socket, address: 0.0.0.0:9000 }\n  b: { type: socket, address: 127.0.0.1:9000 }',
+    );
+    assert.match(
+      wildcard[0]!.message,
+      /source "b" listens on tcp 127\.0\.0\.1:9000, the port of source "a" .*\(0\.0\.0\.0:9000\)/,
+    );
+    const defaults = rejected('  a: { type: http }\n  b: { type: http }');
+    assert.equal(defaults[0]!.path, 'sources.b.address');
+    assert.match(defaults[0]!.message, /127\.0\.0\.1:8080/);
+    const api = rejected('  a: { type: http, address: 127.0.0.1:8686 }', '');
+    assert.equal(api[0]!.path, 'sources.a.address');
+    assert.match(api[0]!.message, /the port of the api/);
+  });
+
+  it('tcp and udp may share a port (syslog on 5514 twice), port 0 never conflicts, nor do other hosts', () => {
+    load(
+      '  t: { type: syslog, mode: tcp, address: 127.0.0.1:5514 }\n  u: { type: syslog, mode: udp, address: 127.0.0.1:5514 }\n' +
+        '  z1: { type: socket, address: 127.0.0.1:0 }\n  z2: { type: socket, address: 127.0.0.1:0 }\n' +
+        '  h1: { type: socket, address: 127.0.0.1:7000 }\n  h2: { type: socket, address: 127.0.0.2:7000 }',
+    );
+    // forward listens on UDP too (heartbeats), unless told not to
+    const heartbeat = rejected(
+      '  f: { type: forward, address: 127.0.0.1:24224 }\n  u: { type: syslog, mode: udp, address: 127.0.0.1:24224 }',
+    );
+    assert.match(heartbeat[0]!.message, /listens on udp 127\.0\.0\.1:24224/);
+    load(
+      '  f: { type: forward, address: 127.0.0.1:24224, heartbeat_udp: false }\n  u: { type: syslog, mode: udp, address: 127.0.0.1:24224 }',
+    );
+  });
+});
+
+describe('an empty pipeline (issue 13, item 11)', () => {
+  for (const [name, text, missing] of [
+    ['an empty file', '', 'no sources and no sinks'],
+    ['only global settings', 'data_dir: ./data\n', 'no sources and no sinks'],
+    ['no sinks', 'sources:\n  in: { type: manual }\n', 'no sinks'],
+    ['no sources', 'sinks:\n  out: { type: console, inputs: [dead_letter] }\n', 'no sources'],
+  ] as const) {
+    it(`${name}: rejected with a clear message`, () => {
+      const p = one(text);
+      assert.equal(p.code, 'FLUXO_CONFIG_EMPTY');
+      assert.match(p.message, new RegExp(`the pipeline has ${missing}: declare at least one source`));
+    });
+  }
 });
