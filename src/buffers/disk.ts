@@ -195,7 +195,7 @@ export class DiskBuffer implements SinkBuffer {
     const previous = this.claim.claim();
     if (!previous) return this.openFiles();
     previous
-      .then(() => this.openFiles())
+      .then((ackedId) => this.openFiles(ackedId))
       .catch((error: unknown) => {
         this.metrics?.component.error('open_failed');
         this.log.error({ dir: this.options.dir, err: errorText(error) }, 'disk buffer: cannot open after reload');
@@ -203,13 +203,14 @@ export class DiskBuffer implements SinkBuffer {
     return Promise.resolve();
   }
 
-  private async openFiles(): Promise<void> {
+  /** `handedAckedId`: the final acknowledged position of this process's previous buffer of the directory. */
+  private async openFiles(handedAckedId?: number): Promise<void> {
     const { dir } = this.options;
     if (this.finishing) return;
     this.filesOpening = true;
     let recovered: RecoveredLog;
     try {
-      recovered = await recoverLog(dir, this.context.id, this.log, this.metrics);
+      recovered = await recoverLog(dir, this.context.id, this.log, this.metrics, handedAckedId);
     } catch (error) {
       this.claim.release();
       this.filesOpening = false;
@@ -340,7 +341,7 @@ export class DiskBuffer implements SinkBuffer {
       this.log.error({ dir: this.options.dir, err: errorText(error) }, 'disk buffer: closing failed');
     } finally {
       await this.releaseLock?.().catch(() => {});
-      this.claim.release();
+      this.claim.release(this.queue?.ackedId);
       this.resolveWhenOpen();
       this.resolveClosed();
     }

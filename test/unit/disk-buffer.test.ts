@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { crc32c } from '@node-rs/crc32';
@@ -544,6 +545,40 @@ describe('DiskBuffer', { timeout: 60_000 }, () => {
     await opening;
     assert.deepEqual(await drain(second.buffer), range(1, 30));
     await second.buffer.closed;
+  });
+
+  it('write_delay: what the sink delivers while the closing write is under way is acknowledged, not replayed', async (t) => {
+    const dir = tempDir(t);
+    const first = openBuffer(dir, { writeDelayMs: 10_000 }, t);
+    await first.buffer.open();
+    for (let i = 0; i < 5; i++) first.buffer.push(numberedBatch(i * 10 + 1, 10));
+    const held = await takeEvents(first.buffer, 50, 10);
+    // The sink delivers what it holds once the bytes are written and before the writer hears back: during the
+    // write, before the records have their ids.
+    const probe = await open(join(dir, 'probe'), 'w');
+    const proto = Object.getPrototypeOf(probe) as { writev: (...args: unknown[]) => Promise<unknown> };
+    await probe.close();
+    const writev = proto.writev;
+    proto.writev = async function (this: unknown, ...args: unknown[]) {
+      const result = await writev.apply(this, args);
+      for (const b of held.splice(0)) b.ack.release('delivered');
+      return result;
+    };
+    t.after(() => {
+      proto.writev = writev;
+    });
+    first.buffer.close(); // writes at once what waits for its delay: the records the sink holds
+    await first.buffer.closed;
+    proto.writev = writev;
+    assert.equal(held.length, 0, 'delivered during the write');
+    assert.equal(
+      (await readLedger(dir)).state?.ackedId,
+      5,
+      'the ledger covers the records delivered during their write',
+    );
+    const second = openBuffer(dir, {}, t);
+    await second.buffer.open();
+    assert.deepEqual(await drain(second.buffer), [], 'nothing the sink delivered is replayed');
   });
 
   it('refuses a buffer another live process holds, takes over the lock of a dead one', async (t) => {

@@ -103,6 +103,8 @@ export class DeliveryQueue {
   /** Damage already reported (by the scan at open): `segment:offset`. */
   readonly knownDamage = new Set<string>();
   ackedId: number;
+  /** Ids of records delivered during their write, beyond the acknowledged position (ackLate). */
+  private readonly lateAcks = new Set<number>();
   /** The last record handed to the sink. */
   readId: number;
 
@@ -203,6 +205,7 @@ export class DeliveryQueue {
   committed(record: PendingRecord, segment: Segment, offset: number): void {
     if (record.handedEarly) {
       if (this.cold === undefined) this.lastQueuedId = record.id;
+      if (record.ackedWithoutId) this.ackLate(record.id);
       return;
     }
     this.awaitingCommit--;
@@ -347,12 +350,37 @@ export class DeliveryQueue {
       this.inflight.shift();
       // A record delivered before its commit completed is not in the log (or not yet): no position to move to.
       // Its id is 0 until then (PendingRecord.id).
+      // A record delivered while its write is under way gets its id after this: see ackLate.
       const id = e.pending ? e.pending.id : e.id;
+      if (e.pending && id === 0 && e.pending.state === 'delivered') e.pending.ackedWithoutId = true;
       if (id > this.ackedId) this.ackedId = id;
       events += e.count;
       bytes += e.size;
     }
-    if (bytes > 0) this.log.advanced(this.ackedId, events, bytes);
+    const before = this.ackedId;
+    this.takeLateAcks();
+    if (bytes > 0 || this.ackedId !== before) this.log.advanced(this.ackedId, events, bytes);
+  }
+
+  /**
+   * A record the sink delivered during its write got its id `id` from the commit after the acknowledged
+   * position had passed it (its share was already counted off). The log's ids are consecutive, so the position
+   * moves onto it once every id before it is acknowledged; until then it waits in `lateAcks`. Without this the
+   * position stays short of it, and whoever opens the buffer next (a reload's new buffer, a restart) replays a
+   * record the sink delivered.
+   */
+  private ackLate(id: number): void {
+    if (id <= this.ackedId) return;
+    this.lateAcks.add(id);
+    const before = this.ackedId;
+    this.takeLateAcks();
+    if (this.ackedId !== before) this.log.advanced(this.ackedId, 0, 0);
+  }
+
+  private takeLateAcks(): void {
+    if (this.lateAcks.size === 0) return;
+    while (this.lateAcks.delete(this.ackedId + 1)) this.ackedId++;
+    for (const id of this.lateAcks) if (id <= this.ackedId) this.lateAcks.delete(id);
   }
 
   private shouldRead(): boolean {

@@ -34,6 +34,11 @@ export class PendingRecord {
   id = 0;
   readonly events: Event[];
   readonly count: number;
+  /**
+   * The sink delivered it while its write was under way, and the acknowledged position already moved over it
+   * without an id: once the commit gives it one, that id is acknowledged too (DeliveryQueue.committed).
+   */
+  ackedWithoutId = false;
   private current: PendingState = 'queued';
 
   constructor(

@@ -36,6 +36,8 @@ export async function recoverLog(
   sinkId: string,
   log: Logger,
   metrics: DiskBufferMetrics | undefined,
+  /** The acknowledged position a reload's previous buffer closed with (at least what its ledger says). */
+  handedAckedId = 0,
 ): Promise<RecoveredLog> {
   let ledger: Ledger | undefined;
   let releaseLock: (() => Promise<void>) | undefined;
@@ -49,7 +51,7 @@ export async function recoverLog(
       metrics?.component.error('ledger_damaged');
       log.error({ dir, problem }, 'disk buffer: ledger unreadable, replaying every record on disk');
     }
-    const ackedId = state?.ackedId ?? 0;
+    const ackedId = Math.max(state?.ackedId ?? 0, handedAckedId);
     const scan = await scanSegments(dir, ackedId, true);
     for (const d of scan.damage) {
       metrics?.corrupt.inc(d.lostRecords ?? 1);
