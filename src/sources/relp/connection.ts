@@ -206,5 +206,7 @@ export class RelpConnection {
     // librelp expects `serverclose` when the server ends a session by itself (not after the client's `close`).
     if (this.stopping && !this.closing && this.socket.writable) this.socket.write(RELP_SERVERCLOSE);
     this.socket.end();
+    // A peer that leaves its side half-open must not keep the process alive after a stop.
+    setTimeout(() => this.socket.destroy(), 1000).unref();
   }
 }
