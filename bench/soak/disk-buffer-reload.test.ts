@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Event } from '../../src/core/event.ts';
-import { tempDir } from '../helpers/context.ts';
-import { testPipeline, until } from '../helpers/pipeline.ts';
+import { tempDir } from '../../test/helpers/context.ts';
+import { testPipeline, until } from '../../test/helpers/pipeline.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
