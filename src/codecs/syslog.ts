@@ -43,6 +43,8 @@ export const FACILITIES = [
 export const SEVERITIES = ['emerg', 'alert', 'crit', 'err', 'warning', 'notice', 'info', 'debug'] as const;
 
 /** Structured data: `{ "exampleSDID@32473": { "iut": "3" } }`. */
+import type { Event } from '../core/event.ts';
+
 export type StructuredData = Record<string, Record<string, string>>;
 
 /** The fields of one parsed message; absent (NILVALUE or not in the format) fields are undefined. */
@@ -94,6 +96,29 @@ const TAG_CHAR = /^[^\s[\]:]{1,64}/;
 /** A year-less BSD date this far ahead of the collector's clock belongs to the previous year (Dec 31 → Jan 1). */
 const FUTURE_TOLERANCE_MS = 7 * 86_400_000;
 const HEADER_FIELDS = ['TIMESTAMP', 'HOSTNAME', 'APP-NAME', 'PROCID', 'MSGID'] as const;
+
+/**
+ * The event of a parsed message, as every syslog-speaking source emits it: `message`, `timestamp` (the
+ * message's, or `received`), `host` (the sender), `source_type`, `facility`, `severity`, the fields the message
+ * has, then `_id`.
+ */
+export function syslogEvent(m: SyslogMessage, received: string, host: string, sourceType: string, id: string): Event {
+  const e: Event = {
+    message: m.message,
+    timestamp: m.timestamp ?? received,
+    host,
+    source_type: sourceType,
+    facility: m.facility,
+    severity: m.severity,
+  };
+  if (m.hostname !== undefined) e.hostname = m.hostname;
+  if (m.appname !== undefined) e.appname = m.appname;
+  if (m.procid !== undefined) e.procid = m.procid;
+  if (m.msgid !== undefined) e.msgid = m.msgid;
+  if (m.structured_data !== undefined) e.structured_data = m.structured_data;
+  e._id = id;
+  return e;
+}
 
 export class SyslogParser {
   /** Why the last parse() returned undefined. */

@@ -1,6 +1,6 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import { createServer as createTlsServer } from 'node:tls';
-import { SyslogParser } from '../../codecs/syslog.ts';
+import { SyslogParser, syslogEvent } from '../../codecs/syslog.ts';
 import { loadTlsServerOptions } from '../../codecs/tls.ts';
 import type { AckStatus } from '../../core/ack.ts';
 import type { Source, SourceContext } from '../../core/component.ts';
@@ -173,21 +173,7 @@ export class RelpSource implements Source {
       );
       return { message: line, timestamp: this.stampIso, host, source_type: 'relp', _id: this.ids.next(now) };
     }
-    const e: Event = {
-      message: m.message,
-      timestamp: m.timestamp ?? this.stampIso,
-      host,
-      source_type: 'relp',
-      facility: m.facility,
-      severity: m.severity,
-    };
-    if (m.hostname !== undefined) e.hostname = m.hostname;
-    if (m.appname !== undefined) e.appname = m.appname;
-    if (m.procid !== undefined) e.procid = m.procid;
-    if (m.msgid !== undefined) e.msgid = m.msgid;
-    if (m.structured_data !== undefined) e.structured_data = m.structured_data;
-    e._id = this.ids.next(now);
-    return e;
+    return syslogEvent(m, this.stampIso, host, 'relp', this.ids.next(now));
   }
 
   deadLetterOverlong(prefix: Buffer, originalBytes: number, host: string): void {

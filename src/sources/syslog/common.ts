@@ -1,4 +1,4 @@
-import { SyslogParser } from '../../codecs/syslog.ts';
+import { SyslogParser, syslogEvent } from '../../codecs/syslog.ts';
 import type { SourceContext } from '../../core/component.ts';
 import type { Event } from '../../core/event.ts';
 import { NetSourceBase } from '../../core/net/net-source-base.ts';
@@ -51,21 +51,7 @@ export abstract class SyslogSourceBase extends NetSourceBase<SyslogSourceOptions
         out.push({ message: line, timestamp: received, host, source_type: 'syslog', _id: ids.next(now) });
         continue;
       }
-      const e: Event = {
-        message: m.message,
-        timestamp: m.timestamp ?? received,
-        host,
-        source_type: 'syslog',
-        facility: m.facility,
-        severity: m.severity,
-      };
-      if (m.hostname !== undefined) e.hostname = m.hostname;
-      if (m.appname !== undefined) e.appname = m.appname;
-      if (m.procid !== undefined) e.procid = m.procid;
-      if (m.msgid !== undefined) e.msgid = m.msgid;
-      if (m.structured_data !== undefined) e.structured_data = m.structured_data;
-      e._id = ids.next(now);
-      out.push(e);
+      out.push(syslogEvent(m, received, host, 'syslog', ids.next(now)));
     }
     if (failures > 0) {
       this.parseFailures.inc(failures);
