@@ -21,8 +21,7 @@ export class SinkDriver {
     let request = this.pending.get(events);
     let unencodable: Event[] = [];
     if (request === undefined) {
-      const lines = ndjson === undefined ? undefined : { bytes: ndjson, offsets: undefined, count: events.length };
-      const prepared = prepareRequest(this.sink, events, 0, lines);
+      const prepared = prepareRequest(this.sink, events, 0, ndjson);
       unencodable = prepared.unencodable;
       if (prepared.request === undefined) throw new PermanentError(UNENCODABLE_REASON, unencodable);
       request = prepared.request;

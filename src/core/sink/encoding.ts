@@ -23,8 +23,8 @@ export interface Encoding {
  */
 export interface EncodedLines {
   readonly bytes: Buffer;
-  /** `count + 1` positions: line i is bytes[offsets[i], offsets[i + 1]). Undefined until needed, for lines a buffer encoded. */
-  offsets: Uint32Array | undefined;
+  /** `count + 1` positions: line i is bytes[offsets[i], offsets[i + 1]). */
+  readonly offsets: Uint32Array;
   readonly count: number;
 }
 
@@ -117,25 +117,28 @@ export function encodeEvents(events: readonly Event[], encoding: Encoding, rejec
   };
 }
 
-/** Where each line of `lines` starts (and the last ends), found by scanning for newlines (JSON lines only). */
-export function offsetsOf(lines: EncodedLines): Uint32Array {
-  if (lines.offsets !== undefined) return lines.offsets;
-  const offsets = new Uint32Array(lines.count + 1);
+/**
+ * JSON lines a buffer already encoded (Batch.ndjson) as EncodedLines, their positions found by scanning for
+ * newlines; undefined unless `bytes` holds exactly `count` newline-terminated lines, so lines that do not
+ * match their events are never trusted.
+ */
+export function scanLines(bytes: Buffer, count: number): EncodedLines | undefined {
+  const offsets = new Uint32Array(count + 1);
   let at = 0;
-  for (let i = 0; i < lines.count; i++) {
+  for (let i = 0; i < count; i++) {
     offsets[i] = at;
-    const end = lines.bytes.indexOf(0x0a, at);
-    if (end < 0) throw new Error(`internal: ${lines.count} encoded lines expected, found ${i}`);
+    const end = bytes.indexOf(0x0a, at);
+    if (end < 0) return undefined;
     at = end + 1;
   }
-  offsets[lines.count] = at;
-  lines.offsets = offsets;
-  return offsets;
+  if (at !== bytes.length) return undefined;
+  offsets[count] = at;
+  return { bytes, offsets, count };
 }
 
 /** The lines at `indices`, in that order, as new EncodedLines. */
 export function pickLines(lines: EncodedLines, indices: readonly number[]): EncodedLines {
-  const from = offsetsOf(lines);
+  const from = lines.offsets;
   const offsets = new Uint32Array(indices.length + 1);
   let size = 0;
   for (const i of indices) size += from[i + 1]! - from[i]!;
@@ -159,7 +162,7 @@ export function frame(lines: EncodedLines, codec: EncodingCodec): Buffer {
   const out = Buffer.allocUnsafe(bytes.length + 1);
   out[0] = 0x5b;
   bytes.copy(out, 1);
-  const offsets = offsetsOf(lines);
+  const offsets = lines.offsets;
   for (let i = 1; i <= count; i++) out[offsets[i]!] = 0x2c;
   out[out.length - 1] = 0x5d;
   return out;

@@ -10,7 +10,6 @@ export {
   type EncodingCodec,
   encodingOf,
   encodingOptions,
-  offsetsOf,
   pickLines,
   UNENCODABLE_REASON,
 } from './encoding.ts';

@@ -6,7 +6,7 @@ import type { Event } from '../event.ts';
 import type { ComponentMetrics } from '../metrics.ts';
 import { backoffDelay, type RetryPolicy, sleep } from '../retry.ts';
 import type { SinkBuffer } from './buffer.ts';
-import { type EncodedLines, encodeEvents, UNENCODABLE_REASON } from './encoding.ts';
+import { encodeEvents, scanLines, UNENCODABLE_REASON } from './encoding.ts';
 import { PreparedRequest, type SendResult } from './request.ts';
 
 export interface SinkRunnerOptions {
@@ -269,7 +269,7 @@ export class SinkRunner {
 
   /** The request of a write, or undefined when none of its events can be encoded (all dead-lettered). */
   private prepare(pieces: Piece[], events: Event[], bytes: number): PreparedRequest | undefined {
-    const { request, unencodable } = prepareRequest(this.sink, events, bytes, linesOf(pieces, events.length));
+    const { request, unencodable } = prepareRequest(this.sink, events, bytes, ndjsonOf(pieces));
     if (unencodable.length > 0) {
       this.metrics.error('encode_failed', unencodable.length);
       const perEvent = bytes / events.length;
@@ -414,21 +414,22 @@ export class SinkRunner {
 }
 
 /**
- * Encodes a write for `sink` once (unless `lines` already holds its JSON lines and the encoding is JSON):
- * the request to send, undefined when no event could be encoded, and the events that could not.
+ * Encodes a write for `sink` once (unless `ndjson` already holds its events as JSON lines and the encoding is
+ * JSON): the request to send, undefined when no event could be encoded, and the events that could not.
  */
 export function prepareRequest(
   sink: Sink,
   events: Event[],
   bytes: number,
-  lines: EncodedLines | undefined,
+  ndjson: Buffer | undefined,
 ): { request: PreparedRequest | undefined; unencodable: Event[] } {
   const encoding = sink.encoding;
   if (encoding === undefined) {
     return { request: new PreparedRequest(events, bytes, undefined, undefined, 'none'), unencodable: [] };
   }
   const compression = sink.compression ?? 'none';
-  if (encoding.codec !== 'text' && lines !== undefined && plausibleLines(lines)) {
+  const lines = encoding.codec !== 'text' && ndjson !== undefined ? scanLines(ndjson, events.length) : undefined;
+  if (lines !== undefined) {
     return { request: new PreparedRequest(events, bytes, lines, encoding, compression), unencodable: [] };
   }
   const rejected: number[] = [];
@@ -444,26 +445,6 @@ export function prepareRequest(
   return { request: new PreparedRequest(kept, keptBytes, encoded, encoding, compression), unencodable };
 }
 
-/**
- * Whether a buffer's lines are the events': exactly one newline-terminated line each (their positions are
- * kept for later picks). Lines that are not are not trusted, and the events are encoded again.
- */
-function plausibleLines(lines: EncodedLines): boolean {
-  const { bytes, count } = lines;
-  const offsets = new Uint32Array(count + 1);
-  let at = 0;
-  for (let i = 0; i < count; i++) {
-    offsets[i] = at;
-    const end = bytes.indexOf(0x0a, at);
-    if (end < 0) return false;
-    at = end + 1;
-  }
-  if (at !== bytes.length) return false;
-  offsets[count] = at;
-  lines.offsets = offsets;
-  return true;
-}
-
 /** A PermanentError as an answer: all of the request rejected, or only its `events`, the rest delivered. */
 export function permanentResult(events: readonly Event[], error: PermanentError): SendResult {
   if (error.events === undefined) return { rejected: events.map((_, index) => ({ index, reason: error.reason })) };
@@ -474,17 +455,14 @@ export function permanentResult(events: readonly Event[], error: PermanentError)
 }
 
 /** The write's events as JSON lines when every piece carries its own (Batch.ndjson): nothing to encode. */
-function linesOf(pieces: Piece[], count: number): EncodedLines | undefined {
-  if (pieces.length === 1) {
-    const nd = pieces[0]!.ndjson;
-    return nd === undefined ? undefined : { bytes: nd, offsets: undefined, count };
-  }
+function ndjsonOf(pieces: Piece[]): Buffer | undefined {
+  if (pieces.length === 1) return pieces[0]!.ndjson;
   const parts: Buffer[] = [];
   for (const p of pieces) {
     if (p.ndjson === undefined) return undefined;
     parts.push(p.ndjson);
   }
-  return { bytes: Buffer.concat(parts), offsets: undefined, count };
+  return Buffer.concat(parts);
 }
 
 export function errorMessage(error: unknown): string {
