@@ -452,7 +452,7 @@ class ConfigLoader {
           batchMaxEvents: batch.max_events,
           batchMaxBytes: batch.max_bytes,
           batchTimeoutMs: batch.timeout ?? definition?.defaultBatchTimeoutMs ?? 0,
-          timeoutMs: (spec.timeout as number | undefined) ?? definition?.defaultTimeoutMs?.(options as never) ?? 0,
+          timeoutMs: (spec.timeout as number | undefined) ?? 0,
           healthcheck: spec.healthcheck as boolean,
           concurrency: spec.concurrency as number,
           retry: {

@@ -145,7 +145,7 @@ export const sinkCommonOptions = {
     .optional()
     .describe(
       'How long one attempt of a write may take; past it the attempt is aborted and retried with backoff. ' +
-        "Default: the sink's own (`request_timeout` for `http`), otherwise none.",
+        'Default: none (the `http` sink also bounds each of its requests by its own `request_timeout`).',
     ),
   healthcheck: z
     .boolean()

@@ -137,11 +137,6 @@ export interface SinkDefinition<S extends z.ZodObject = z.ZodObject> extends Def
    * pay a fixed price per write (an fsync, a request) linger a little so that many small batches share it.
    */
   defaultBatchTimeoutMs?: number;
-  /**
-   * The per-attempt timeout when the configuration gives no `timeout` (e.g. the http sink's older
-   * `request_timeout`); 0 or absent: an attempt may take as long as the destination needs.
-   */
-  defaultTimeoutMs?(options: z.infer<S>): number;
   build(options: z.infer<S>, context: ComponentContext): Sink;
 }
 
