@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -8,6 +8,7 @@ import { describe, it, type TestContext } from 'node:test';
 import { tempDir } from '../helpers/context.ts';
 import { requireProgram } from '../helpers/external.ts';
 import { checkSequence, FluxoProcess, readNdjsonDir } from '../helpers/fluxo-process.ts';
+import { startRsyslogd } from '../helpers/rsyslog.ts';
 
 const TOTAL = 20_000;
 const KILLS = 5;
@@ -105,23 +106,8 @@ sinks:
     });
     let fluxo = await startFluxo();
 
-    const child = spawn(rsyslogd, ['-n', '-f', join(dir, 'rsyslog.conf'), '-i', join(dir, 'rsyslogd.pid')], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let rsyslogOutput = '';
-    child.stdout.on('data', (d) => {
-      rsyslogOutput += d;
-    });
-    child.stderr.on('data', (d) => {
-      rsyslogOutput += d;
-    });
-    const exited = once(child, 'exit');
-    t.after(async () => {
-      if (child.exitCode === null && child.signalCode === null) {
-        child.kill('SIGKILL');
-        await exited;
-      }
-    });
+    const rsyslog = startRsyslogd(t, rsyslogd, dir, 'SIGKILL');
+    const { child } = rsyslog;
 
     // 80 chunks of 250 lines, one every 200 ms, while Fluxo is killed 1.5 s after each start and restarted at once.
     const writing = (async () => {
@@ -135,7 +121,7 @@ sinks:
     const seenAtKill: number[] = [];
     for (let kill = 1; kill <= KILLS; kill++) {
       await new Promise((r) => setTimeout(r, 1500));
-      assert.equal(child.exitCode, null, `rsyslogd exited:\n${rsyslogOutput}`);
+      assert.equal(child.exitCode, null, `rsyslogd exited:\n${rsyslog.output()}`);
       seenAtKill.push(numbersSoFar(out).size);
       assert.equal(await fluxo.stop('SIGKILL'), null, `fluxo run ${kill} was killed`);
       fluxo = await startFluxo();
@@ -148,7 +134,7 @@ sinks:
         const { missing } = checkSequence([...numbersSoFar(out)], TOTAL);
         assert.fail(
           `${missing.length} lines missing after 60 s (first ${missing.slice(0, 10).join(', ')})\n` +
-            `rsyslog:\n${rsyslogOutput}\nfluxo:\n${fluxo.stderr.slice(-3000)}`,
+            `rsyslog:\n${rsyslog.output()}\nfluxo:\n${fluxo.stderr.slice(-3000)}`,
         );
       }
       await new Promise((r) => setTimeout(r, 100));

@@ -1,12 +1,11 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { appendFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import { syslogSource } from '../../src/sources/syslog.ts';
 import { recordingSourceContext, tempDir } from '../helpers/context.ts';
 import { requireProgram } from '../helpers/external.ts';
+import { startRsyslogd } from '../helpers/rsyslog.ts';
 
 async function startSource(t: TestContext, id: string) {
   const rec = recordingSourceContext(id, '/nonexistent', 'syslog');
@@ -47,23 +46,7 @@ if $programname == "webapp" then {
 }
 `,
     );
-    const child = spawn(rsyslogd, ['-n', '-f', join(dir, 'rsyslog.conf'), '-i', join(dir, 'rsyslogd.pid')], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let output = '';
-    child.stdout.on('data', (d) => {
-      output += d;
-    });
-    child.stderr.on('data', (d) => {
-      output += d;
-    });
-    const exited = once(child, 'exit');
-    t.after(async () => {
-      if (child.exitCode === null && child.signalCode === null) {
-        child.kill('SIGTERM');
-        await exited;
-      }
-    });
+    const rsyslog = startRsyslogd(t, rsyslogd, dir);
     let text = '';
     for (let i = 1; i <= total; i++) {
       text += `10.0.0.${i % 250} - - "GET /item?seq=${i} HTTP/1.1" 200 ${i * 7}\n`;
@@ -72,8 +55,8 @@ if $programname == "webapp" then {
         text = '';
       }
     }
-    const exitedEarly = exited.then(() => {
-      throw new Error(`rsyslogd exited early:\n${output}`);
+    const exitedEarly = rsyslog.exited.then(() => {
+      throw new Error(`rsyslogd exited early:\n${rsyslog.output()}`);
     });
     await Promise.race([Promise.all([octet.rec.waitForEvents(total), lines.rec.waitForEvents(total)]), exitedEarly]);
 
@@ -83,7 +66,7 @@ if $programname == "webapp" then {
       ['newline RFC 3164', lines.rec],
     ] as const) {
       const events = rec.events();
-      assert.equal(events.length, total, `${name}: ${events.length} events\n${output}`);
+      assert.equal(events.length, total, `${name}: ${events.length} events\n${rsyslog.output()}`);
       events.forEach((e, i) => {
         const n = i + 1;
         assert.equal(e.message, `10.0.0.${n % 250} - - "GET /item?seq=${n} HTTP/1.1" 200 ${n * 7}`, name);
