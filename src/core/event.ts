@@ -13,6 +13,24 @@ export const HOSTNAME = hostname();
 const HEX: string[] = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
 
 /**
+ * The time of receipt a source stamps on events: Date.now() (or a time it was given), with its ISO-8601 form
+ * formatted at most once per millisecond, since a busy source stamps many batches within one.
+ */
+export class ReceiptClock {
+  private ms = -1;
+  /** The ISO form of the last now(). */
+  iso = '';
+
+  now(ms: number = Date.now()): number {
+    if (ms !== this.ms) {
+      this.ms = ms;
+      this.iso = new Date(ms).toISOString();
+    }
+    return ms;
+  }
+}
+
+/**
  * UUIDv7 ids, cheap enough to make one per event: the 48-bit millisecond time and 12 random bits are
  * formatted once per millisecond; the tail is a per-process random 30 bits plus a 32-bit counter, so ids
  * made in one process never collide and ids of different processes collide only by chance (2^-42 per ms).

@@ -77,8 +77,8 @@ abstract class LineSocketSource extends NetSourceBase<SocketSourceOptions> {
   /** Turns lines into events appended to `out`; empty lines carry nothing and are skipped. */
   protected appendEvents(lines: readonly string[], host: string, port: number, out: Event[]): void {
     if (lines.length === 0) return;
-    const now = this.stamp();
-    const timestamp = this.stampIso;
+    const now = this.clock.now();
+    const timestamp = this.clock.iso;
     const ids = this.ids;
     for (let i = 0; i < lines.length; i++) {
       const message = lines[i]!;
@@ -88,8 +88,8 @@ abstract class LineSocketSource extends NetSourceBase<SocketSourceOptions> {
   }
 
   protected event(message: string, host: string, port: number): Event {
-    const now = this.stamp();
-    return { message, timestamp: this.stampIso, host, port, source_type: 'socket', _id: this.ids.next(now) };
+    const now = this.clock.now();
+    return { message, timestamp: this.clock.iso, host, port, source_type: 'socket', _id: this.ids.next(now) };
   }
 
   deadLetterOverlong(prefix: string, originalBytes: number, host: string, port: number): void {

@@ -1,7 +1,7 @@
 import type { AddressInfo } from 'node:net';
 import type { Source, SourceContext } from '../component.ts';
 import { FluxoError } from '../errors.ts';
-import { type Event, EventIdGenerator } from '../event.ts';
+import { type Event, EventIdGenerator, ReceiptClock } from '../event.ts';
 import { splitAddress } from '../units.ts';
 
 /** The options every listening source has: its transport and the address it listens on. */
@@ -28,9 +28,8 @@ export abstract class NetSourceBase<O extends NetSourceOptions = NetSourceOption
   readonly port: number;
   stopping = false;
   protected readonly ids = new EventIdGenerator();
-  /** The ISO form of the last stamp() result. */
-  protected stampIso = '';
-  private stampMs = -1;
+  /** The time of receipt stamped on events. */
+  protected readonly clock = new ReceiptClock();
   private inFlight = 0;
   private idleWaiters: (() => void)[] = [];
 
@@ -59,16 +58,6 @@ export abstract class NetSourceBase<O extends NetSourceOptions = NetSourceOption
       await this.transport.close();
     }
     await this.idle();
-  }
-
-  /** Date.now(), with its ISO string in stampIso formatted at most once per millisecond. */
-  protected stamp(): number {
-    const now = Date.now();
-    if (now !== this.stampMs) {
-      this.stampMs = now;
-      this.stampIso = new Date(now).toISOString();
-    }
-    return now;
   }
 
   emitTracked(events: Event[], bytes: number, onSettled: () => void): void {

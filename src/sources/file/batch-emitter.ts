@@ -1,7 +1,7 @@
 import type { MultilineOutput } from '../../codecs/multiline.ts';
 import type { AckStatus } from '../../core/ack.ts';
 import type { SourceContext } from '../../core/component.ts';
-import { type Event, HOSTNAME } from '../../core/event.ts';
+import { type Event, HOSTNAME, ReceiptClock } from '../../core/event.ts';
 import type { AckWindow, WindowEntry } from './ack-window.ts';
 import type { CheckpointRecord } from './checkpoints.ts';
 import { clearFramedLines, type FramedLines, newFramedLines } from './line-framer.ts';
@@ -26,8 +26,7 @@ export class FileBatchEmitter {
   private idleWaiters: (() => void)[] = [];
   private readonly framed: FramedLines = newFramedLines();
   private readonly grouped: MultilineOutput = { messages: [], positions: [] };
-  private stampMs = -1;
-  private stampIso = '';
+  private readonly clock = new ReceiptClock();
   private readonly overlongReason: string;
 
   constructor(
@@ -112,11 +111,8 @@ export class FileBatchEmitter {
   }
 
   private buildEvents(f: TailedFile, messages: string[], offsets: number[], now: number): Event[] {
-    if (now !== this.stampMs) {
-      this.stampMs = now;
-      this.stampIso = new Date(now).toISOString();
-    }
-    const timestamp = this.stampIso;
+    this.clock.now(now);
+    const timestamp = this.clock.iso;
     const file = f.path;
     const prefix = f.idPrefix;
     const events: Event[] = [];

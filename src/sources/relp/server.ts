@@ -4,7 +4,7 @@ import { SyslogParser, syslogEvent } from '../../codecs/syslog.ts';
 import { loadTlsServerOptions } from '../../codecs/tls.ts';
 import type { AckStatus } from '../../core/ack.ts';
 import type { Source, SourceContext } from '../../core/component.ts';
-import { type Event, EventIdGenerator } from '../../core/event.ts';
+import { type Event, EventIdGenerator, ReceiptClock } from '../../core/event.ts';
 import type { LocalCounter, LocalGauge } from '../../core/metrics.ts';
 import { boundHostPort, listenServer, peerHost } from '../../core/net/listen.ts';
 import { RateLimitedWarnings } from '../../core/rate-limited-warnings.ts';
@@ -40,8 +40,7 @@ export class RelpSource implements Source {
   private readonly parser = new SyslogParser();
   private readonly ids = new EventIdGenerator();
   private readonly overlongReason: string;
-  private stampMs = -1;
-  private stampIso = '';
+  private readonly clock = new ReceiptClock();
   private inFlight = 0;
   private idleWaiters: (() => void)[] = [];
 
@@ -162,7 +161,7 @@ export class RelpSource implements Source {
     // omrelp sends the message without a trailer; templates that add one must not leave it in `message`.
     while (end > 0 && (data[end - 1] === LF || data[end - 1] === CR || data[end - 1] === NUL)) end--;
     const line = data.toString('utf8', 0, end);
-    const now = this.stamp();
+    const now = this.clock.now();
     const m = line.length === 0 ? undefined : this.parser.parse(line, now);
     if (m === undefined) {
       this.metrics.parseFailures.inc();
@@ -171,19 +170,19 @@ export class RelpSource implements Source {
         { host, reason: line.length === 0 ? 'empty message' : this.parser.error, sample: line.slice(0, 200) },
         'not a syslog message: kept raw',
       );
-      return { message: line, timestamp: this.stampIso, host, source_type: 'relp', _id: this.ids.next(now) };
+      return { message: line, timestamp: this.clock.iso, host, source_type: 'relp', _id: this.ids.next(now) };
     }
-    return syslogEvent(m, this.stampIso, host, 'relp', this.ids.next(now));
+    return syslogEvent(m, this.clock.iso, host, 'relp', this.ids.next(now));
   }
 
   deadLetterOverlong(prefix: Buffer, originalBytes: number, host: string): void {
     this.metrics.tooLong.inc();
-    const now = this.stamp();
+    const now = this.clock.now();
     this.ctx.deadLetter(
       [
         {
           message: prefix.toString('utf8'),
-          timestamp: this.stampIso,
+          timestamp: this.clock.iso,
           host,
           source_type: 'relp',
           _id: this.ids.next(now),
@@ -221,15 +220,5 @@ export class RelpSource implements Source {
     }
     this.connections.add(new RelpConnection(socket, this, peerHost(socket.remoteAddress)));
     this.metrics.open.inc();
-  }
-
-  /** Date.now(), with its ISO string in stampIso formatted at most once per millisecond. */
-  private stamp(): number {
-    const now = Date.now();
-    if (now !== this.stampMs) {
-      this.stampMs = now;
-      this.stampIso = new Date(now).toISOString();
-    }
-    return now;
   }
 }

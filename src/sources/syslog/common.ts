@@ -35,8 +35,8 @@ export abstract class SyslogSourceBase extends NetSourceBase<SyslogSourceOptions
   /** Parses messages into events appended to `out`; empty messages carry nothing and are skipped. */
   protected appendEvents(messages: readonly string[], host: string, out: Event[]): void {
     if (messages.length === 0) return;
-    const now = this.stamp();
-    const received = this.stampIso;
+    const now = this.clock.now();
+    const received = this.clock.iso;
     const parser = this.parser;
     const ids = this.ids;
     let failures = 0;
@@ -65,10 +65,10 @@ export abstract class SyslogSourceBase extends NetSourceBase<SyslogSourceOptions
 
   deadLetterOverlong(prefix: string, originalBytes: number, host: string): void {
     this.tooLong.inc();
-    const now = this.stamp();
+    const now = this.clock.now();
     const event: Event = {
       message: prefix,
-      timestamp: this.stampIso,
+      timestamp: this.clock.iso,
       host,
       source_type: 'syslog',
       _id: this.ids.next(now),
