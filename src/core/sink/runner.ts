@@ -81,17 +81,8 @@ export class SinkRunner {
           if (signal.aborted) return false;
           this.metrics.error('connect_failed');
           const delay = backoffDelay(this.options.retry, attempt);
-          if (attempt === 0 || attempt % 10 === 0) {
-            this.logger.warn(
-              { sink: this.id, attempt: attempt + 1, retry_in_ms: delay, err: errorMessage(error) },
-              'sink could not connect, retrying',
-            );
-          }
-          try {
-            await sleep(delay, signal);
-          } catch {
-            return false;
-          }
+          const fields = { attempt: attempt + 1, retry_in_ms: delay, err: errorMessage(error) };
+          if (!(await this.backOff(attempt, delay, fields, 'sink could not connect, retrying', signal))) return false;
         }
       }
     }
@@ -332,24 +323,34 @@ export class SinkRunner {
         backoffDelay(this.options.retry, attempt),
         failure instanceof RetryableError ? (failure.retryAfterMs ?? 0) : 0,
       );
-      if (attempt === 0 || attempt % 10 === 0) {
-        this.logger.warn(
-          {
-            sink: this.id,
-            attempt: attempt + 1,
-            events: request.events.length,
-            retry_in_ms: delay,
-            err: errorMessage(failure),
-          },
-          'sink write failed, retrying',
-        );
-      }
+      const fields = {
+        attempt: attempt + 1,
+        events: request.events.length,
+        retry_in_ms: delay,
+        err: errorMessage(failure),
+      };
       request.attempt++;
-      try {
-        await sleep(delay, signal);
-      } catch {
-        return 'failed';
-      }
+      if (!(await this.backOff(attempt, delay, fields, 'sink write failed, retrying', signal))) return 'failed';
+    }
+  }
+
+  /**
+   * Waits `delay` before another attempt, saying so on the first failure and every tenth after it (a failure
+   * that repeats stays visible with its count, without a line per attempt). False when aborted meanwhile.
+   */
+  private async backOff(
+    attempt: number,
+    delay: number,
+    fields: Record<string, unknown>,
+    message: string,
+    signal: AbortSignal,
+  ): Promise<boolean> {
+    if (attempt === 0 || attempt % 10 === 0) this.logger.warn({ sink: this.id, ...fields }, message);
+    try {
+      await sleep(delay, signal);
+      return true;
+    } catch {
+      return false;
     }
   }
 
