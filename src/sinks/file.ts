@@ -88,7 +88,7 @@ export class FileSink extends EventEmitter<{ 'file-closed': [FileClosed] }> impl
   private readonly files = new Map<string, OpenFile>();
   private readonly opening = new Map<string, Promise<OpenFile>>();
   private readonly closing = new Set<Promise<void>>();
-  private readonly writes = new Set<Promise<void>>();
+  private readonly writes = new Set<Promise<unknown>>();
   readonly encoding: Encoding;
   /** Groups written at once, so files in use never outnumber max_open_files. */
   private readonly slots: Semaphore;
@@ -153,13 +153,9 @@ export class FileSink extends EventEmitter<{ 'file-closed': [FileClosed] }> impl
 
   send(request: SinkRequest): Promise<SendResult | undefined> {
     const writing = this.writeEvents(request.events, request.lines());
-    const forget = () => this.writes.delete(done);
-    const done = writing.then(
-      () => undefined,
-      () => undefined,
-    );
-    this.writes.add(done);
-    done.then(forget);
+    this.writes.add(writing);
+    const forget = () => this.writes.delete(writing);
+    writing.then(forget, forget);
     return writing;
   }
 

@@ -17,14 +17,4 @@ export class Semaphore {
     if (next) next();
     else this.free++;
   }
-
-  /** Runs `task` holding one permit. */
-  async with<T>(task: () => Promise<T>): Promise<T> {
-    await this.acquire();
-    try {
-      return await task();
-    } finally {
-      this.release();
-    }
-  }
 }
