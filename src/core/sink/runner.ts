@@ -447,7 +447,7 @@ export function prepareRequest(
 }
 
 /** A PermanentError as an answer: all of the request rejected, or only its `events`, the rest delivered. */
-export function permanentResult(events: readonly Event[], error: PermanentError): SendResult {
+function permanentResult(events: readonly Event[], error: PermanentError): SendResult {
   if (error.events === undefined) return { rejected: events.map((_, index) => ({ index, reason: error.reason })) };
   const bad = new Set<Event>(error.events);
   const rejected: { index: number; reason: string }[] = [];
