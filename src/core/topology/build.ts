@@ -16,8 +16,6 @@ export interface BuildEnvironment {
   readonly registry: ComponentRegistry;
   readonly logger: Logger;
   readonly metrics: PipelineMetrics;
-  /** Builds the buffer of a sink; when absent, the buffer type registered for `spec.buffer.type`. */
-  readonly createBuffer: ((spec: SinkSpec, context: ComponentContext) => SinkBuffer) | undefined;
   readonly deadLetter: DeadLetterOutput;
   /** Where a source's `emit` goes: the running topology decides whether it still takes batches. */
   emit(node: SourceNode, events: Event[], options: EmitOptions | undefined): Promise<void>;
@@ -65,7 +63,7 @@ function buildSink(config: PipelineConfig, spec: SinkSpec, env: BuildEnvironment
   const def = env.registry.sinks.get(spec.type)!;
   const ctx = componentContext(config, env, spec, 'sink');
   const sink = def.build(spec.options as never, ctx);
-  const buffer = env.createBuffer?.(spec, ctx) ?? registeredBuffer(spec, ctx, env);
+  const buffer = registeredBuffer(spec, ctx, env);
   const runner = createSinkRunner(spec, sink, buffer, ctx, env.deadLetter);
   return new SinkNode(spec, sink, runner, buffer, ctx.metrics);
 }

@@ -1,18 +1,11 @@
 import { mkdirSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { Acknowledgement } from '../ack.ts';
-import type { ComponentContext, EmitOptions } from '../component.ts';
+import type { EmitOptions } from '../component.ts';
 import { FluxoError } from '../errors.ts';
 import { type Event, estimateEventBytes } from '../event.ts';
 import type { PipelineMetrics } from '../metrics.ts';
-import {
-  type ComponentRegistry,
-  type ComponentSpec,
-  DEAD_LETTER_ID,
-  type PipelineConfig,
-  type SinkSpec,
-} from '../pipeline-config.ts';
-import type { SinkBuffer } from '../sink/buffer.ts';
+import { type ComponentRegistry, type ComponentSpec, DEAD_LETTER_ID, type PipelineConfig } from '../pipeline-config.ts';
 import { errorMessage } from '../sink/runner.ts';
 import { type BuildEnvironment, type BuiltNodes, buildNodes } from './build.ts';
 import { DeadLetterOutput } from './dead-letter.ts';
@@ -22,8 +15,6 @@ import type { Consumer, Outlet, TapListener } from './outlet.ts';
 export interface TopologyOptions {
   logger: Logger;
   metrics: PipelineMetrics;
-  /** Builds the buffer of a sink; the default builds memory buffers only. */
-  createBuffer?: (spec: SinkSpec, context: ComponentContext) => SinkBuffer;
 }
 
 export interface ComponentEndpoint {
@@ -64,7 +55,6 @@ export class Topology {
       registry,
       logger: options.logger,
       metrics: options.metrics,
-      createBuffer: options.createBuffer,
       deadLetter: this.deadLetter,
       emit: (node, events, emitOptions) => this.emit(node, events, emitOptions),
     };
