@@ -21,6 +21,13 @@
 import protobuf from 'protobufjs';
 import { FluxoError } from '../core/errors.ts';
 import type { Event, EventIdGenerator } from '../core/event.ts';
+import {
+  DEFAULT_MAX_EVENTS_PER_REQUEST,
+  DEFAULT_MAX_NESTING_DEPTH,
+  NestingTooDeepError,
+  scanJson,
+  TooManyEventsError,
+} from './body-limits.ts';
 
 // The OTLP messages the logs endpoint needs, with the field numbers of opentelemetry-proto (logs/v1, common/v1,
 // resource/v1, collector/logs/v1). Field names are camel-cased by protobufjs, which makes them the OTLP/JSON names,
@@ -69,19 +76,105 @@ export class OtlpFormatError extends FluxoError {
 
 export type OtlpEncoding = 'protobuf' | 'json';
 
-/** Decodes a request body into plain objects with the OTLP/JSON field names. Throws OtlpFormatError. */
-export function decodeLogsRequest(body: Uint8Array, encoding: OtlpEncoding): unknown {
+export interface OtlpLimits {
+  /** Most log records in one request. */
+  maxRecords: number;
+  /** Deepest nesting of one event (the event object is level 1; `body` and `attributes` are level 2). */
+  maxDepth: number;
+}
+
+const DEFAULT_LIMITS: OtlpLimits = { maxRecords: DEFAULT_MAX_EVENTS_PER_REQUEST, maxDepth: DEFAULT_MAX_NESTING_DEPTH };
+
+// In OTLP/JSON the log records are the elements of the arrays at level 6:
+// {resourceLogs:[{scopeLogs:[{logRecords:[ record …
+const JSON_RECORDS_LEVEL = 6;
+
+/**
+ * Decodes a request body into plain objects with the OTLP/JSON field names. Throws OtlpFormatError, and
+ * TooManyEventsError when the body holds more than `maxRecords` records (counted on the wire, before protobufjs
+ * or JSON.parse builds one object per record). In JSON, nesting deeper than any event within `maxDepth` can
+ * need is refused before parsing (NestingTooDeepError); logsRequestToEvents checks each value's exact depth.
+ */
+export function decodeLogsRequest(body: Uint8Array, encoding: OtlpEncoding, limits = DEFAULT_LIMITS): unknown {
   if (encoding === 'protobuf') {
+    countProtobufLogRecords(body, limits.maxRecords);
     try {
       return RequestType.decode(body);
     } catch (error) {
       throw new OtlpFormatError(`invalid protobuf ExportLogsServiceRequest: ${(error as Error).message}`);
     }
   }
+  const text = Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString('utf8');
+  // A record sits at level 7 and each AnyValue level takes at most 4 JSON levels ({kvlistValue:{values:[{value:).
   try {
-    return JSON.parse(Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString('utf8'));
+    scanJson(text, JSON_RECORDS_LEVEL + 4 * limits.maxDepth + 4, JSON_RECORDS_LEVEL, limits.maxRecords);
+  } catch (error) {
+    throw error instanceof NestingTooDeepError ? new NestingTooDeepError(limits.maxDepth) : error;
+  }
+  try {
+    return JSON.parse(text);
   } catch (error) {
     throw new OtlpFormatError(`invalid JSON: ${(error as Error).message}`);
+  }
+}
+
+/**
+ * Counts the LogRecords of a protobuf ExportLogsServiceRequest by walking its wire format (resource_logs = 1 →
+ * scope_logs = 2 → log_records = 2) without decoding them; throws TooManyEventsError past `max`. A malformed body
+ * stops the walk quietly: protobufjs reports it next.
+ */
+export function countProtobufLogRecords(body: Uint8Array, max: number): number {
+  let count = 0;
+  const onRecord = () => {
+    if (++count > max) throw new TooManyEventsError(max);
+  };
+  const onScopeLogs = (start: number, end: number) => forEachMessageField(body, start, end, 2, onRecord);
+  const onResourceLogs = (start: number, end: number) => forEachMessageField(body, start, end, 2, onScopeLogs);
+  forEachMessageField(body, 0, body.length, 1, onResourceLogs);
+  return count;
+}
+
+/** Calls `fn` with the bounds of each length-delimited field `fieldNo` of the message in `buf[start, end)`. */
+function forEachMessageField(
+  buf: Uint8Array,
+  start: number,
+  end: number,
+  fieldNo: number,
+  fn: (start: number, end: number) => void,
+): void {
+  let i = start;
+  while (i < end) {
+    let tag = 0;
+    let shift = 1;
+    let b: number;
+    do {
+      if (i >= end) return;
+      b = buf[i++]!;
+      tag += (b & 0x7f) * shift;
+      shift *= 128;
+    } while (b & 0x80 && shift < 2 ** 70);
+    const wireType = tag % 8;
+    if (wireType === 0) {
+      while (i < end && buf[i++]! & 0x80);
+    } else if (wireType === 1) {
+      i += 8;
+    } else if (wireType === 5) {
+      i += 4;
+    } else if (wireType === 2) {
+      let len = 0;
+      shift = 1;
+      do {
+        if (i >= end) return;
+        b = buf[i++]!;
+        len += (b & 0x7f) * shift;
+        shift *= 128;
+      } while (b & 0x80 && shift < 2 ** 70);
+      if (len > end - i) return;
+      if (Math.floor(tag / 8) === fieldNo) fn(i, i + len);
+      i += len;
+    } else {
+      return; // groups (deprecated) or garbage: leave it to the decoder
+    }
   }
 }
 
@@ -121,7 +214,12 @@ class RecordError extends Error {}
  * Turns a decoded request (protobuf or JSON) into events, one per log record. Throws OtlpFormatError when the
  * request itself has the wrong shape; records with wrong values are counted in `rejected` instead.
  */
-export function logsRequestToEvents(request: unknown, peerHost: string, ids: EventIdGenerator): ConvertResult {
+export function logsRequestToEvents(
+  request: unknown,
+  peerHost: string,
+  ids: EventIdGenerator,
+  maxDepth = DEFAULT_MAX_NESTING_DEPTH,
+): ConvertResult {
   const now = Date.now();
   const receivedIso = new Date(now).toISOString();
   const events: Event[] = [];
@@ -140,7 +238,7 @@ export function logsRequestToEvents(request: unknown, peerHost: string, ids: Eve
     const scopeLogs = field(rl, 'scopeLogs') ?? [];
     if (!Array.isArray(scopeLogs)) throw new OtlpFormatError('scopeLogs: expected an array');
     try {
-      resource = attributesOf(field(field(rl, 'resource'), 'attributes'));
+      resource = attributesOf(field(field(rl, 'resource'), 'attributes'), 2, maxDepth);
       const hostName = resource?.['host.name'];
       if (typeof hostName === 'string' && hostName !== '') host = hostName;
     } catch (error) {
@@ -156,7 +254,7 @@ export function logsRequestToEvents(request: unknown, peerHost: string, ids: Eve
       if (!Array.isArray(records)) throw new OtlpFormatError('logRecords: expected an array');
       let scope: Record<string, unknown> | undefined;
       try {
-        scope = scopeOf(field(sl, 'scope'));
+        scope = scopeOf(field(sl, 'scope'), maxDepth);
       } catch (error) {
         rejected += records.length;
         firstError ||= `scope: ${(error as Error).message}`;
@@ -164,7 +262,7 @@ export function logsRequestToEvents(request: unknown, peerHost: string, ids: Eve
       }
       for (const record of records) {
         try {
-          events.push(recordToEvent(record, resource, scope, host, receivedIso, ids.next(now)));
+          events.push(recordToEvent(record, resource, scope, host, receivedIso, ids.next(now), maxDepth));
         } catch (error) {
           if (!(error instanceof RecordError)) throw error;
           rejected++;
@@ -183,12 +281,13 @@ function recordToEvent(
   host: string,
   receivedIso: string,
   id: string,
+  maxDepth: number,
 ): Event {
   if (!isObject(record)) throw new RecordError('expected an object');
   const event: Event = {};
   const body = field(record, 'body');
   if (body !== undefined && body !== null) {
-    const value = anyValue(body);
+    const value = anyValue(body, 2, maxDepth);
     if (typeof value === 'string') event.message = value;
     else if (value !== null) event.body = value;
   }
@@ -200,7 +299,7 @@ function recordToEvent(
   if (severityNumber > 0) event.severity_number = severityNumber;
   const eventName = field(record, 'eventName');
   if (typeof eventName === 'string' && eventName !== '') event.event_name = eventName;
-  const attributes = attributesOf(field(record, 'attributes'));
+  const attributes = attributesOf(field(record, 'attributes'), 2, maxDepth);
   if (attributes) event.attributes = attributes;
   if (resource) event.resource = resource;
   if (scope) event.scope = scope;
@@ -238,7 +337,7 @@ function arrayLength(v: unknown): number {
   return Array.isArray(v) ? v.length : 0;
 }
 
-function scopeOf(scope: unknown): Record<string, unknown> | undefined {
+function scopeOf(scope: unknown, maxDepth: number): Record<string, unknown> | undefined {
   if (scope === undefined || scope === null) return undefined;
   if (!isObject(scope)) throw new RecordError('expected an object');
   const name = field(scope, 'name');
@@ -246,14 +345,15 @@ function scopeOf(scope: unknown): Record<string, unknown> | undefined {
   const out: Record<string, unknown> = { name };
   const version = field(scope, 'version');
   if (typeof version === 'string' && version !== '') out.version = version;
-  const attributes = attributesOf(field(scope, 'attributes'));
+  const attributes = attributesOf(field(scope, 'attributes'), 3, maxDepth);
   if (attributes) out.attributes = attributes;
   return out;
 }
 
-/** KeyValue list → object; undefined when empty. */
-function attributesOf(list: unknown): Record<string, unknown> | undefined {
+/** KeyValue list → object at nesting level `depth` of the event; undefined when empty. */
+function attributesOf(list: unknown, depth: number, maxDepth: number): Record<string, unknown> | undefined {
   if (list === undefined || list === null) return undefined;
+  if (depth > maxDepth) throw new NestingTooDeepError(maxDepth);
   if (!Array.isArray(list)) throw new RecordError('attributes: expected an array of key-value pairs');
   if (list.length === 0) return undefined;
   const out: Record<string, unknown> = {};
@@ -261,13 +361,19 @@ function attributesOf(list: unknown): Record<string, unknown> | undefined {
     const key = field(kv, 'key');
     if (typeof key !== 'string') throw new RecordError('attributes: a key is not a string');
     const value = field(kv, 'value');
-    out[key] = value === undefined || value === null ? null : anyValue(value);
+    // A key such as `__proto__` must stay a key: an assignment would set the object's prototype instead.
+    const unwrapped = value === undefined || value === null ? null : anyValue(value, depth + 1, maxDepth);
+    if (key === '__proto__') Object.defineProperty(out, key, { value: unwrapped, enumerable: true, writable: true });
+    else out[key] = unwrapped;
   }
   return out;
 }
 
-/** AnyValue → JSON value (null when empty). */
-function anyValue(v: unknown): unknown {
+/**
+ * AnyValue → JSON value (null when empty); an array or key-value list becomes a container at nesting level
+ * `depth` of the event, refused past `maxDepth` (NestingTooDeepError) so what is accepted can be encoded again.
+ */
+function anyValue(v: unknown, depth: number, maxDepth: number): unknown {
   if (!isObject(v)) throw new RecordError('expected an AnyValue object');
   if (Object.hasOwn(v, 'stringValue')) {
     if (typeof v.stringValue !== 'string') throw new RecordError('stringValue: expected a string');
@@ -288,9 +394,13 @@ function anyValue(v: unknown): unknown {
   if (Object.hasOwn(v, 'arrayValue')) {
     const values = field(v.arrayValue, 'values') ?? [];
     if (!Array.isArray(values)) throw new RecordError('arrayValue.values: expected an array');
-    return values.map(anyValue);
+    if (depth > maxDepth) throw new NestingTooDeepError(maxDepth);
+    return values.map((value) => anyValue(value, depth + 1, maxDepth));
   }
-  if (Object.hasOwn(v, 'kvlistValue')) return attributesOf(field(v.kvlistValue, 'values') ?? []) ?? {};
+  if (Object.hasOwn(v, 'kvlistValue')) {
+    if (depth > maxDepth) throw new NestingTooDeepError(maxDepth);
+    return attributesOf(field(v.kvlistValue, 'values') ?? [], depth, maxDepth) ?? {};
+  }
   if (Object.hasOwn(v, 'bytesValue')) {
     const b = v.bytesValue;
     if (b instanceof Uint8Array) return Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('base64');

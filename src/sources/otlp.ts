@@ -1,8 +1,16 @@
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import { promisify } from 'node:util';
-import { gunzip } from 'node:zlib';
 import { z } from 'zod';
+import {
+  DEFAULT_MAX_EVENTS_PER_REQUEST,
+  DEFAULT_MAX_NESTING_DEPTH,
+  DecodedBodyTooLargeError,
+  gunzipCapped,
+  InvalidGzipError,
+  MAX_BATCH_EVENTS,
+  NestingTooDeepError,
+  TooManyEventsError,
+} from '../codecs/body-limits.ts';
 import { HttpAuthenticator, httpAuthOption } from '../codecs/http-auth.ts';
 import {
   decodeLogsRequest,
@@ -15,12 +23,13 @@ import {
 import { loadTlsServerOptions, tlsServerOption } from '../codecs/tls.ts';
 import type { AckStatus } from '../core/ack.ts';
 import { defineSource, type Source, type SourceContext } from '../core/component.ts';
-import { EventIdGenerator } from '../core/event.ts';
+import { type Event, EventIdGenerator } from '../core/event.ts';
 import { boundHostPort, listenServer } from '../core/net/listen.ts';
 import { RateLimitedWarnings } from '../core/rate-limited-warnings.ts';
 import { address, duration, size, splitAddress } from '../core/units.ts';
 
-const gunzipAsync = promisify(gunzip);
+/** 20 MiB, the OpenTelemetry Collector's default `max_request_body_size`, which it also applies after gunzip. */
+const DEFAULT_MAX_DECODED_BODY_BYTES = 20 * 1024 * 1024;
 
 const options = z.object({
   address: address()
@@ -34,7 +43,37 @@ const options = z.object({
   auth: httpAuthOption(),
   max_body_bytes: size()
     .default(16 * 1024 * 1024)
-    .describe('Largest request body, before and after gzip decompression; larger ones are answered 413.'),
+    .describe('Largest request body as sent (compressed or not); larger ones are answered 413.'),
+  max_decoded_body_bytes: size()
+    .default(DEFAULT_MAX_DECODED_BODY_BYTES)
+    .describe(
+      'Largest body after gzip decompression, 20 MiB by default as in the OpenTelemetry Collector: the inflater ' +
+        'stops as soon as it passes this and the request is answered 413 (RESOURCE_EXHAUSTED), counted as ' +
+        '`decoded_body_too_large` errors. Decoded protobuf takes several times its size in memory while it is ' +
+        'converted, so raise it with care.',
+    ),
+  max_events_per_request: z
+    .number()
+    .int()
+    .positive()
+    .default(DEFAULT_MAX_EVENTS_PER_REQUEST)
+    .describe(
+      'Most log records in one request, 100,000 by default (SDK exporters send 512; a Collector batch 8,192), ' +
+        'counted on the wire before they are decoded: more is answered 413 and nothing of it is taken ' +
+        '(`too_many_events`). Accepted records enter the pipeline in batches of at most 1,000, in order, and ' +
+        'the request is answered once every batch is delivered.',
+    ),
+  max_nesting_depth: z
+    .number()
+    .int()
+    .min(1)
+    .max(1000)
+    .default(DEFAULT_MAX_NESTING_DEPTH)
+    .describe(
+      'Deepest nesting of one event (the event is level 1; `body` and `attributes` level 2; each array or ' +
+        'key-value list AnyValue one more), 100 by default as in protobuf: a deeper request is answered 400 ' +
+        '(INVALID_ARGUMENT) and counted as `nesting_too_deep`, since no sink could encode it.',
+    ),
   retry_after: duration()
     .default(1_000)
     .describe('The `Retry-After` of 429 (pipeline full) and 503 (stopping, or not delivered) answers.'),
@@ -119,9 +158,14 @@ export class OtlpSource implements Source {
         'fluxo_otlp_requests_throttled_total',
         'Requests answered 429 because the pipeline was full.',
       ),
+      decompressedBytes: m.counter(
+        'fluxo_otlp_decompressed_bytes_total',
+        'Bytes produced by inflating gzip bodies, refused ones included (each stops at max_decoded_body_bytes).',
+      ),
     };
     const handler = (req: IncomingMessage, res: ServerResponse) => {
       this.handle(req, res).catch((error: unknown) => {
+        ctx.metrics.error('internal');
         ctx.logger.error({ err: String(error) }, 'otlp: request failed');
         this.reply(res, 500, 'json', encodeStatus('json', 13, 'internal error'));
       });
@@ -201,20 +245,36 @@ export class OtlpSource implements Source {
     const wireBytes = body.length;
     if (contentEncoding === 'gzip') {
       try {
-        body = await gunzipAsync(body, { maxOutputLength: max });
+        const inflated = await gunzipCapped(body, this.opts.max_decoded_body_bytes);
+        this.metrics.decompressedBytes.inc(inflated.produced);
+        body = inflated.body;
       } catch (error) {
-        if ((error as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') {
-          return this.fail(res, 413, encoding, RESOURCE_EXHAUSTED, `decompressed body larger than ${max} bytes`);
+        if (error instanceof DecodedBodyTooLargeError) {
+          this.metrics.decompressedBytes.inc(error.produced);
+          return this.refuse(req, res, 413, encoding, RESOURCE_EXHAUSTED, 'decoded_body_too_large', error.message);
         }
-        return this.fail(res, 400, encoding, INVALID_ARGUMENT, `invalid gzip body: ${(error as Error).message}`);
+        const message = error instanceof InvalidGzipError ? error.message : `invalid gzip body: ${String(error)}`;
+        return this.refuse(req, res, 400, encoding, INVALID_ARGUMENT, 'malformed', message);
       }
     }
     let converted: ReturnType<typeof logsRequestToEvents>;
     try {
-      converted = logsRequestToEvents(decodeLogsRequest(body, encoding), req.socket.remoteAddress ?? '', this.ids);
+      const maxDepth = this.opts.max_nesting_depth;
+      const request = decodeLogsRequest(body, encoding, { maxRecords: this.opts.max_events_per_request, maxDepth });
+      body = undefined;
+      converted = logsRequestToEvents(request, req.socket.remoteAddress ?? '', this.ids, maxDepth);
     } catch (error) {
-      if (error instanceof OtlpFormatError) return this.fail(res, 400, encoding, INVALID_ARGUMENT, error.message);
-      throw error;
+      if (error instanceof TooManyEventsError) {
+        return this.refuse(req, res, 413, encoding, RESOURCE_EXHAUSTED, 'too_many_events', error.message);
+      }
+      if (error instanceof NestingTooDeepError) {
+        return this.refuse(req, res, 400, encoding, INVALID_ARGUMENT, 'nesting_too_deep', error.message);
+      }
+      // Whatever else a hostile body provokes (a RangeError from a too deep recursion, a bad field) is the
+      // client's fault: 400, never a 500 that exporters retry forever.
+      const message =
+        error instanceof OtlpFormatError ? error.message : `the request cannot be decoded: ${(error as Error).message}`;
+      return this.refuse(req, res, 400, encoding, INVALID_ARGUMENT, 'malformed', message);
     }
     const { events, rejected, firstError } = converted;
     if (rejected > 0) {
@@ -226,25 +286,55 @@ export class OtlpSource implements Source {
       this.reply(res, 200, encoding, encodeLogsResponse(encoding, rejected, firstError));
     };
     if (events.length === 0) return ok();
-    await this.emit(events, wireBytes, (status) => {
-      if (status === 'delivered') ok();
+    await this.emitInBatches(events, wireBytes, (delivered) => {
+      if (delivered) ok();
       else this.unavailable(res, encoding, 'the records were not delivered (Fluxo stopping): retry');
     });
   }
 
-  private emit(
-    events: ReturnType<typeof logsRequestToEvents>['events'],
-    bytes: number,
-    onSettled: (s: AckStatus) => void,
-  ) {
+  /**
+   * Emits `events` in batches of at most MAX_BATCH_EVENTS, each once the pipeline took the one before, and calls
+   * `onSettled` once all of them settled: true when every batch was delivered. A batch the stopping pipeline
+   * refused, and those after it, are never emitted (the exporter sends the request again).
+   */
+  private async emitInBatches(events: Event[], wireBytes: number, onSettled: (delivered: boolean) => void) {
+    const total = events.length;
+    const batches = Math.ceil(total / MAX_BATCH_EVENTS);
+    let unsettled = batches;
+    let delivered = true;
+    const settleOne = (status: AckStatus) => {
+      if (status !== 'delivered') delivered = false;
+      if (--unsettled === 0) onSettled(delivered);
+    };
+    const notEmitted = (count: number) => {
+      delivered = false;
+      unsettled -= count;
+      if (unsettled === 0) onSettled(false);
+    };
+    for (let index = 0; index < batches; index++) {
+      if (this.stopping) return notEmitted(batches - index);
+      const start = index * MAX_BATCH_EVENTS;
+      const batch = batches === 1 ? events : events.slice(start, start + MAX_BATCH_EVENTS);
+      const bytes = batches === 1 ? wireBytes : Math.ceil((wireBytes * batch.length) / total);
+      // A refused batch settles itself as failed; the ones after it are never emitted.
+      if (!(await this.emit(batch, bytes, settleOne))) return notEmitted(batches - index - 1);
+    }
+  }
+
+  /** Resolves true once the pipeline took the batch; false (the batch settled as failed) when it refused it. */
+  private emit(events: Event[], bytes: number, onSettled: (s: AckStatus) => void): Promise<boolean> {
     this.blocked++;
     this.inFlight++;
     return this.ctx.emit(events, { bytes, onSettled }).then(
-      () => this.accepted(),
+      () => {
+        this.accepted();
+        return true;
+      },
       (error: unknown) => {
         this.ctx.logger.debug({ err: String(error) }, 'otlp: emit rejected');
         onSettled('failed');
         this.accepted();
+        return false;
       },
     );
   }
@@ -262,6 +352,21 @@ export class OtlpSource implements Source {
   private unavailable(res: ServerResponse, encoding: OtlpEncoding, message: string): void {
     res.setHeader('Retry-After', this.retryAfterSeconds);
     this.fail(res, 503, encoding, UNAVAILABLE, message);
+  }
+
+  /** A request refused for what it holds: counted per reason, logged rate-limited, answered with the reason. */
+  private refuse(
+    req: IncomingMessage,
+    res: ServerResponse,
+    status: 400 | 413,
+    encoding: OtlpEncoding,
+    code: number,
+    type: string,
+    message: string,
+  ): void {
+    this.ctx.metrics.error(type);
+    this.warnings.warn(type, { host: req.socket.remoteAddress, reason: message }, `otlp: request refused: ${message}`);
+    this.fail(res, status, encoding, code, message);
   }
 
   private fail(res: ServerResponse, status: number, encoding: OtlpEncoding, code: number, message: string): void {

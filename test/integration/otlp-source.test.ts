@@ -237,7 +237,7 @@ describe('otlp source: errors, partial success and backpressure', { timeout: 60_
   });
 
   it('answers 400 for malformed bodies, 415, 404, 405 and 413', async (t) => {
-    const { rec, url } = await startSource(t, { max_body_bytes: 10_000 });
+    const { rec, url } = await startSource(t, { max_body_bytes: 10_000, max_decoded_body_bytes: 50_000 });
     const json = { 'content-type': 'application/json' };
     const pb = { 'content-type': 'application/x-protobuf' };
     const cases: [Uint8Array | string, Record<string, string>, number, RegExp, string?][] = [
