@@ -1,4 +1,4 @@
-import type { Batch } from '../core/ack.ts';
+import { type Batch, splitBatch } from '../core/ack.ts';
 import type { ComponentMetrics } from '../core/metrics.ts';
 import { BufferClosedError, type SinkBuffer } from '../core/sink/buffer.ts';
 import { HeadQueue } from './head-queue.ts';
@@ -19,7 +19,7 @@ interface Waiter {
 /**
  * A bounded FIFO of batches. Room is counted from push() until the runner calls done(), so events being
  * written still count: memory stays within the limits however slow the sink is. A batch larger than the
- * limits is let in alone when the buffer is empty, rather than blocking forever.
+ * limits is split on entry into pieces within them.
  */
 export class MemoryBuffer implements SinkBuffer {
   private readonly queue = new HeadQueue<Batch>();
@@ -47,6 +47,19 @@ export class MemoryBuffer implements SinkBuffer {
 
   push(batch: Batch): Promise<void> | undefined {
     if (this.closed) return Promise.reject(new BufferClosedError());
+    const { maxEvents, maxBytes } = this.options;
+    if (batch.events.length <= maxEvents && batch.bytes <= maxBytes) return this.pushPiece(batch);
+    // Bounded on entry: a batch beyond the limits comes in as pieces that fit, each with its share of the
+    // acknowledgement, so the buffer never holds more than its limits and block / drop_newest act per piece.
+    const waits: Promise<void>[] = [];
+    for (const piece of splitBatch(batch, maxEvents, maxBytes)) {
+      const wait = this.pushPiece(piece);
+      if (wait !== undefined) waits.push(wait);
+    }
+    return waits.length === 0 ? undefined : Promise.all(waits).then(() => {});
+  }
+
+  private pushPiece(batch: Batch): Promise<void> | undefined {
     if (this.waiters.length === 0 && this.fits(batch)) {
       this.enqueue(batch);
       return undefined;

@@ -63,3 +63,26 @@ export interface Batch {
   /** Size in bytes as received (or estimated), for buffer limits and metrics. */
   readonly bytes: number;
 }
+
+/**
+ * Cuts a batch into pieces of at most `maxEvents` events and `maxBytes` bytes (Batch.bytes shared in proportion
+ * to the events; a single event larger than `maxBytes` is a piece of its own), in order. Each piece carries its
+ * own share of the batch's acknowledgement, so the source is acknowledged once every piece was settled. A batch
+ * within both limits comes back as it is. Shared by the memory buffer (bounded on entry) and the sink runner
+ * (bounded writes); a piece drops `ndjson`.
+ */
+export function splitBatch(batch: Batch, maxEvents: number, maxBytes: number): Batch[] {
+  const n = batch.events.length;
+  if (n <= 1 || (n <= maxEvents && batch.bytes <= maxBytes)) return [batch];
+  const perByBytes = batch.bytes > 0 ? Math.floor((n * maxBytes) / batch.bytes) : n;
+  const per = Math.max(1, Math.min(maxEvents, perByBytes));
+  const count = Math.ceil(n / per);
+  if (count <= 1) return [batch];
+  batch.ack.retain(count - 1);
+  const pieces: Batch[] = [];
+  for (let start = 0; start < n; start += per) {
+    const events = batch.events.slice(start, start + per);
+    pieces.push({ events, ndjson: undefined, bytes: Math.round((batch.bytes * events.length) / n), ack: batch.ack });
+  }
+  return pieces;
+}

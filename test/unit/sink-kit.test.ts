@@ -2,15 +2,18 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { gunzipSync } from 'node:zlib';
 import { z } from 'zod';
-import { defineSink } from '../../src/core/component.ts';
+import { MemoryBuffer } from '../../src/buffers/memory.ts';
+import { Acknowledgement } from '../../src/core/ack.ts';
+import { defineSink, type Sink } from '../../src/core/component.ts';
 import { RetryableError } from '../../src/core/errors.ts';
 import type { Event } from '../../src/core/event.ts';
 import { checkCompression, compress, compressionOption } from '../../src/core/sink/compression.ts';
 import { encodeEvents, encodingOf, encodingOptions, frame, pickLines } from '../../src/core/sink/encoding.ts';
 import type { SendResult, SinkRequest } from '../../src/core/sink/request.ts';
+import { SinkRunner } from '../../src/core/sink/runner.ts';
 import { Semaphore } from '../../src/core/sink/semaphore.ts';
 import { numbered } from '../helpers/components.ts';
-import { tempDir } from '../helpers/context.ts';
+import { componentContext, recordingLogger, tempDir } from '../helpers/context.ts';
 import { testPipeline, until } from '../helpers/pipeline.ts';
 
 const fast = 'retry: { initial_backoff: 1ms, max_backoff: 5ms }';
@@ -320,5 +323,60 @@ describe('sink kit: encoding and compression', () => {
     s.release();
     await fourth;
     assert.deepEqual(order, [3, 4]);
+  });
+});
+
+describe('sink kit: a write that keeps failing the same way', () => {
+  it('is logged rate-limited with its attempt count and error, counted in fluxo_sink_retries_total, and does not hold shutdown', async () => {
+    const { logger, lines } = recordingLogger('warn');
+    const ctx = componentContext('out', '/tmp');
+    const buffer = new MemoryBuffer({ maxEvents: 100, maxBytes: 1e9, whenFull: 'block' });
+    let sends = 0;
+    const sink: Sink = {
+      async send() {
+        sends++;
+        throw new RetryableError('Invalid string length (scripted)');
+      },
+      async stop() {},
+    };
+    const runner = new SinkRunner(
+      'out',
+      sink,
+      buffer,
+      {
+        batchMaxEvents: 100,
+        batchMaxBytes: 1e9,
+        batchTimeoutMs: 0,
+        timeoutMs: 0,
+        healthcheck: false,
+        concurrency: 1,
+        retry: { initialBackoffMs: 1, maxBackoffMs: 2, maxAttempts: 0 },
+        failureLogEveryMs: 200,
+      },
+      ctx.metrics,
+      logger,
+      () => assert.fail('nothing is dead-lettered'),
+    );
+    const statuses: string[] = [];
+    buffer.push({ events: numbered(1, 3), ack: new Acknowledgement((s) => statuses.push(s)), bytes: 300 });
+    runner.start();
+    await until(() => sends >= 20, '20 attempts');
+    const failed = () => lines.filter((l) => l.msg === 'sink write failed, retrying');
+    assert.equal(failed().length, 1, 'the first failure is logged, its repeats are not, yet');
+    assert.equal(failed()[0]!.attempt, 1);
+    assert.match(String(failed()[0]!.err), /Invalid string length/);
+    await until(() => failed().length >= 2, 'the next log line, once failureLogEveryMs passed');
+    const second = failed()[1]!;
+    assert.ok((second.attempt as number) > 10, `attempt ${second.attempt}: the count of attempts so far`);
+    assert.ok((second.suppressed as number) > 5, `${second.suppressed} failures not logged since the first`);
+    assert.equal(second.sink, 'out');
+    const retries = await ctx.pipelineMetrics.registry.getSingleMetricAsString('fluxo_sink_retries_total');
+    const counted = Number(/component_id="out"[^}]*\} (\d+)/.exec(retries)?.[1]);
+    assert.ok(counted >= sends - 1 && counted > 10, `${counted} retries counted for ${sends} attempts`);
+    // Shutdown within its deadline although the write is still retrying: undelivered, never acknowledged.
+    const started = Date.now();
+    assert.equal(await runner.drain(Date.now() + 100), false);
+    assert.ok(Date.now() - started < 1000, `drained in ${Date.now() - started} ms`);
+    assert.deepEqual(statuses, ['failed']);
   });
 });

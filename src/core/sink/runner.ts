@@ -1,9 +1,10 @@
 import type { Logger } from 'pino';
-import { Acknowledgement, type AckStatus, type Batch } from '../ack.ts';
+import { Acknowledgement, type AckStatus, type Batch, splitBatch } from '../ack.ts';
 import type { Sink } from '../component.ts';
 import { FluxoError, PermanentError, RetryableError } from '../errors.ts';
 import type { Event } from '../event.ts';
 import type { ComponentMetrics } from '../metrics.ts';
+import { RateLimitedWarnings } from '../rate-limited-warnings.ts';
 import { backoffDelay, type RetryPolicy, sleep } from '../retry.ts';
 import type { SinkBuffer } from './buffer.ts';
 import { encodeEvents, scanLines, UNENCODABLE_REASON } from './encoding.ts';
@@ -22,6 +23,8 @@ export interface SinkRunnerOptions {
   healthcheck: boolean;
   concurrency: number;
   retry: RetryPolicy;
+  /** A failure that repeats (connect, write) is logged at most once per this long, with its count; default 10 s. */
+  failureLogEveryMs?: number;
 }
 
 export type DeadLetterFn = (events: Event[], reason: string, ack: Acknowledgement, bytes: number) => void;
@@ -47,6 +50,8 @@ export class SinkRunner {
   private writing = 0;
   /** Resolves true once the sink connected, false when the runner was aborted first. */
   private connected: Promise<boolean> = Promise.resolve(true);
+  /** Failed connects and writes: the first is logged, repeats at most once per failureLogEveryMs with their count. */
+  private readonly failures: RateLimitedWarnings;
 
   constructor(
     private readonly id: string,
@@ -56,7 +61,9 @@ export class SinkRunner {
     private readonly metrics: ComponentMetrics,
     private readonly logger: Logger,
     private readonly deadLetter: DeadLetterFn,
-  ) {}
+  ) {
+    this.failures = new RateLimitedWarnings(logger, options.failureLogEveryMs ?? 10_000);
+  }
 
   start(): void {
     this.connected = this.connect();
@@ -82,7 +89,7 @@ export class SinkRunner {
           this.metrics.error('connect_failed');
           const delay = backoffDelay(this.options.retry, attempt);
           const fields = { attempt: attempt + 1, retry_in_ms: delay, err: errorMessage(error) };
-          if (!(await this.backOff(attempt, delay, fields, 'sink could not connect, retrying', signal))) return false;
+          if (!(await this.backOff('connect', delay, fields, 'sink could not connect, retrying', signal))) return false;
         }
       }
     }
@@ -189,20 +196,7 @@ export class SinkRunner {
       events += p.events.length;
       bytes += p.bytes;
     };
-    for (const b of batches) {
-      const n = b.events.length;
-      const parts = Math.min(n, Math.max(Math.ceil(n / maxEvents), Math.ceil(b.bytes / maxBytes)));
-      if (parts <= 1) {
-        add(b);
-        continue;
-      }
-      b.ack.retain(parts - 1);
-      const per = Math.ceil(n / parts);
-      for (let start = 0; start < n; start += per) {
-        const slice = b.events.slice(start, start + per);
-        add({ events: slice, ndjson: undefined, bytes: Math.round((b.bytes * slice.length) / n), ack: b.ack });
-      }
-    }
+    for (const b of batches) for (const piece of splitBatch(b, maxEvents, maxBytes)) add(piece);
     if (current.length > 0) writes.push(current);
     return writes;
   }
@@ -250,6 +244,9 @@ export class SinkRunner {
    * request until the destination took all of it, retrying what it did not take with backoff.
    */
   private async deliver(pieces: Piece[], signal: AbortSignal): Promise<AckStatus> {
+    // Past the shutdown deadline the writes left of a taken batch are not even encoded: thousands of them would
+    // each be serialized only to fail, and hold shutdown well past shutdown_timeout.
+    if (signal.aborted) return 'failed';
     const all = pieces.length === 1 ? pieces[0]!.events : pieces.flatMap((p) => p.events);
     let bytes = 0;
     for (const p of pieces) bytes += p.bytes;
@@ -330,22 +327,25 @@ export class SinkRunner {
         err: errorMessage(failure),
       };
       request.attempt++;
-      if (!(await this.backOff(attempt, delay, fields, 'sink write failed, retrying', signal))) return 'failed';
+      if (!(await this.backOff('write', delay, fields, 'sink write failed, retrying', signal))) return 'failed';
     }
   }
 
   /**
-   * Waits `delay` before another attempt, saying so on the first failure and every tenth after it (a failure
-   * that repeats stays visible with its count, without a line per attempt). False when aborted meanwhile.
+   * Waits `delay` before another attempt, saying so rate-limited: a failure that repeats (a destination down, a
+   * write it keeps refusing) logs its first occurrence, then at most once per failureLogEveryMs with the attempt
+   * count of the write and how many failures were not logged since (`suppressed`); every retry is counted in
+   * fluxo_sink_retries_total. Resolves false as soon as the runner is aborted (shutdown timeout), so a retrying
+   * write never holds shutdown past its deadline.
    */
   private async backOff(
-    attempt: number,
+    kind: 'connect' | 'write',
     delay: number,
     fields: Record<string, unknown>,
     message: string,
     signal: AbortSignal,
   ): Promise<boolean> {
-    if (attempt === 0 || attempt % 10 === 0) this.logger.warn({ sink: this.id, ...fields }, message);
+    this.failures.warn(kind, { sink: this.id, ...fields }, message);
     try {
       await sleep(delay, signal);
       return true;
