@@ -8,7 +8,7 @@ import { defineSource, type Source, type SourceContext } from '../core/component
 import { type Event, EventIdGenerator, HOSTNAME } from '../core/event.ts';
 import { ConnectionDeadlines } from '../core/net/connection-deadlines.ts';
 import { listenServer } from '../core/net/listen.ts';
-import { connectionDeadlineOptions } from '../core/net/options.ts';
+import { connectionDeadlineOptions, maxConnectionsOption } from '../core/net/options.ts';
 import { RateLimitedWarnings } from '../core/rate-limited-warnings.ts';
 import { address, size, splitAddress } from '../core/units.ts';
 import { ForwardConnection, type ForwardServer, type ServerAuth } from './forward/connection.ts';
@@ -20,16 +20,12 @@ const options = z.object({
     .describe(
       'Address to listen on, `host:port` (TCP, and UDP on the same port for heartbeats); port 0 picks a free port.',
     ),
-  max_connections: z
-    .number()
-    .int()
-    .positive()
-    .default(10_000)
-    .describe(
-      'Most simultaneous connections. A new one beyond them evicts the longest-idle connection (see ' +
-        '`evict_idle_after`); when none is idle enough it is closed at once (the sender sees an accepted connection ' +
-        'closed and retries), logged rate-limited and counted in `fluxo_forward_connections_rejected_total`.',
-    ),
+  max_connections: maxConnectionsOption(
+    'forward',
+    'Fluent Bit, Fluentd and the Fluxo forward sink see a closed connection and retry the chunk; with ' +
+      '`require_ack_response` (the Fluxo sink always) nothing is lost, without it a chunk written before the ' +
+      'close is.',
+  ),
   max_buffered_bytes: size()
     .default(256 * 1024 * 1024)
     .describe(

@@ -7,6 +7,8 @@ import {
 import { httpAuthOption } from '../codecs/http-auth.ts';
 import { tlsServerOption } from '../codecs/tls.ts';
 import { defineSource } from '../core/component.ts';
+import { httpConnectionOptions } from '../core/net/http-connections.ts';
+import { maxConnectionsOption } from '../core/net/options.ts';
 import { address, duration, size } from '../core/units.ts';
 import { HttpSource } from './http/server.ts';
 
@@ -71,12 +73,13 @@ const options = z.object({
   retry_after: duration()
     .default(1000)
     .describe('The `Retry-After` given with 429 and 503 answers (rounded up to whole seconds).'),
-  max_connections: z
-    .number()
-    .int()
-    .positive()
-    .default(1000)
-    .describe('Most simultaneous connections; extra connections are closed at once and counted.'),
+  max_connections: maxConnectionsOption(
+    'http',
+    'No HTTP answer (no 503): the client sees the connection closed or reset before any response ("socket hang ' +
+      'up", ECONNRESET) and nothing was acknowledged, so it retries; a client that does not retry a failed POST ' +
+      'loses that request.',
+  ),
+  ...httpConnectionOptions(),
   tls: tlsServerOption(),
 });
 

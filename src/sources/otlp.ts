@@ -24,7 +24,9 @@ import { loadTlsServerOptions, tlsServerOption } from '../codecs/tls.ts';
 import type { AckStatus } from '../core/ack.ts';
 import { defineSource, type Source, type SourceContext } from '../core/component.ts';
 import { type Event, EventIdGenerator } from '../core/event.ts';
+import { HttpConnectionGuard, httpConnectionOptions, httpServerOptions } from '../core/net/http-connections.ts';
 import { boundHostPort, listenServer } from '../core/net/listen.ts';
+import { maxConnectionsOption } from '../core/net/options.ts';
 import { RateLimitedWarnings } from '../core/rate-limited-warnings.ts';
 import { address, duration, size, splitAddress } from '../core/units.ts';
 
@@ -77,6 +79,12 @@ const options = z.object({
   retry_after: duration()
     .default(1_000)
     .describe('The `Retry-After` of 429 (pipeline full) and 503 (stopping, or not delivered) answers.'),
+  max_connections: maxConnectionsOption(
+    'otlp',
+    'No HTTP answer (no 503): the exporter sees the connection closed or reset, counts the export as failed and ' +
+      'retries it with backoff (OpenTelemetry SDKs and the Collector do), so nothing is acknowledged or lost.',
+  ),
+  ...httpConnectionOptions(),
   tls: tlsServerOption(),
 });
 
@@ -171,7 +179,14 @@ export class OtlpSource implements Source {
       });
     };
     const tls = loadTlsServerOptions(opts.tls, `source ${ctx.id}`);
-    this.server = tls ? createHttpsServer(tls, handler) : createHttpServer(handler);
+    const serverOptions = httpServerOptions(opts);
+    this.server = tls
+      ? createHttpsServer({ ...tls, ...serverOptions }, handler)
+      : createHttpServer(serverOptions, handler);
+    // Counts connections, evicts or refuses beyond max_connections, counts the header and request timeouts.
+    new HttpConnectionGuard(this.server, opts, 'otlp', ctx.metrics, (kind, fields, message) =>
+      this.warnings.warn(kind, fields, `otlp: ${message}`),
+    );
     this.server.on('error', (error) => ctx.logger.error({ err: error.message }, 'otlp source server error'));
   }
 

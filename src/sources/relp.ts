@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { tlsServerOption } from '../codecs/tls.ts';
 import { defineSource } from '../core/component.ts';
-import { keepaliveOption } from '../core/net/options.ts';
+import { connectionDeadlineOptions, keepaliveOption, maxConnectionsOption } from '../core/net/options.ts';
 import { address, size } from '../core/units.ts';
 import { RelpSource } from './relp/server.ts';
 
@@ -16,18 +16,16 @@ const options = z.object({
         'output with its first KiB and its size, is answered `200 OK` so the sender does not resend it forever, ' +
         'logged and counted in `fluxo_relp_messages_too_long_total`. Frames of other commands are limited the same way.',
     ),
-  max_connections: z
-    .number()
-    .int()
-    .positive()
-    .default(1000)
-    .describe(
-      'Most simultaneous connections (each may hold up to `max_message_bytes` of an unfinished frame). Extra ' +
-        'connections are closed at once, logged and counted in `fluxo_relp_connections_rejected_total`; the sender ' +
-        'keeps its messages and retries.',
-    ),
+  max_connections: maxConnectionsOption(
+    'relp',
+    'Each connection may hold up to `max_message_bytes` of an unfinished frame. rsyslog (omrelp) sees its session ' +
+      'fail before `open` is answered, keeps its messages and reconnects: nothing is lost.',
+  ),
   tls: tlsServerOption(),
   keepalive: keepaliveOption(),
+  // 30 s for a frame, as syslog's message: at most max_message_bytes; a session owing answers is never timed out.
+  // rsyslog resends what was not answered on its next session, so a closed idle session loses nothing.
+  ...connectionDeadlineOptions(30_000, 'frame'),
 });
 
 export type RelpSourceOptions = z.infer<typeof options>;

@@ -5,7 +5,12 @@ import { LineSplitter } from '../codecs/lines.ts';
 import { defineSource, type SourceContext } from '../core/component.ts';
 import type { Event } from '../core/event.ts';
 import { NetSourceBase } from '../core/net/net-source-base.ts';
-import { connectionDeadlineOptions, keepaliveOption, receiveBufferBytesOption } from '../core/net/options.ts';
+import {
+  connectionDeadlineOptions,
+  keepaliveOption,
+  maxConnectionsOption,
+  receiveBufferBytesOption,
+} from '../core/net/options.ts';
 import { type ConnectionOwner, StreamConnection, TcpStreamListener } from '../core/net/tcp-stream-listener.ts';
 import { UdpBatchListener } from '../core/net/udp-batch-listener.ts';
 import { RateLimitedWarnings } from '../core/rate-limited-warnings.ts';
@@ -27,16 +32,11 @@ const options = z.object({
       'Longest accepted line in bytes (`\\n` excluded). A longer line goes to the dead letter output with its first KiB ' +
         'and its size, and is counted in `fluxo_socket_lines_too_long_total`.',
     ),
-  max_connections: z
-    .number()
-    .int()
-    .positive()
-    .default(10_000)
-    .describe(
-      'TCP: most simultaneous connections. A new one beyond them evicts the longest-idle connection (see ' +
-        '`evict_idle_after`); when none is idle enough it is closed at once (the sender sees an accepted connection ' +
-        'closed), logged rate-limited and counted in `fluxo_socket_connections_rejected_total`.',
-    ),
+  max_connections: maxConnectionsOption(
+    'socket',
+    'TCP only. Plain TCP has no acknowledgements: lines a sender writes before it notices the close are lost ' +
+      'unless it checks the connection and resends.',
+  ),
   receive_buffer_bytes: receiveBufferBytesOption(),
   keepalive: keepaliveOption(),
   ...connectionDeadlineOptions(30_000, 'line'),

@@ -2,7 +2,12 @@ import { z } from 'zod';
 import { tlsServerOption } from '../codecs/tls.ts';
 import { defineSource } from '../core/component.ts';
 import { FluxoError } from '../core/errors.ts';
-import { connectionDeadlineOptions, keepaliveOption, receiveBufferBytesOption } from '../core/net/options.ts';
+import {
+  connectionDeadlineOptions,
+  keepaliveOption,
+  maxConnectionsOption,
+  receiveBufferBytesOption,
+} from '../core/net/options.ts';
 import { address, size } from '../core/units.ts';
 import { SyslogTcpSource } from './syslog/tcp.ts';
 import { SyslogUdpSource } from './syslog/udp.ts';
@@ -26,17 +31,12 @@ const options = z.object({
       'Longest accepted message in bytes (line, octet-counted frame or datagram). A longer one goes to the dead ' +
         'letter output with its first KiB and its size, is logged and counted in `fluxo_syslog_messages_too_long_total`.',
     ),
-  max_connections: z
-    .number()
-    .int()
-    .positive()
-    .default(1000)
-    .describe(
-      'TCP: most simultaneous connections (each may hold up to `max_message_bytes`). A new one beyond them evicts ' +
-        'the longest-idle connection (see `evict_idle_after`); when none is idle enough it is closed at once (the ' +
-        'sender sees an accepted connection closed), logged rate-limited and counted in ' +
-        '`fluxo_syslog_connections_rejected_total`.',
-    ),
+  max_connections: maxConnectionsOption(
+    'syslog',
+    'TCP only; each connection may hold up to `max_message_bytes`. Syslog over TCP has no acknowledgements: ' +
+      'messages a sender (rsyslog omfwd, syslog-ng) writes before it notices the close are lost; use the `relp` ' +
+      'source where that matters.',
+  ),
   tls: tlsServerOption(),
   receive_buffer_bytes: receiveBufferBytesOption(),
   keepalive: keepaliveOption(),

@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { connect } from 'node:net';
 import { describe, it, type TestContext } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import { request } from 'undici';
@@ -143,5 +145,89 @@ describe('http source limits on decoded requests (issue 13)', { timeout: 120_000
       assert.equal(r.status, 200, body.slice(0, 40));
     }
     for (const e of rec.events()) assert.equal(typeof JSON.stringify(e), 'string');
+  });
+});
+
+/** A raw TCP connection to `url`'s port that collects what the server sends until it closes. */
+async function rawConnection(t: TestContext, url: string) {
+  const { port } = new URL(url);
+  const socket = connect({ host: '127.0.0.1', port: Number(port) });
+  socket.on('error', () => {});
+  t.after(() => socket.destroy());
+  let received = '';
+  socket.on('data', (chunk) => {
+    received += chunk;
+  });
+  const closed = once(socket, 'close').then(() => received);
+  await once(socket, 'connect');
+  return { socket, closed, received: () => received };
+}
+
+const OK_REQUEST = 'POST / HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\nok\n';
+
+describe('http source against slow and idle clients (issue 13, item 4)', { timeout: 60_000 }, () => {
+  it('at max_connections, a new client evicts the one longest without a request, not a served one', async (t) => {
+    const { url, metric } = await startSource(t, { max_connections: 3, evict_idle_after: '100ms' });
+    // Three slowloris clients: headers begun, never finished.
+    const slow = [];
+    for (let i = 0; i < 3; i++) {
+      const c = await rawConnection(t, url);
+      c.socket.write('POST / HTTP/1.1\r\nHost: x\r\n');
+      slow.push(c);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const r = await post(url, '{"message":"legit"}', { 'content-type': 'application/json' });
+    assert.equal(r.status, 200, 'the legitimate sender gets in');
+    assert.equal(r.body.accepted, 1);
+    assert.equal(await metric('fluxo_http_connections_evicted_total'), 1);
+    assert.equal(await metric('fluxo_http_connections_rejected_total'), 0);
+    const evicted = await Promise.race([
+      Promise.any(slow.map((c) => c.closed.then(() => true))),
+      new Promise((resolve) => setTimeout(() => resolve(false), 5_000)),
+    ]);
+    assert.equal(evicted, true, 'one slow client was closed');
+  });
+
+  it('refuses the newcomer, counted, while every slot is younger than evict_idle_after', async (t) => {
+    const { url, metric } = await startSource(t, { max_connections: 2, evict_idle_after: '1m' });
+    for (let i = 0; i < 2; i++) (await rawConnection(t, url)).socket.write('POST / HTTP/1.1\r\n');
+    const third = await rawConnection(t, url);
+    third.socket.write(OK_REQUEST);
+    assert.equal(await third.closed, '', 'closed without an answer');
+    await eventually(async () => (await metric('fluxo_http_connections_rejected_total')) === 1, 'refusal counted');
+    assert.equal(await metric('fluxo_http_connections_evicted_total'), 0);
+  });
+
+  it('answers 408 and closes a connection whose headers trickle past header_timeout, counted', async (t) => {
+    const { rec, url, metric } = await startSource(t, { header_timeout: '300ms', request_timeout: '10s' });
+    const c = await rawConnection(t, url);
+    const header =
+      'POST / HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa';
+    let sent = 0;
+    const trickle = setInterval(() => c.socket.writable && c.socket.write(header[sent++ % header.length]!), 50);
+    t.after(() => clearInterval(trickle));
+    const answer = await c.closed;
+    clearInterval(trickle);
+    assert.match(answer, /^HTTP\/1\.1 408 /);
+    assert.equal(await metric('fluxo_http_connections_read_timeout_total'), 1);
+    assert.equal(rec.batches.length, 0);
+  });
+
+  it('answers 408 to a body that does not arrive within request_timeout, taking nothing', async (t) => {
+    const { rec, url, metric } = await startSource(t, { header_timeout: '200ms', request_timeout: '400ms' });
+    const c = await rawConnection(t, url);
+    c.socket.write('POST / HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 100\r\n\r\nabc');
+    const answer = await c.closed;
+    assert.match(answer, /HTTP\/1\.1 (408|400) /);
+    await eventually(async () => (await metric('fluxo_http_connections_read_timeout_total')) >= 1, 'timeout counted');
+    assert.equal(rec.batches.length, 0);
+  });
+
+  it('closes a keep-alive connection idle past idle_timeout', async (t) => {
+    const { url } = await startSource(t, { idle_timeout: '300ms' });
+    const c = await rawConnection(t, url);
+    c.socket.write(OK_REQUEST);
+    const answer = await c.closed;
+    assert.match(answer, /^HTTP\/1\.1 200 /, 'served, then closed by the server while idle');
   });
 });

@@ -109,6 +109,10 @@ describe('http source options', () => {
       backpressure_threshold: 200,
       retry_after: 1000,
       max_connections: 1000,
+      header_timeout: 10_000,
+      request_timeout: 120_000,
+      idle_timeout: 300_000,
+      evict_idle_after: 10_000,
     });
     for (const [key, field] of Object.entries(httpSource.options.shape)) {
       assert.ok(field.description, `option ${key} has a description`);

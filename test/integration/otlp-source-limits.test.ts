@@ -1,7 +1,10 @@
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { connect } from 'node:net';
 import { describe, it, type TestContext } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import { request } from 'undici';
+import { DEFAULT_MAX_CONNECTIONS } from '../../src/core/net/options.ts';
 import { otlpSource } from '../../src/sources/otlp.ts';
 import { eventually, settlingContext } from './fixtures/forward-helpers.ts';
 
@@ -155,5 +158,43 @@ describe('otlp source limits on decoded requests (issue 13)', { timeout: 120_000
     assert.equal(answered, false);
     rec.settle('delivered');
     assert.equal((await pending).status, 200);
+  });
+
+  it('max_connections: 2 — a third connection is accepted and closed at once, unanswered, and counted', async (t) => {
+    const { url, metric } = await startSource(t, { max_connections: 2 });
+    const { port } = new URL(url);
+    const open = async () => {
+      const socket = connect(Number(port), '127.0.0.1');
+      t.after(() => {
+        socket.destroy();
+      });
+      await once(socket, 'connect');
+      return socket;
+    };
+    const held = [await open(), await open()];
+    const third = await open();
+    let answer = '';
+    third.on('data', (chunk: Buffer) => {
+      answer += chunk.toString();
+    });
+    third.on('error', () => {});
+    third.write('POST /v1/logs HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}');
+    await once(third, 'close');
+    assert.equal(answer, '', 'no HTTP answer: the connection is closed before anything is read');
+    assert.equal(await metric('fluxo_otlp_connections_rejected_total'), 1);
+    assert.equal(
+      otlpSource.options.parse({}).max_connections,
+      DEFAULT_MAX_CONNECTIONS,
+      'the default every listening source shares',
+    );
+    // A slot freed is a slot for the next exporter.
+    for (const s of held) s.destroy();
+    await eventually(async () => {
+      try {
+        return (await post(url, '{}', JSON_TYPE)).status === 200;
+      } catch {
+        return false;
+      }
+    }, 'a request answered once the held connections closed');
   });
 });

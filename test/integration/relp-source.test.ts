@@ -214,4 +214,43 @@ describe('relp source', () => {
     assert.match((await c.response(txnr)).data.toString(), /^500 /);
     assert.equal((await c.response(c.send('syslog', MSG(1)))).data.toString(), '200 OK');
   });
+
+  it('idle_timeout closes an idle session (counted); a session owing answers is not idle', async (t) => {
+    const { client, metric, out } = await start(t, ', idle_timeout: 150ms, read_timeout: 0s');
+    out.behaviour = 'stall';
+    const owing = await client();
+    await owing.open();
+    const pending = owing.frame('syslog', MSG(1));
+    owing.write(pending.bytes);
+    await out.waitForAttempts(1);
+    const idle = await client();
+    await idle.open();
+    const started = Date.now();
+    await idle.waitClosed(5_000);
+    assert.ok(Date.now() - started >= 100, `closed after ${Date.now() - started} ms, not before idle_timeout`);
+    assert.equal(await metric('fluxo_relp_connections_idle_closed_total'), 1);
+    await new Promise((r) => setTimeout(r, 400));
+    assert.equal(owing.closed, false, 'waiting for its answer is not idleness');
+    out.release();
+    await owing.response(pending.txnr);
+  });
+
+  it('read_timeout closes a session whose frame trickles in; at max_connections the longest-idle one is evicted', async (t) => {
+    const { client, metric } = await start(t, ', read_timeout: 150ms, max_connections: 2, evict_idle_after: 0s');
+    const slow = await client();
+    await slow.open();
+    slow.write('2 syslog 100 only a part');
+    await slow.waitClosed(5_000);
+    assert.equal(await metric('fluxo_relp_connections_read_timeout_total'), 1);
+    assert.equal(await metric('fluxo_relp_partial_frames_dropped_total'), 1);
+    const a = await client();
+    await a.open();
+    const b = await client();
+    await b.open();
+    const c = await client();
+    await c.open();
+    await a.waitClosed(5_000);
+    assert.equal(await metric('fluxo_relp_connections_evicted_total'), 1);
+    assert.equal(b.closed, false);
+  });
 });

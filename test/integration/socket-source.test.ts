@@ -46,7 +46,7 @@ describe('socket source options', () => {
       mode: 'tcp',
       address: '127.0.0.1:5514',
       max_line_bytes: 100 * 1024,
-      max_connections: 10_000,
+      max_connections: 1000,
       keepalive: true,
       idle_timeout: 300_000,
       read_timeout: 30_000,

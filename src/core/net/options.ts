@@ -2,9 +2,37 @@ import { z } from 'zod';
 import { duration, size } from '../units.ts';
 
 /**
- * Options every listening source spells and documents the same way (socket, syslog): one definition so their
- * names, defaults and docs cannot drift apart.
+ * Options every listening source spells and documents the same way (socket, syslog, forward, relp, http, otlp):
+ * one definition so their names, defaults and docs cannot drift apart.
  */
+
+/**
+ * Default `max_connections` of every listening source. 1,000 covers the ≤300 agents of one aggregator with room
+ * for reconnects, and bounds what open connections can hold (each may buffer up to its max message size).
+ */
+export const DEFAULT_MAX_CONNECTIONS = 1000;
+
+/**
+ * `max_connections`, with what a sender sees when it is refused. `type` names the counter
+ * `fluxo_<type>_connections_rejected_total`; `evicts`: the source has evict_idle_after (TCP deadlines);
+ * `refusal`: what the sender sees and does, e.g. that it retries.
+ */
+export function maxConnectionsOption(type: string, refusal: string, evicts = true) {
+  const beyond = evicts
+    ? 'A new connection beyond them evicts the longest-idle one (see `evict_idle_after`); when none is idle ' +
+      'enough it is refused'
+    : 'A new connection beyond them is refused';
+  return z
+    .number()
+    .int()
+    .positive()
+    .default(DEFAULT_MAX_CONNECTIONS)
+    .describe(
+      `Most simultaneous connections (default ${DEFAULT_MAX_CONNECTIONS.toLocaleString('en-US')}, the same for ` +
+        `every listening source). ${beyond}: accepted by TCP and closed at once, before anything is read or ` +
+        `answered. ${refusal} Logged (rate-limited) and counted in \`fluxo_${type}_connections_rejected_total\`.`,
+    );
+}
 
 export function receiveBufferBytesOption() {
   return size()

@@ -17,7 +17,7 @@ const COALESCE_BELOW_EVENTS = 64;
  * Node itself closes connections beyond max_connections + this: room for TLS handshakes in progress (not yet
  * counted by the listener) and evicted sockets still closing, while the listener enforces max_connections.
  */
-const ACCEPT_HEADROOM = 64;
+export const ACCEPT_HEADROOM = 64;
 
 export interface TcpStreamListenerOptions<C extends StreamConnection> {
   keepalive: boolean;

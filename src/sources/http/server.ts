@@ -13,6 +13,7 @@ import { loadTlsServerOptions } from '../../codecs/tls.ts';
 import type { AckStatus } from '../../core/ack.ts';
 import type { Source, SourceContext } from '../../core/component.ts';
 import { type Event, EventIdGenerator } from '../../core/event.ts';
+import { HttpConnectionGuard, httpServerOptions } from '../../core/net/http-connections.ts';
 import { boundHostPort, listenServer, peerHost } from '../../core/net/listen.ts';
 import { RateLimitedWarnings } from '../../core/rate-limited-warnings.ts';
 import { splitAddress } from '../../core/units.ts';
@@ -55,7 +56,6 @@ export class HttpSource implements Source {
   private idleWaiters: (() => void)[] = [];
   private readonly pendingGauge;
   private readonly backpressureRejections;
-  private readonly rejectedConnections;
   private readonly decompressedBytes;
   private readonly warnings: RateLimitedWarnings;
 
@@ -76,10 +76,6 @@ export class HttpSource implements Source {
       'fluxo_http_backpressure_rejections_total',
       'Requests answered 429 or 503 with Retry-After because the pipeline pushed back.',
     );
-    this.rejectedConnections = m.counter(
-      'fluxo_http_connections_rejected_total',
-      'Connections closed on arrival because max_connections were open.',
-    );
     this.decompressedBytes = m.counter(
       'fluxo_http_decompressed_bytes_total',
       'Bytes produced by inflating gzip bodies, refused ones included (each stops at max_decoded_body_bytes).',
@@ -87,18 +83,14 @@ export class HttpSource implements Source {
     const tls = loadTlsServerOptions(opts.tls, `source ${ctx.id}`);
     const handler = (req: IncomingMessage, res: ServerResponse) => this.onRequest(req, res, false);
     this.scheme = tls ? 'https' : 'http';
-    this.server = tls ? createHttpsServer(tls, handler) : createServer(handler);
+    const serverOptions = httpServerOptions(opts);
+    this.server = tls ? createHttpsServer({ ...tls, ...serverOptions }, handler) : createServer(serverOptions, handler);
     // Expect: 100-continue lets a client learn about 401/413/429/503 before it sends the body.
     this.server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => this.onRequest(req, res, true));
-    this.server.maxConnections = opts.max_connections;
-    this.server.on('drop', (data) => {
-      this.rejectedConnections.inc();
-      this.warnings.warn(
-        'max_connections',
-        { host: data?.remoteAddress },
-        'connection refused: max_connections reached',
-      );
-    });
+    // Counts connections, evicts or refuses beyond max_connections, counts the header and request timeouts.
+    new HttpConnectionGuard(this.server, opts, 'http', m, (kind, fields, message) =>
+      this.warnings.warn(kind, fields, message),
+    );
     this.server.on('tlsClientError', (error: Error) => {
       ctx.metrics.error('tls_handshake');
       this.warnings.warn('tls', { err: error.message }, 'TLS handshake failed');

@@ -9,6 +9,7 @@ import {
 } from '../../codecs/relp.ts';
 import type { AckStatus } from '../../core/ack.ts';
 import type { Event } from '../../core/event.ts';
+import type { ExpiryReason, TimedConnection } from '../../core/net/connection-deadlines.ts';
 import type { RelpSource } from './server.ts';
 
 /** What this server offers in its answer to `open`. */
@@ -26,7 +27,10 @@ interface Answer {
  * sink settled the batch as delivered, in the order of the frames; a failed batch is not answered and the
  * connection is closed, so librelp resends everything unanswered on its next session.
  */
-export class RelpConnection {
+export class RelpConnection implements TimedConnection {
+  lastReadMs = 0;
+  lastFrameMs = 0;
+  partialSinceMs = -1;
   private readonly decoder: RelpDecoder;
   /** Answers in the order of their frames; `answers[head]` is the next to send. */
   private answers: Answer[] = [];
@@ -59,6 +63,20 @@ export class RelpConnection {
     socket.on('error', (error) => source.ctx.logger.debug({ err: error.message, host }, 'relp connection error'));
   }
 
+  /** Waiting for the pipeline or owing answers: its silence is ours, not the peer's (never idle, never evicted). */
+  get waiting(): boolean {
+    return this.accepting > 0 || this.head < this.answers.length;
+  }
+
+  /** Closed for a deadline (ConnectionDeadlines counted and logged it): an unfinished frame is dropped. */
+  expire(reason: ExpiryReason): void {
+    if (this.decoder.discardPartial() > 0) this.source.metrics.partial.inc();
+    this.finished = true;
+    this.socket.destroy();
+    this.source.closed(this);
+    this.source.ctx.logger.debug({ host: this.host, reason }, 'relp connection closed');
+  }
+
   /** Stops reading; answers what settles, then sends `serverclose`. True when an unfinished frame was dropped. */
   stop(): boolean {
     this.stopping = true;
@@ -71,8 +89,11 @@ export class RelpConnection {
   private onData(chunk: Buffer): void {
     if (this.closing || this.stopping || this.socket.destroyed) return;
     this.unreportedBytes += chunk.length;
+    const deadlines = this.source.deadlines;
+    deadlines.received(this);
     const frames: RelpFrame[] = [];
     let error = this.decoder.push(chunk, frames);
+    if (frames.length > 0) deadlines.framed(this, !this.decoder.idle);
     const events: Event[] = [];
     const pending: Answer[] = [];
     for (const frame of frames) {

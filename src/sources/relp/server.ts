@@ -6,7 +6,9 @@ import type { AckStatus } from '../../core/ack.ts';
 import type { Source, SourceContext } from '../../core/component.ts';
 import { type Event, EventIdGenerator, ReceiptClock } from '../../core/event.ts';
 import type { LocalCounter, LocalGauge } from '../../core/metrics.ts';
+import { ConnectionDeadlines } from '../../core/net/connection-deadlines.ts';
 import { boundHostPort, listenServer, peerHost } from '../../core/net/listen.ts';
+import { ACCEPT_HEADROOM } from '../../core/net/tcp-stream-listener.ts';
 import { RateLimitedWarnings } from '../../core/rate-limited-warnings.ts';
 import { splitAddress } from '../../core/units.ts';
 import type { RelpSourceOptions } from '../relp.ts';
@@ -34,6 +36,8 @@ export class RelpSource implements Source {
     failedBatches: LocalCounter;
     partial: LocalCounter;
   };
+  /** Idle and read timeouts of the connections, and eviction of the longest-idle one at max_connections. */
+  readonly deadlines: ConnectionDeadlines<RelpConnection>;
   private readonly server: Server;
   private readonly scheme: 'tcp' | 'tls';
   private readonly connections = new Set<RelpConnection>();
@@ -79,6 +83,17 @@ export class RelpSource implements Source {
         'Unfinished frames dropped when their connection closed (the sender resends what was not answered).',
       ),
     };
+    this.deadlines = new ConnectionDeadlines<RelpConnection>(
+      this.connections,
+      {
+        idleTimeoutMs: opts.idle_timeout,
+        readTimeoutMs: opts.read_timeout,
+        evictIdleAfterMs: opts.evict_idle_after,
+        label: 'relp',
+        warn: (kind, fields, message) => this.warn(kind, fields, message),
+      },
+      m,
+    );
     this.overlongReason = `RELP message longer than max_message_bytes (${opts.max_message_bytes} bytes)`;
     const tls = loadTlsServerOptions(opts.tls, `source ${ctx.id}`);
     // Half-open: a client that sends `close` or ends its side still gets the answers of what it sent.
@@ -95,20 +110,15 @@ export class RelpSource implements Source {
       this.scheme = 'tcp';
       this.server = createServer(netOptions, onConnection);
     }
-    this.server.maxConnections = opts.max_connections;
-    this.server.on('drop', (data) => {
-      this.metrics.rejected.inc();
-      this.warn(
-        'max_connections',
-        { host: peerHost(data?.remoteAddress), max_connections: opts.max_connections },
-        'connection refused: max_connections reached',
-      );
-    });
+    // The source enforces max_connections (evicting idle connections); Node only caps handshakes and closing sockets.
+    this.server.maxConnections = opts.max_connections + ACCEPT_HEADROOM;
+    this.server.on('drop', (data) => this.refuse(data?.remoteAddress));
     this.server.on('error', (error) => ctx.logger.error({ err: error.message }, 'relp source server error'));
   }
 
   start(): Promise<void> {
     const { host, port } = splitAddress(this.opts.address);
+    this.deadlines.start();
     return listenServer(this.server, host, port, this.ctx.id, this.opts.address);
   }
 
@@ -124,6 +134,7 @@ export class RelpSource implements Source {
   async stop(): Promise<void> {
     if (!this.stopping) {
       this.stopping = true;
+      this.deadlines.stop();
       // Not server.close(callback): it would wait for connections, which wait for acknowledgements that settle
       // only after the sources stopped.
       if (this.server.listening) this.server.close();
@@ -218,7 +229,23 @@ export class RelpSource implements Source {
       socket.destroy();
       return;
     }
-    this.connections.add(new RelpConnection(socket, this, peerHost(socket.remoteAddress)));
+    if (this.connections.size >= this.opts.max_connections && !this.deadlines.evictForNew()) {
+      socket.destroy();
+      this.refuse(socket.remoteAddress);
+      return;
+    }
+    const conn = new RelpConnection(socket, this, peerHost(socket.remoteAddress));
+    this.deadlines.opened(conn);
+    this.connections.add(conn);
     this.metrics.open.inc();
+  }
+
+  private refuse(remoteAddress: string | undefined): void {
+    this.metrics.rejected.inc();
+    this.warn(
+      'max_connections',
+      { host: peerHost(remoteAddress), max_connections: this.opts.max_connections },
+      'connection refused: max_connections reached',
+    );
   }
 }
