@@ -1,6 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
+import type { HttpAuthenticator } from '../codecs/http-auth.ts';
 import { FluxoError } from '../core/errors.ts';
 import type { Event } from '../core/event.ts';
 import { splitAddress } from '../core/units.ts';
@@ -16,7 +17,7 @@ export interface ApiState {
 }
 
 /**
- * The HTTP API: GET /health, GET /metrics (Prometheus text format), GET / (what runs), and
+ * The HTTP API (with api.auth, every request but /health needs its credentials): GET /health, GET /metrics (Prometheus text format), GET / (what runs), and
  * GET /tap?component=ID[&limit=N][&sample=K]: a live NDJSON stream of the component's events, every K-th
  * event up to N (default 100, at most 10,000). A tap never slows the pipeline: while the client is not
  * reading, events are skipped and the count of skipped events is reported at the end.
@@ -28,6 +29,8 @@ export class ApiServer {
     private readonly address: string,
     private readonly state: ApiState,
     private readonly logger: Logger,
+    /** Credentials every request but GET /health must carry (api.auth); undefined: none (loopback). */
+    private readonly auth?: HttpAuthenticator,
   ) {}
 
   async start(): Promise<string> {
@@ -35,6 +38,12 @@ export class ApiServer {
       const [url, query] = (req.url ?? '/').split('?') as [string, string | undefined];
       if (req.method !== 'GET' && req.method !== 'HEAD') {
         res.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain' }).end('method not allowed\n');
+        return;
+      }
+      if (this.auth && url !== '/health' && !this.auth.authorized(req.headers.authorization)) {
+        res
+          .writeHead(401, { 'www-authenticate': this.auth.challenge, 'content-type': 'text/plain' })
+          .end('unauthorized: this API needs the credentials of api.auth\n');
         return;
       }
       if (url === '/health') {

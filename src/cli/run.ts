@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import { ApiServer } from '../api/server.ts';
+import { HttpAuthenticator } from '../codecs/http-auth.ts';
 import { ConfigError, formatProblem } from '../config/errors.ts';
 import { type LoadedConfig, loadConfigFiles } from '../config/load.ts';
 import { acquireDataDirLock } from '../core/data-dir-lock.ts';
@@ -102,6 +103,7 @@ async function runLocked(
         tap: (id, listener) => topology.tap(id, listener),
       },
       logger,
+      HttpAuthenticator.of(loaded.config.api.auth),
     );
     try {
       apiUrl = await api.start();
@@ -120,7 +122,7 @@ async function runLocked(
     signals.detach();
     return EXIT_FAILED;
   }
-  printBanner(version, paths, topology, apiUrl);
+  printBanner(version, paths, topology, apiUrl, loaded.config.api.auth?.strategy);
   topology.sourcesFinished()?.then(() => signals.requestStop('all sources finished'));
   const drained = await signals.running();
   await api?.stop();
@@ -230,7 +232,13 @@ function warnUnreloadable(current: PipelineConfig, next: PipelineConfig, logger:
     logger.warn('api changed: takes effect at the next restart');
 }
 
-function printBanner(version: string, paths: string[], topology: Topology, apiUrl: string | undefined): void {
+function printBanner(
+  version: string,
+  paths: string[],
+  topology: Topology,
+  apiUrl: string | undefined,
+  apiAuth: string | undefined,
+): void {
   const d = topology.describe();
   const lines = [`Fluxo ${version} running with ${paths.join(', ')}`];
   for (const s of d.sources)
@@ -238,7 +246,7 @@ function printBanner(version: string, paths: string[], topology: Topology, apiUr
   for (const t of d.transforms) lines.push(`  transform ${t.id} (${t.type})`);
   for (const s of d.sinks) lines.push(`  sink ${s.id} (${s.type})${s.endpoint ? `: writing to ${s.endpoint}` : ''}`);
   lines.push(`  data_dir ${topology.current.dataDir}`);
-  lines.push(apiUrl ? `  api ${apiUrl} (/health, /metrics)` : '  api disabled');
+  lines.push(apiUrl ? `  api ${apiUrl} (/health, /metrics)${apiAuth ? `, ${apiAuth} auth` : ''}` : '  api disabled');
   lines.push('Send SIGTERM or press Ctrl-C to stop (sinks drain first); SIGHUP reloads the configuration.');
   process.stderr.write(`${lines.join('\n')}\n`);
 }

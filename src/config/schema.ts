@@ -1,7 +1,8 @@
 import { z } from 'zod';
+import { httpAuthSchema } from '../codecs/http-auth.ts';
 import type { ComponentDefinition } from '../core/component.ts';
 import type { ComponentRegistry } from '../core/pipeline-config.ts';
-import { address, duration, size } from '../core/units.ts';
+import { address, duration, size, splitAddress } from '../core/units.ts';
 
 /** Settings every config has, outside the component maps. */
 export const globalOptions = z
@@ -17,11 +18,32 @@ export const globalOptions = z
         enabled: z.boolean().default(true).describe('Serve /health and /metrics.'),
         address: address()
           .default('127.0.0.1:8686')
-          .describe('Where the API listens (host:port; port 0 picks a free one).'),
+          .describe(
+            'Where the API listens (host:port; port 0 picks a free one). Loopback by default: an address on ' +
+              'another interface needs `api.auth`, since the API shows every event (`/tap`) and the topology.',
+          ),
+        auth: httpAuthSchema
+          .optional()
+          .describe(
+            'Credentials every request but `GET /health` must carry: `{ strategy: bearer, token: … }` or ' +
+              '`{ strategy: basic, user: …, password: … }`; others are answered 401. Required when `address` is ' +
+              'not a loopback address.',
+          ),
       })
       .strict()
+      .superRefine((api, ctx) => {
+        if (api.enabled && api.auth === undefined && !isLoopbackHost(splitAddress(api.address).host)) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['auth'],
+            message:
+              `the API on ${api.address} is reachable beyond this host: set api.auth ({ strategy: bearer, ` +
+              'token: … } or basic), or listen on 127.0.0.1',
+          });
+        }
+      })
       .default({ enabled: true, address: '127.0.0.1:8686' })
-      .describe('The HTTP API: health, Prometheus metrics.'),
+      .describe('The HTTP API: health, Prometheus metrics, tap.'),
     shutdown_timeout: duration()
       .default(30_000)
       .describe(
@@ -34,6 +56,11 @@ const inputs = z
   .array(z.string().min(1), { error: 'expected a list of component ids' })
   .min(1, { error: 'expected at least one input id' })
   .describe('Ids of the sources or transforms (or `route_id.output`, or `dead_letter`) this component reads from.');
+
+/** Whether `host` (an address's host part) is only reachable from this machine. */
+export function isLoopbackHost(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
+}
 
 export const memoryBufferOptions = z
   .object({

@@ -56,7 +56,17 @@ export interface SinkSpec extends TransformSpec {
 /** A validated configuration, as the runtime takes it. */
 export interface PipelineConfig {
   readonly dataDir: string;
-  readonly api: { readonly enabled: boolean; readonly address: string };
+  readonly api: {
+    readonly enabled: boolean;
+    readonly address: string;
+    /** api.auth: what every request but GET /health must carry. */
+    readonly auth?: {
+      readonly strategy: 'bearer' | 'basic';
+      readonly token?: string;
+      readonly user?: string;
+      readonly password?: string;
+    };
+  };
   readonly shutdownTimeoutMs: number;
   readonly sources: ReadonlyMap<string, ComponentSpec>;
   readonly transforms: ReadonlyMap<string, TransformSpec>;

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ApiServer } from '../../src/api/server.ts';
+import { HttpAuthenticator } from '../../src/codecs/http-auth.ts';
 import { testLogger } from '../helpers/context.ts';
 
 describe('ApiServer', () => {
@@ -25,6 +26,27 @@ describe('ApiServer', () => {
     assert.equal(await metrics.text(), 'm_total 1\n');
     assert.deepEqual(await (await fetch(`${url}/`)).json(), { ok: 1 });
     assert.equal((await fetch(`${url}/health`, { method: 'POST' })).status, 405);
+  });
+
+  it('with api.auth, answers 401 without the credentials, except /health', async (t) => {
+    const api = new ApiServer(
+      '127.0.0.1:0',
+      { state: () => 'running', metrics: async () => 'm_total 1\n', describe: () => ({ ok: 1 }) },
+      testLogger(),
+      new HttpAuthenticator({ strategy: 'bearer', token: 's3cret' }),
+    );
+    const url = await api.start();
+    t.after(() => api.stop());
+    assert.equal((await fetch(`${url}/health`)).status, 200);
+    for (const path of ['/metrics', '/', '/tap?component=x']) {
+      const refused = await fetch(`${url}${path}`, { headers: { authorization: 'Bearer wrong' } });
+      assert.equal(refused.status, 401, path);
+      assert.equal(refused.headers.get('www-authenticate'), 'Bearer realm="fluxo"');
+      assert.equal((await fetch(`${url}${path}`)).status, 401, path);
+    }
+    const metrics = await fetch(`${url}/metrics`, { headers: { authorization: 'Bearer s3cret' } });
+    assert.equal(metrics.status, 200);
+    assert.equal(await metrics.text(), 'm_total 1\n');
   });
 
   it('reports a busy port clearly', async (t) => {

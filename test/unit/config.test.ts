@@ -486,6 +486,46 @@ describe('listen addresses (issue 13, item 11)', () => {
   });
 });
 
+describe('the API beyond loopback needs api.auth (docs/security.md)', () => {
+  const registry = createRegistry([socketSource, blackholeSink]);
+  const load = (api: string) =>
+    loadConfigTexts(
+      [
+        {
+          file: 'f.yaml',
+          text: `${api}\nsources:\n  s: { type: socket, address: 127.0.0.1:0 }\nsinks:\n  o: { type: blackhole, inputs: [s] }\n`,
+        },
+      ],
+      registry,
+      {},
+    );
+
+  for (const address of ['0.0.0.0:8686', '10.1.2.3:8686', '[::]:8686']) {
+    it(`rejects api.address ${address} without api.auth, at the api's line`, () => {
+      assert.throws(
+        () => load(`api: { address: "${address}" }`),
+        (error: unknown) => {
+          assert.ok(error instanceof ConfigError, String(error));
+          const p = error.problems[0]!;
+          assert.equal(p.path, 'api.auth');
+          assert.equal(p.line, 1);
+          assert.match(p.message, /reachable beyond this host: set api\.auth/);
+          return true;
+        },
+      );
+    });
+  }
+
+  it('takes loopback addresses without auth, and any address with it', () => {
+    for (const address of ['127.0.0.1:8686', 'localhost:8686', '[::1]:8686', '127.0.0.2:0']) {
+      assert.equal(load(`api: { address: "${address}" }`).config.api.auth, undefined);
+    }
+    const open = load('api: { address: "0.0.0.0:8686", auth: { strategy: bearer, token: t0k } }');
+    assert.deepEqual(open.config.api.auth, { strategy: 'bearer', token: 't0k' });
+    load('api: { enabled: false, address: "0.0.0.0:8686" }');
+  });
+});
+
 describe('an empty pipeline (issue 13, item 11)', () => {
   for (const [name, text, missing] of [
     ['an empty file', '', 'no sources and no sinks'],
