@@ -273,10 +273,10 @@ export class DiskBuffer implements SinkBuffer {
           writer.delivered();
         },
         settled: () => this.maybeFinish(),
-        damaged: (segment, offset, reason) => {
-          this.metrics?.corrupt.inc();
+        damaged: (segment, offset, reason, lostRecords) => {
+          this.metrics?.corrupt.inc(lostRecords);
           this.log.error(
-            { dir, segment, offset, reason },
+            { dir, segment, offset, reason, lost_records: lostRecords },
             'disk buffer: damaged record skipped; reading goes on at the next good record',
           );
         },

@@ -75,6 +75,7 @@ function toJson(r: BufferReport) {
       reason: d.reason,
       bytes: d.bytes,
       lost_records: d.lostRecords ?? null,
+      lost_ids: d.lostIds ?? null,
     })),
     ledger_problem: r.ledgerProblem ?? null,
     in_use_by_pid: r.inUseBy?.pid ?? null,
@@ -105,13 +106,21 @@ export function formatReports(reports: BufferReport[], now: number): string {
     if (r.ledgerProblem)
       lines.push(`${r.sink}: ledger: ${r.ledgerProblem} (the next start replays every record on disk)`);
     for (const d of r.damage) {
-      const lost = d.lostRecords === undefined ? '' : `, ${d.lostRecords} record(s) lost`;
+      const ids =
+        d.lostIds === undefined
+          ? ''
+          : d.lostIds[0] === d.lostIds[1]
+            ? ` (id ${d.lostIds[0]})`
+            : ` (ids ${d.lostIds[0]}-${d.lostIds[1]})`;
+      const lost = d.lostRecords === undefined ? '' : `, ${d.lostRecords} record(s) lost${ids}`;
       const what =
         d.kind === 'torn_tail'
           ? r.inUseBy
             ? 'record being written (or torn)'
             : 'torn tail, truncated at the next start'
-          : 'damaged, skipped at replay';
+          : d.offset === 0
+            ? 'damaged segment header; its records are read by their framing'
+            : 'damaged, skipped at replay';
       lines.push(`${r.sink}: ${d.segment} offset ${d.offset}: ${d.reason} (${what}; ${d.bytes} bytes${lost})`);
     }
   }

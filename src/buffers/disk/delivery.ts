@@ -66,7 +66,8 @@ export interface DeliveryContext {
   delivered(record: PendingRecord): void;
   /** A handed-out record settled (or reading stopped): the buffer may be able to finish closing. */
   settled(): void;
-  damaged(segment: string, offset: number, reason: string): void;
+  /** Damage found reading back, not reported by the scan at open: `lostRecords` the sink will not get. */
+  damaged(segment: string, offset: number, reason: string, lostRecords: number): void;
   readFailed(error: unknown): void;
 }
 
@@ -91,6 +92,8 @@ export class DeliveryQueue {
   private cold: { segment: Segment; offset: number } | undefined;
   private coldReader: SegmentReader | undefined;
   private lastQueuedId: number;
+  /** Damage read back whose lost records are counted once the next record (or segment) shows the next id. */
+  private unsettledDamage: { segment: string; offset: number; reason: string; floor: number } | undefined;
   private pumpingNow = false;
   private retryTimer: NodeJS.Timeout | undefined;
   private readonly takers: { resolve: (batches: Batch[] | null) => void; max: number }[] = [];
@@ -270,6 +273,7 @@ export class DeliveryQueue {
 
   async close(): Promise<void> {
     this.stop();
+    this.countDamage(this.lastQueuedId + 2);
     await this.closeColdReader();
   }
 
@@ -426,6 +430,9 @@ export class DeliveryQueue {
     if (cold.offset >= segment.size) {
       // Decided in the same turn as any commit, so no record slips between disk and memory.
       const next = this.log.segments[this.log.segments.indexOf(segment) + 1];
+      // Damage running to the end of a segment ends where the next begins (its name is its first id); with no
+      // segment after it, the one record being read is counted.
+      this.countDamage(next ? next.firstId : this.lastQueuedId + 2);
       if (next === undefined || segment === this.log.activeSegment()) this.cold = undefined;
       else this.cold = { segment: next, offset: SEGMENT_HEADER_BYTES };
       await this.closeColdReader();
@@ -448,11 +455,12 @@ export class DeliveryQueue {
         continue;
       }
       const h = r.header;
+      this.countDamage(h.id);
       let events: Event[];
       try {
         events = decodePayload(r.buffer, r.at, h, segment.version);
       } catch (error) {
-        this.damaged(segment, r.offset, `payload unreadable: ${errorText(error)}`);
+        this.damaged(segment, r.offset, `payload unreadable: ${errorText(error)}`, 1);
         this.skip(h.size, h.count);
         this.lastQueuedId = h.id;
         cold.offset = reader.position;
@@ -498,12 +506,30 @@ export class DeliveryQueue {
     });
   }
 
-  private damaged(segment: Segment, offset: number, reason: string): void {
+  /**
+   * Reports damage not known from the scan; with `lostRecords` at once (a whole record whose payload does not
+   * read), otherwise once the next good record tells how many ids the damage took (countDamage).
+   */
+  private damaged(segment: Segment, offset: number, reason: string, lostRecords?: number): void {
     const name = basename(segment.path);
     const key = `${name}:${offset}`;
     if (this.knownDamage.has(key)) return;
     this.knownDamage.add(key);
-    this.log.damaged(name, offset, reason);
+    if (lostRecords !== undefined) {
+      this.log.damaged(name, offset, reason, lostRecords);
+      return;
+    }
+    this.countDamage(this.lastQueuedId + 2);
+    // Ids before the segment's first were in earlier segments, those up to lastQueuedId were read: not lost.
+    this.unsettledDamage = { segment: name, offset, reason, floor: Math.max(this.lastQueuedId, segment.firstId - 1) };
+  }
+
+  /** Reports the pending damage with the records it took: the ids after its floor and before `nextId`. */
+  private countDamage(nextId: number): void {
+    const d = this.unsettledDamage;
+    if (d === undefined) return;
+    this.unsettledDamage = undefined;
+    this.log.damaged(d.segment, d.offset, d.reason, Math.max(0, nextId - d.floor - 1));
   }
 
   private async closeColdReader(): Promise<void> {

@@ -54,12 +54,23 @@ export async function recoverLog(
     const ackedId = Math.max(state?.ackedId ?? 0, handedAckedId);
     const scan = await scanSegments(dir, ackedId, true);
     for (const d of scan.damage) {
+      // Counted in records the sink had not acknowledged: a damaged header alone loses none.
       metrics?.corrupt.inc(d.lostRecords ?? 1);
       log.error(
-        { dir, segment: d.segment, offset: d.offset, reason: d.reason, bytes: d.bytes, lost_records: d.lostRecords },
+        {
+          dir,
+          segment: d.segment,
+          offset: d.offset,
+          reason: d.reason,
+          bytes: d.bytes,
+          lost_records: d.lostRecords,
+          lost_ids: d.lostIds,
+        },
         d.kind === 'torn_tail'
           ? 'disk buffer: torn tail (a write cut by a crash) truncated at the last good record'
-          : 'disk buffer: damaged record skipped; the records around it are replayed',
+          : d.offset === 0
+            ? 'disk buffer: damaged segment header; its records are read by their length and CRC'
+            : 'disk buffer: damaged record skipped; the records around it are replayed',
       );
     }
     if (scan.removed.length > 0) log.warn({ dir, segments: scan.removed }, 'disk buffer: unusable segments removed');

@@ -1,6 +1,13 @@
 import { open, readdir, rename, stat, truncate, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { checkSegmentHeader, parseSegmentFileName, SEGMENT_HEADER_BYTES } from './record.ts';
+import {
+  checkSegmentHeader,
+  decodePayload,
+  parseSegmentFileName,
+  type RecordHeader,
+  SEGMENT_HEADER_BYTES,
+  SEGMENT_VERSION,
+} from './record.ts';
 import { SegmentReader } from './segment-reader.ts';
 
 /** One segment file of the log, as the buffer tracks it. */
@@ -12,8 +19,8 @@ export interface Segment {
   size: number;
   /** Id of its last record; firstId - 1 while it has none. */
   lastId: number;
-  /** Its format version (record.ts): how its payloads are decoded. */
-  readonly version: number;
+  /** Its format version (record.ts): how its payloads are decoded (told by its records when the header is damaged). */
+  version: number;
 }
 
 /** Damage found in a segment. */
@@ -23,8 +30,15 @@ export interface Damage {
   reason: string;
   /** `torn_tail`: the end of the last segment, cut at the last good record; `corrupt`: skipped, reading went on. */
   kind: 'torn_tail' | 'corrupt';
-  /** Records lost, when the ids around the damage tell (otherwise counted as one). */
+  /**
+   * Records lost that the sink had not acknowledged: the ids between the last good record before the damage
+   * (or the segment's first id, or the acknowledged position, whichever is later) and the next good record
+   * (or the next segment's first id). A damaged segment header loses none: its records are found by their
+   * framing. A torn tail counts the one record it cut (none when that id is acknowledged).
+   */
   lostRecords: number | undefined;
+  /** The first and last id of the records lost, when any. */
+  lostIds: [number, number] | undefined;
   bytes: number;
 }
 
@@ -75,36 +89,55 @@ export async function scanSegments(dir: string, ackedId: number, repair: boolean
     removed: [],
   };
   let lastId = 0;
-  // Damage whose lost records are counted once the next good record shows which id it has.
-  let pending: Damage | undefined;
+  // Damage whose lost records are counted once the next good record (or segment) shows which id comes next.
+  let pending: { damage: Damage; floor: number } | undefined;
+  const settle = (nextId: number) => {
+    if (!pending) return;
+    countLost(pending.damage, pending.floor, nextId);
+    pending = undefined;
+  };
   for (let i = 0; i < names.length; i++) {
     const { name, firstId } = names[i]!;
     const path = join(dir, name);
     const last = i === names.length - 1;
+    // A segment's name is the id of its first record: damage running to the end of the previous one ends here.
+    settle(firstId);
     const fileSize = (await stat(path)).size;
     const header = await readSegmentHeader(path, fileSize);
+    let headerDamaged = false;
     if ('problem' in header) {
       // A file cut before its header was whole is a segment created just before a crash: nothing was in it.
       const empty = fileSize < SEGMENT_HEADER_BYTES && last;
-      if (!empty) {
-        result.damage.push({
-          segment: name,
-          offset: 0,
-          reason: header.problem,
-          kind: 'corrupt',
-          lostRecords: undefined,
-          bytes: fileSize,
-        });
+      if (fileSize < SEGMENT_HEADER_BYTES) {
+        if (!empty) {
+          const damage = newDamage(name, 0, header.problem, 'corrupt', fileSize);
+          result.damage.push(damage);
+          pending = { damage, floor: Math.max(lastId, firstId - 1, ackedId) };
+        }
+        if (repair) {
+          if (empty) await unlink(path);
+          else await rename(path, `${path}.corrupt`);
+          result.removed.push(name);
+        }
+        continue;
       }
-      if (repair) {
-        if (empty) await unlink(path);
-        else await rename(path, `${path}.corrupt`);
-        result.removed.push(name);
-      }
-      continue;
+      // Only the header is known to be damaged: the records after it carry their own length and CRC, so they are
+      // read as in any segment, and the first good one tells the format the header would have.
+      headerDamaged = true;
+      const damage = newDamage(
+        name,
+        0,
+        `segment header: ${header.problem}; its records are read by their framing`,
+        'corrupt',
+        SEGMENT_HEADER_BYTES,
+      );
+      damage.lostRecords = 0;
+      result.damage.push(damage);
     }
-    const segment: Segment = { firstId, path, size: fileSize, lastId: firstId - 1, version: header.version };
-    const reader = new SegmentReader(path, SEGMENT_HEADER_BYTES, fileSize, lastId);
+    const told = 'version' in header ? header.version : undefined;
+    const segment: Segment = { firstId, path, size: fileSize, lastId: firstId - 1, version: told ?? SEGMENT_VERSION };
+    // Ids before the segment's first belong to earlier segments: a resync never lands on one.
+    const reader = new SegmentReader(path, SEGMENT_HEADER_BYTES, fileSize, Math.max(lastId, firstId - 1));
     let records = 0;
     try {
       for (;;) {
@@ -112,26 +145,35 @@ export async function scanSegments(dir: string, ackedId: number, repair: boolean
         if (r.kind === 'end') break;
         if (r.kind === 'corrupt') {
           const tail = r.resumeAt === undefined;
-          const damage: Damage = {
-            segment: name,
-            offset: r.offset,
-            reason: r.reason,
-            kind: tail && last ? 'torn_tail' : 'corrupt',
-            lostRecords: undefined,
-            bytes: (r.resumeAt ?? fileSize) - r.offset,
-          };
+          const kind = tail && last ? 'torn_tail' : 'corrupt';
+          const damage = newDamage(name, r.offset, r.reason, kind, (r.resumeAt ?? fileSize) - r.offset);
           result.damage.push(damage);
-          if (tail && last && repair) {
-            await truncate(path, r.offset);
-            segment.size = r.offset;
+          const floor = Math.max(lastId, firstId - 1, ackedId);
+          if (kind === 'torn_tail') {
+            // Nothing follows to tell how many records the cut held: one, the record being written.
+            countLost(damage, floor, Math.max(lastId, firstId - 1) + 2);
+            if (repair) {
+              await truncate(path, r.offset);
+              segment.size = r.offset;
+            }
+          } else {
+            pending = { damage, floor };
           }
-          if (!tail) pending = damage;
           continue;
         }
         const h = r.header;
-        if (pending) {
-          pending.lostRecords = h.id - lastId - 1;
-          pending = undefined;
+        settle(h.id);
+        if (records === 0) {
+          const version = formatOf(r.buffer, r.at, h, segment.version);
+          if (version !== undefined && version !== segment.version) {
+            if (!headerDamaged) {
+              const reason = `segment header says format ${segment.version}, its records are format ${version}`;
+              const damage = newDamage(name, 0, reason, 'corrupt', SEGMENT_HEADER_BYTES);
+              damage.lostRecords = 0;
+              result.damage.push(damage);
+            }
+            segment.version = version;
+          }
         }
         records++;
         lastId = h.id;
@@ -150,14 +192,47 @@ export async function scanSegments(dir: string, ackedId: number, repair: boolean
       await reader.close();
     }
     if (records === 0 && repair) {
-      await unlink(path);
+      // A damaged file with nothing readable is kept aside for a look, not deleted.
+      if (headerDamaged) await rename(path, `${path}.corrupt`);
+      else await unlink(path);
       result.removed.push(name);
       continue;
     }
     result.segments.push(segment);
   }
+  // Damage at the very end of the log with no later record: counted as the one record it must have held.
+  const unresolved = pending as { floor: number } | undefined;
+  if (unresolved) settle(unresolved.floor + 2);
   result.maxId = lastId;
   return result;
+}
+
+function newDamage(segment: string, offset: number, reason: string, kind: Damage['kind'], bytes: number): Damage {
+  return { segment, offset, reason, kind, lostRecords: undefined, lostIds: undefined, bytes };
+}
+
+/** Records with ids after `floor` and before `nextId` were lost with the damage. */
+function countLost(damage: Damage, floor: number, nextId: number): void {
+  const lost = Math.max(0, nextId - floor - 1);
+  damage.lostRecords = lost;
+  damage.lostIds = lost > 0 ? [floor + 1, nextId - 1] : undefined;
+}
+
+/**
+ * The format of a segment as its first good record shows it: `expected` when its payload reads so, otherwise
+ * the other readable format that reads it (a damaged header, or one flipped to the other version); undefined
+ * when none does (the payload is then reported when read back).
+ */
+function formatOf(b: Buffer, at: number, h: RecordHeader, expected: number): number | undefined {
+  for (const version of [expected, ...[SEGMENT_VERSION, 1].filter((v) => v !== expected)]) {
+    try {
+      decodePayload(b, at, h, version);
+      return version;
+    } catch {
+      // not this format
+    }
+  }
+  return undefined;
 }
 
 async function readSegmentHeader(path: string, fileSize: number): Promise<{ version: number } | { problem: string }> {
