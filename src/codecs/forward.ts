@@ -291,7 +291,7 @@ export function decodeClientFrame(frame: Buffer, maxEntries = NO_ENTRY_LIMIT): C
     if (length > 3) throw new ForwardProtocolError('malformed PackedForward message: more than 3 elements');
     const from = p + binLength.header;
     const to = from + binLength.length;
-    const option = length === 3 ? decodeOption(forwardUnpackr.unpack(frame.subarray(to))) : undefined;
+    const option = length === 3 ? decodeOption(unpackOrThrow(frame.subarray(to))) : undefined;
     const packed = frame.subarray(from, to);
     return { kind: 'packed', tag, packed, gzip: option?.compressed === 'gzip', option };
   }
@@ -301,19 +301,22 @@ export function decodeClientFrame(frame: Buffer, maxEntries = NO_ENTRY_LIMIT): C
     if (((t >= 0x90 && t <= 0x9f) || t === 0xdc || t === 0xdd) && entries > maxEntries)
       throw tooManyEntries(maxEntries);
   }
-  let value: unknown;
-  try {
-    value = forwardUnpackr.unpack(frame);
-  } catch (error) {
-    throw new ForwardProtocolError(`invalid MessagePack: ${(error as Error).message}`);
-  }
-  const array = value as unknown[];
+  const array = unpackOrThrow(frame) as unknown[];
   if ((t >= 0x90 && t <= 0x9f) || t === 0xdc || t === 0xdd) {
     if (length > 3) throw new ForwardProtocolError('malformed Forward message: more than 3 elements');
     return { kind: 'entries', tag, entries: array[1] as unknown[], option: decodeOption(array[2]) };
   }
   if (length < 3) throw new ForwardProtocolError('malformed Message: fewer than 3 elements');
   return { kind: 'entries', tag, entries: [[array[1], array[2]]], option: decodeOption(array[3]) };
+}
+
+/** msgpackr's errors (an unknown extension type, …) as the protocol error the connection reports. */
+function unpackOrThrow(bytes: Buffer): unknown {
+  try {
+    return forwardUnpackr.unpack(bytes);
+  } catch (error) {
+    throw new ForwardProtocolError(`invalid MessagePack: ${(error as Error).message}`);
+  }
 }
 
 function strLength(buf: Buffer, p: number): { header: number; length: number } | undefined {
@@ -347,7 +350,7 @@ function decodeOption(value: unknown): ForwardOption | undefined {
 }
 
 function decodePing(frame: Buffer): PingMessage {
-  const m = forwardUnpackr.unpack(frame) as unknown[];
+  const m = unpackOrThrow(frame) as unknown[];
   const [, hostname, salt, digest, username, passwordDigest] = m;
   if (
     typeof hostname !== 'string' ||
@@ -367,6 +370,8 @@ function decodePing(frame: Buffer): PingMessage {
  */
 export function decodePackedEntries(packed: Uint8Array, maxEntries = NO_ENTRY_LIMIT): unknown[] {
   const entries: unknown[] = [];
+  // A message of no entries is valid (and owed its ack); msgpackr reads an empty buffer as truncated.
+  if (packed.length === 0) return entries;
   let over = false;
   try {
     forwardUnpackr.unpackMultiple(packed as Buffer, (value: unknown) => {

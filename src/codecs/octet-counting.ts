@@ -231,7 +231,9 @@ export class SyslogFramer {
       let j = i;
       while (j < head.length && j - i <= MAX_LENGTH_DIGITS && head[j]! >= 0x30 && head[j]! <= 0x39) j++;
       if (j === head.length && j - i <= MAX_LENGTH_DIGITS) {
-        this.undecided = head;
+        // Only the digits are kept: the whitespace before them is dropped once decided anyway, and keeping it
+        // would let a peer sending nothing but spaces grow this buffer without bound (and re-copy it per chunk).
+        this.undecided = i > 0 ? Buffer.from(head.subarray(i)) : head;
         return NO_MESSAGES as string[];
       }
       this.undecided = undefined;

@@ -134,7 +134,12 @@ export function countProtobufLogRecords(body: Uint8Array, max: number): number {
   return count;
 }
 
-/** Calls `fn` with the bounds of each length-delimited field `fieldNo` of the message in `buf[start, end)`. */
+/**
+ * Calls `fn` with the bounds of each length-delimited field `fieldNo` of the message in `buf[start, end)`. The
+ * walk reads tags, lengths and unknown fields (groups included) with protobufjs's own Reader, the way its decoder
+ * does: a walk that read them otherwise (it used to stop at a group, which the decoder skips) counts fewer records
+ * than the decoder then builds.
+ */
 function forEachMessageField(
   buf: Uint8Array,
   start: number,
@@ -142,39 +147,25 @@ function forEachMessageField(
   fieldNo: number,
   fn: (start: number, end: number) => void,
 ): void {
-  let i = start;
-  while (i < end) {
-    let tag = 0;
-    let shift = 1;
-    let b: number;
-    do {
-      if (i >= end) return;
-      b = buf[i++]!;
-      tag += (b & 0x7f) * shift;
-      shift *= 128;
-    } while (b & 0x80 && shift < 2 ** 70);
-    const wireType = tag % 8;
-    if (wireType === 0) {
-      while (i < end && buf[i++]! & 0x80);
-    } else if (wireType === 1) {
-      i += 8;
-    } else if (wireType === 5) {
-      i += 4;
-    } else if (wireType === 2) {
-      let len = 0;
-      shift = 1;
-      do {
-        if (i >= end) return;
-        b = buf[i++]!;
-        len += (b & 0x7f) * shift;
-        shift *= 128;
-      } while (b & 0x80 && shift < 2 ** 70);
-      if (len > end - i) return;
-      if (Math.floor(tag / 8) === fieldNo) fn(i, i + len);
-      i += len;
-    } else {
-      return; // groups (deprecated) or garbage: leave it to the decoder
+  const reader = protobuf.Reader.create(buf);
+  reader.pos = start;
+  reader.len = end;
+  while (reader.pos < end) {
+    let len: number;
+    try {
+      const tag = reader.tag();
+      if (tag >>> 3 !== fieldNo || (tag & 7) !== 2) {
+        reader.skipType(tag & 7, 0, tag >>> 3);
+        continue;
+      }
+      len = reader.size();
+    } catch {
+      return; // malformed: the decoder throws at the same place
     }
+    const from = reader.pos;
+    if (len > end - from) return;
+    fn(from, from + len);
+    reader.pos = from + len;
   }
 }
 

@@ -161,7 +161,8 @@ export class SyslogParser {
 
   /** An RFC 3339 timestamp as ISO-8601 in UTC, or undefined when it is not one. */
   private rfc3339(text: string): string | undefined {
-    if (text === this.lastRfc3339) return this.lastIso;
+    // lastIso is '' until a timestamp was parsed: an empty token must not hit the initial ''.
+    if (text === this.lastRfc3339 && this.lastIso !== '') return this.lastIso;
     const ms = RFC3339.test(text) ? Date.parse(text) : Number.NaN;
     if (Number.isNaN(ms)) return undefined;
     this.lastRfc3339 = text;

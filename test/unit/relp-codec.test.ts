@@ -128,7 +128,7 @@ describe('RELP decoder', () => {
         }
         for (const f of frames) assert.ok(f.data.length <= max);
       }),
-      { numRuns: 500 },
+      { numRuns: Number(process.env.FLUXO_FUZZ_RUNS) || 500 },
     );
   });
 });
