@@ -5,6 +5,7 @@ import { consoleSink } from './sinks/console.ts';
 import { fileSink } from './sinks/file.ts';
 import { forwardSink } from './sinks/forward.ts';
 import { httpSink } from './sinks/http.ts';
+import { redisSink } from './sinks/redis.ts';
 import { fileSource } from './sources/file.ts';
 import { forwardSource } from './sources/forward.ts';
 import { generatorSource } from './sources/generator.ts';
@@ -46,6 +47,7 @@ export const registry = createRegistry(
     fileSink,
     forwardSink,
     httpSink,
+    redisSink,
   ],
   buffers,
 );

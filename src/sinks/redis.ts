@@ -1,0 +1,393 @@
+import { createHash } from 'node:crypto';
+import { createClient, ErrorReply, type RedisClientType } from 'redis';
+import { z } from 'zod';
+import { checkPathTemplate, PathTemplate } from '../codecs/path-template.ts';
+import { loadTlsClientOptions, tlsClientOption } from '../codecs/tls.ts';
+import { type ComponentContext, defineSink, type Sink } from '../core/component.ts';
+import { FluxoError, RetryableError } from '../core/errors.ts';
+import { type Encoding, encodingOf, encodingOptions, type SendResult, type SinkRequest } from '../core/sink/index.ts';
+import { duration } from '../core/units.ts';
+
+const options = z
+  .object({
+    endpoint: z
+      .string()
+      .superRefine((value, ctx) => {
+        let url: URL;
+        try {
+          url = new URL(value);
+        } catch {
+          ctx.addIssue({ code: 'custom', message: `expected a redis:// or rediss:// URL, found "${value}"` });
+          return;
+        }
+        if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') {
+          ctx.addIssue({ code: 'custom', message: `expected a redis:// or rediss:// URL, found ${url.protocol}` });
+        }
+      })
+      .describe(
+        'The server, `redis://host:port` (or `rediss://host:port` for TLS). A user and password in the URL work, ' +
+          'but `username`/`password` keep them out of logs.',
+      ),
+    username: z.string().min(1).optional().describe('ACL user name (Redis 6+); absent: the `default` user.'),
+    password: z.string().optional().describe('Password (AUTH); use `${REDIS_PASSWORD}` to keep it out of the file.'),
+    database: z.number().int().nonnegative().default(0).describe('Database number (SELECT).'),
+    tls: tlsClientOption(),
+    data_type: z
+      .enum(['stream', 'list', 'channel'])
+      .default('stream')
+      .describe(
+        '`stream`: one XADD per event, entries `{ message: <encoded event>, _id }` (at least once; exactly once ' +
+          'within `dedupe.ttl` with dedupe on). `list`: LPUSH/RPUSH of the encoded event. `channel`: PUBLISH of the ' +
+          'encoded event, best-effort and at most once: only subscribers connected at that moment receive it.',
+      ),
+    key: z
+      .string()
+      .min(1)
+      .superRefine((value, ctx) => {
+        const problem = checkPathTemplate(value);
+        if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem });
+      })
+      .describe(
+        'The stream, list or channel: a template with event fields (`logs:{{ app }}`) and strftime fields of the ' +
+          'event `timestamp` (`logs:%Y-%m-%d`). An event without a field the template names is dead-lettered. `/` in ' +
+          'a field value becomes `_`.',
+      ),
+    method: z
+      .enum(['rpush', 'lpush'])
+      .default('rpush')
+      .describe('With `data_type: list`: `rpush` appends (a reader LPOPs in arrival order), `lpush` prepends.'),
+    message_field: z
+      .string()
+      .min(1)
+      .default('message')
+      .describe(
+        'With `data_type: stream`: the entry field that holds the encoded event (the `_id` field is beside it).',
+      ),
+    max_len: z
+      .number()
+      .int()
+      .positive()
+      .optional()
+      .describe('With `data_type: stream`: trim each stream to about this many entries (`XADD MAXLEN ~`).'),
+    max_age: duration()
+      .optional()
+      .describe(
+        'With `data_type: stream`: trim entries older than this (`XADD MINID ~ <now - max_age>`; entry ids are ' +
+          'milliseconds of arrival).',
+      ),
+    exact_trim: z
+      .boolean()
+      .default(false)
+      .describe('Trim exactly (`=`) instead of approximately (`~`, whole macro nodes, much cheaper).'),
+    dedupe: z
+      .object({
+        enabled: z.boolean().optional().describe('Default true for `stream` and `list`; not available for `channel`.'),
+        ttl: duration().default(86_400_000).describe('How long an `_id` marker is kept (`SET NX PX`): the window.'),
+        prefix: z.string().default('fluxo:dedupe:').describe('Key prefix of the markers (`<prefix><key>:<_id>`).'),
+      })
+      .strict()
+      .default({ ttl: 86_400_000, prefix: 'fluxo:dedupe:' })
+      .describe(
+        '`{ enabled, ttl, prefix }`: duplicate suppression by `_id` (default on for `stream` and `list`, ttl 24h). ' +
+          'Each event is written by a Lua script that sets a marker ' +
+          '(`SET <prefix><key>:<_id> 1 NX PX <ttl>`) and adds the event only when the marker was new, so a retried ' +
+          'write adds nothing already added. Events without a string `_id` are written as they are. Markers live ' +
+          'in memory like any key: a server restarted without persistence forgets them (duplicates with the same ' +
+          '`_id` are then possible).',
+      ),
+    connect_timeout: duration().default(5_000).describe('How long to wait for a connection (and its TLS and AUTH).'),
+    ...encodingOptions(['ndjson', 'text'], { codec: 'ndjson' }),
+  })
+  .superRefine((o, ctx) => {
+    if (o.max_len !== undefined && o.max_age !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['max_age'], message: 'set max_len or max_age, not both' });
+    }
+    if (o.data_type === 'channel' && o.dedupe.enabled === true) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['dedupe', 'enabled'],
+        message: 'a channel keeps nothing to deduplicate against: dedupe is for stream and list',
+      });
+    }
+  });
+
+export type RedisSinkOptions = z.infer<typeof options>;
+
+/**
+ * SET NX and the write, as one atomic step. MULTI cannot make the XADD depend on the SET's answer (every queued
+ * command runs), and WATCH would cost a round trip per event; a script runs alone on the server, so no other
+ * client sees the marker without the entry. Redis does not roll a script back, so when the write itself fails
+ * (WRONGTYPE) the marker is deleted again: the event is dead-lettered, and a later replay is not mistaken for
+ * a duplicate. KEYS[1]: marker, KEYS[2]: stream or list; ARGV[1]: ttl ms, ARGV[2]: the command, ARGV[3..]: its
+ * arguments after the key. Returns false for a duplicate.
+ */
+const DEDUPE_SCRIPT = `if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) then return false end
+local r = redis.pcall(ARGV[2], KEYS[2], unpack(ARGV, 3))
+if type(r) == 'table' and r.err then redis.call('DEL', KEYS[1]) end
+return r`;
+const DEDUPE_SHA = createHash('sha1').update(DEDUPE_SCRIPT).digest('hex');
+
+/** Error replies that say "not now" rather than "not this": the event is sent again. */
+const TRANSIENT_REPLIES =
+  /^(LOADING|BUSY|TRYAGAIN|CLUSTERDOWN|MASTERDOWN|MISCONF|READONLY|OOM|NOAUTH|NOPERM|NOSCRIPT)\b/;
+
+/** A write's commands, built once per request (the kit's memo) so a retry sends the same bytes. */
+interface Prepared {
+  /** One command per event that has one; `commands[k]` is the command of event `index[k]`. */
+  commands: string[][];
+  index: number[];
+  rejected: { index: number; reason: string }[];
+}
+
+/**
+ * Writes each event as its own command, all commands of a write pipelined (issued in one turn, so node-redis
+ * puts them in one socket write: one round trip per write). Each command answers on its own: an error reply
+ * that names the event (WRONGTYPE on its key, an invalid argument) dead-letters that event, the rest are
+ * delivered; a lost connection or a transient reply retries only the events not answered. With dedupe on, a
+ * retry is harmless for the events that were written but whose answer was lost.
+ */
+export class RedisSink implements Sink {
+  readonly encoding: Encoding;
+  private client: RedisClientType | undefined;
+  private readonly template: PathTemplate;
+  private readonly dedupe: boolean;
+  private readonly trim: string[];
+  private readonly shown: string;
+
+  constructor(
+    private readonly opts: RedisSinkOptions,
+    private readonly context: ComponentContext,
+  ) {
+    this.encoding = encodingOf(opts);
+    this.template = new PathTemplate(opts.key);
+    this.dedupe = opts.data_type !== 'channel' && opts.dedupe.enabled !== false;
+    const approx = opts.exact_trim ? '=' : '~';
+    this.trim = opts.max_len !== undefined ? ['MAXLEN', approx, String(opts.max_len)] : [];
+    this.shown = redact(opts.endpoint);
+    const url = new URL(opts.endpoint);
+    if (opts.tls?.enabled && url.protocol === 'redis:') {
+      throw new FluxoError(
+        'FLUXO_SINK_INVALID_OPTIONS',
+        `sink ${context.id}: tls is set but endpoint ${this.shown} is redis://; use rediss://`,
+      );
+    }
+  }
+
+  /**
+   * Opens a new client. The first connection is not retried by node-redis (the runner retries connect() with
+   * its backoff, so a server down at start is neither a crash nor a busy loop); once connected, a lost
+   * connection is re-opened by node-redis with a capped exponential backoff, and writes meanwhile fail at once
+   * (no offline queue) so the runner backs off and retries them.
+   */
+  async connect(signal: AbortSignal): Promise<void> {
+    const url = new URL(this.opts.endpoint);
+    const tls = loadTlsClientOptions(
+      url.protocol === 'rediss:' ? (this.opts.tls ?? { enabled: true }) : undefined,
+      `sink ${this.context.id}`,
+    );
+    let ready = false;
+    const host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
+    const port = url.port === '' ? 6379 : Number(url.port);
+    const socket = {
+      host,
+      port,
+      connectTimeout: this.opts.connect_timeout,
+      reconnectStrategy: (retries: number) =>
+        ready ? Math.min(50 * 2 ** Math.min(retries, 10), 2_000) + Math.floor(Math.random() * 50) : false,
+      ...(tls === undefined ? {} : { tls: true as const, ...tls, servername: host }),
+    };
+    const client = createClient({
+      socket,
+      username: this.opts.username ?? (url.username === '' ? undefined : decodeURIComponent(url.username)),
+      password:
+        (this.opts.password || undefined) ?? (url.password === '' ? undefined : decodeURIComponent(url.password)),
+      database: this.opts.database,
+      disableOfflineQueue: true,
+    }) as unknown as RedisClientType;
+    client.on('error', (error: Error) => {
+      this.context.logger.debug({ sink: this.context.id, err: error.message }, 'redis connection error');
+    });
+    const abort = () => client.destroy();
+    signal.addEventListener('abort', abort, { once: true });
+    try {
+      await client.connect();
+    } catch (error) {
+      client.destroy();
+      throw new RetryableError(`${this.shown}: ${describeError(error)}`, { cause: error });
+    } finally {
+      signal.removeEventListener('abort', abort);
+    }
+    ready = true;
+    this.client = client;
+  }
+
+  async healthcheck(signal: AbortSignal): Promise<void> {
+    await abortable(this.requireClient().ping(), signal);
+  }
+
+  async send(request: SinkRequest, signal: AbortSignal): Promise<SendResult | undefined> {
+    const client = this.requireClient();
+    const prepared = request.memo(() => this.prepare(request));
+    const { commands, index } = prepared;
+    const replies: Promise<unknown>[] = [];
+    if (this.dedupe && commands.length > 0) {
+      // Loads the script in the same pipeline, before its first EVALSHA: a server restarted since (an empty
+      // script cache) never answers NOSCRIPT. Loading a script already there only hashes it.
+      replies.push(client.sendCommand(['SCRIPT', 'LOAD', DEDUPE_SCRIPT]));
+    }
+    for (const command of commands) replies.push(client.sendCommand(command));
+    const settled = await abortable(Promise.allSettled(replies), signal);
+    const offset = replies.length - commands.length;
+    const rejected = [...prepared.rejected];
+    const retry: number[] = [];
+    let error: unknown;
+    for (let k = 0; k < commands.length; k++) {
+      const outcome = settled[k + offset]!;
+      if (outcome.status === 'fulfilled') continue;
+      const reason = outcome.reason as Error;
+      if (reason instanceof ErrorReply && !TRANSIENT_REPLIES.test(reason.message)) {
+        rejected.push({ index: index[k]!, reason: `redis ${commands[k]![0]}: ${reason.message}` });
+      } else {
+        retry.push(index[k]!);
+        error ??= reason;
+      }
+    }
+    if (retry.length === commands.length && retry.length > 0) {
+      throw new RetryableError(`${this.shown}: ${describeError(error)}`, { cause: error });
+    }
+    if (rejected.length === 0 && retry.length === 0) return undefined;
+    return {
+      rejected,
+      retry,
+      error: error === undefined ? undefined : new RetryableError(`${this.shown}: ${describeError(error)}`),
+    };
+  }
+
+  async stop(): Promise<void> {
+    const client = this.client;
+    this.client = undefined;
+    if (client === undefined) return;
+    // The runner settled every send before stop(), so a command still unanswered belongs to an aborted attempt
+    // (a stalled server): close gracefully, but never wait on it for long.
+    let timer: NodeJS.Timeout | undefined;
+    const closed = await Promise.race([
+      client.close().then(
+        () => true,
+        () => false,
+      ),
+      new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(false), 1_000);
+      }),
+    ]);
+    clearTimeout(timer);
+    if (!closed) client.destroy();
+  }
+
+  private requireClient(): RedisClientType {
+    if (this.client === undefined) throw new RetryableError(`${this.shown}: not connected`);
+    return this.client;
+  }
+
+  /** The command of each event, from the kit's encoded lines (one per event, its newline left out). */
+  private prepare(request: SinkRequest): Prepared {
+    const { events } = request;
+    const lines = request.lines();
+    const now = Date.now();
+    const trim =
+      this.opts.max_age !== undefined
+        ? ['MINID', this.opts.exact_trim ? '=' : '~', String(Math.max(0, now - this.opts.max_age))]
+        : this.trim;
+    const commands: string[][] = [];
+    const index: number[] = [];
+    const rejected: { index: number; reason: string }[] = [];
+    const { prefix, ttl } = this.opts.dedupe;
+    for (let i = 0; i < events.length; i++) {
+      const event = events[i]!;
+      const key = this.template.render(event, now);
+      if (key === undefined) {
+        rejected.push({ index: i, reason: `key template "${this.opts.key}": no field ${this.template.missingField}` });
+        continue;
+      }
+      const line = lines.bytes.toString('utf8', lines.offsets[i]!, lines.offsets[i + 1]! - 1);
+      const id = typeof event._id === 'string' && event._id !== '' ? event._id : undefined;
+      let name: string;
+      let args: string[];
+      if (this.opts.data_type === 'stream') {
+        name = 'XADD';
+        args = [...trim, '*', this.opts.message_field, line];
+        if (id !== undefined) args.push('_id', id);
+      } else if (this.opts.data_type === 'list') {
+        name = this.opts.method === 'lpush' ? 'LPUSH' : 'RPUSH';
+        args = [line];
+      } else {
+        name = 'PUBLISH';
+        args = [line];
+      }
+      index.push(i);
+      if (this.dedupe && id !== undefined) {
+        commands.push(['EVALSHA', DEDUPE_SHA, '2', `${prefix}${key}:${id}`, key, String(ttl), name, ...args]);
+      } else {
+        commands.push([name, key, ...args]);
+      }
+    }
+    return { commands, index, rejected };
+  }
+}
+
+/** Resolves as `promise`, or rejects with the signal's reason once it aborts (the commands stay in flight). */
+function abortable<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(value);
+      },
+      (error) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(error);
+      },
+    );
+  });
+}
+
+function describeError(error: unknown): string {
+  const e = error as NodeJS.ErrnoException & { cause?: NodeJS.ErrnoException; errors?: Error[] };
+  const inner = e?.errors?.[0] ?? e;
+  const message = inner?.message || e?.code || String(error);
+  const code = (inner as NodeJS.ErrnoException)?.code;
+  return code && !message.includes(code) ? `${code}: ${message}` : message;
+}
+
+/** The endpoint without a password, for logs and the banner. */
+function redact(endpoint: string): string {
+  try {
+    const url = new URL(endpoint);
+    if (url.password) url.password = '***';
+    return url.toString();
+  } catch {
+    return endpoint;
+  }
+}
+
+export const redisSink = defineSink({
+  kind: 'sink',
+  type: 'redis',
+  description:
+    'Writes events to Redis: stream entries (XADD, trimmed, deduplicated by `_id`), a list (RPUSH/LPUSH) or a channel (PUBLISH, best-effort).',
+  options,
+  example: `sinks:
+  speed:
+    type: redis
+    inputs: [web_syslog]
+    endpoint: redis://127.0.0.1:6379
+    password: "\${REDIS_PASSWORD}"
+    key: "logs:{{ host }}"
+    max_len: 1000000
+    dedupe: { ttl: 24h }`,
+  defaultBatchTimeoutMs: 20,
+  describeEndpoint: (o) => `${o.data_type} ${o.key} at ${redact(o.endpoint)}`,
+  build: (o, ctx) => new RedisSink(o, ctx),
+});
