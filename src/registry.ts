@@ -5,6 +5,7 @@ import { consoleSink } from './sinks/console.ts';
 import { fileSink } from './sinks/file.ts';
 import { forwardSink } from './sinks/forward.ts';
 import { httpSink } from './sinks/http.ts';
+import { natsSink } from './sinks/nats.ts';
 import { redisSink } from './sinks/redis.ts';
 import { fileSource } from './sources/file.ts';
 import { forwardSource } from './sources/forward.ts';
@@ -47,6 +48,7 @@ export const registry = createRegistry(
     fileSink,
     forwardSink,
     httpSink,
+    natsSink,
     redisSink,
   ],
   buffers,

@@ -303,6 +303,26 @@ export const errorCatalogue = {
     action: 'Free space or fix permissions on the sink’s directory; the next start recovers the file.',
   },
 
+  FLUXO_NATS_STREAM_MISSING: {
+    area: 'sink',
+    meaning:
+      'A nats sink publishes to a subject that no JetStream stream captures (or JetStream is not enabled on the ' +
+      'server). Nothing is stored; the sink keeps retrying, so its buffer fills and pushes back.',
+    action:
+      'Create a stream capturing the subject (`nats stream add --subjects "logs.>"`), or let the sink create it ' +
+      'with `create_stream: { name, subjects }`; run nats-server with `-js`.',
+  },
+  FLUXO_NATS_AUTH: {
+    area: 'sink',
+    meaning: 'The NATS server refused the credentials of a nats sink (wrong token, user, password, NKey or creds).',
+    action: 'Fix the sink’s `auth` block (or the server’s authorization config); the sink retries with backoff.',
+  },
+  FLUXO_NATS_CREDENTIALS_FILE: {
+    area: 'sink',
+    meaning: 'A nats sink cannot read its NKey `seed_file` or `creds_file`.',
+    action: 'Check the path and that the user Fluxo runs as can read the file.',
+  },
+
   // --- buffers ---
   FLUXO_BUFFER_UNKNOWN: {
     area: 'buffer',

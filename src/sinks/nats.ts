@@ -1,0 +1,536 @@
+import { readFileSync } from 'node:fs';
+import { type JetStreamClient, type JetStreamManager, jetstream, jetstreamManager } from '@nats-io/jetstream';
+import {
+  type Authenticator,
+  connect,
+  credsAuthenticator,
+  type MsgHdrs,
+  type NatsConnection,
+  type NodeConnectionOptions,
+  headers as natsHeaders,
+  nkeyAuthenticator,
+} from '@nats-io/transport-node';
+import { z } from 'zod';
+import { checkPathTemplate, PathTemplate } from '../codecs/path-template.ts';
+import { tlsClientOption } from '../codecs/tls.ts';
+import { type ComponentContext, defineSink, type Sink } from '../core/component.ts';
+import { FluxoError, RetryableError } from '../core/errors.ts';
+import type { Event } from '../core/event.ts';
+import {
+  type Encoding,
+  encodingOf,
+  encodingOptions,
+  Semaphore,
+  type SendResult,
+  type SinkRequest,
+} from '../core/sink/index.ts';
+import { duration, size } from '../core/units.ts';
+
+/** Characters a published subject cannot hold: token separators are `.`, `*` and `>` are wildcards. */
+const SUBJECT_UNSAFE = /[\s*>]/;
+
+function checkSubjectTemplate(value: string): string | undefined {
+  const problem = checkPathTemplate(value);
+  if (problem !== undefined) return problem.replace('path template', 'subject template');
+  // Fields render to tokens made safe at publish time; only the literal parts are checked here.
+  const literal = value.replace(/\{\{[^}]*\}\}/g, 'f');
+  if (SUBJECT_UNSAFE.test(literal))
+    return `subject "${value}" holds whitespace, "*" or ">" (no wildcards when publishing)`;
+  if (literal.startsWith('.') || literal.endsWith('.') || literal.includes('..')) {
+    return `subject "${value}" has an empty token (a leading, trailing or doubled ".")`;
+  }
+  return undefined;
+}
+
+const subject = z
+  .string()
+  .min(1)
+  .superRefine((value, ctx) => {
+    const problem = checkSubjectTemplate(value);
+    if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem });
+  });
+
+const natsAuth = z
+  .discriminatedUnion(
+    'strategy',
+    [
+      z
+        .object({
+          strategy: z.literal('token').describe('`token`: the server’s `authorization { token }`.'),
+          token: z.string().min(1).describe('The token (use `${ENV_VAR}` to keep it out of the file).'),
+        })
+        .strict(),
+      z
+        .object({
+          strategy: z.literal('user').describe('`user`: a user name and password.'),
+          user: z.string().min(1).describe('User name.'),
+          password: z.string().describe('Password (use `${ENV_VAR}`).'),
+        })
+        .strict(),
+      z
+        .object({
+          strategy: z.literal('nkey').describe('`nkey`: an NKey user, signing the server’s nonce with its seed.'),
+          seed: z.string().min(1).optional().describe('The seed (`SU…`); use `${ENV_VAR}`.'),
+          seed_file: z.string().min(1).optional().describe('A file holding the seed.'),
+        })
+        .strict()
+        .refine((a) => (a.seed === undefined) !== (a.seed_file === undefined), {
+          message: 'nkey auth needs exactly one of seed or seed_file',
+        }),
+      z
+        .object({
+          strategy: z.literal('creds').describe('`creds`: a JWT and NKey credentials file (`nsc generate creds`).'),
+          creds_file: z.string().min(1).describe('The `.creds` file.'),
+        })
+        .strict(),
+    ],
+    { error: 'expected auth with strategy: token, user, nkey or creds' },
+  )
+  .optional()
+  .describe(
+    'Authentication: `{ strategy: token, token }`, `{ strategy: user, user, password }`, ' +
+      '`{ strategy: nkey, seed | seed_file }` or `{ strategy: creds, creds_file }`. Absent: none.',
+  );
+
+const { encoding, text_field } = encodingOptions(['ndjson', 'text'], { codec: 'ndjson', aliases: { json: 'ndjson' } });
+
+const natsSinkOptions = z.object({
+  servers: z
+    .array(z.string().min(1))
+    .min(1)
+    .default(['nats://127.0.0.1:4222'])
+    .describe(
+      'NATS servers, `host:port` or `nats://host:port` (`tls://` for TLS); the client picks one and fails over.',
+    ),
+  subject: subject.describe(
+    'Subject each event is published to: a template with event fields (`logs.{{ app }}`) and strftime fields ' +
+      'of its `timestamp` (%Y %m %d %H …). Whitespace, `*` and `>` in values become `_`; a value with `.` adds tokens.',
+  ),
+  encoding: encoding.describe(
+    'One event per message: `ndjson` (or `json`), the event as one JSON object; `text`, its `text_field` ' +
+      '(`message` by default) as it is when a string, JSON otherwise.',
+  ),
+  text_field,
+  headers: z
+    .record(z.string().min(1), z.string().min(1))
+    .default({})
+    .describe(
+      'Message headers from event fields: header name → field (`a.b` for nested), e.g. `{ X-Host: host }`. A ' +
+        'string is sent as it is, another value as JSON, a missing field not at all. `Nats-Msg-Id` is always `_id`.',
+    ),
+  max_inflight: z
+    .number()
+    .int()
+    .positive()
+    .default(256)
+    .describe('Most publishes awaiting their PubAck at once (for the whole sink).'),
+  ack_timeout: duration()
+    .default(5_000)
+    .describe(
+      'How long to wait for the PubAck of one message; past it that message is retried (with the same ' +
+        '`Nats-Msg-Id`, so the stream drops it if the first one was stored).',
+    ),
+  create_stream: z
+    .object({
+      name: z.string().min(1).describe('The stream’s name.'),
+      subjects: z
+        .array(z.string().min(1))
+        .min(1)
+        .optional()
+        .describe('Subjects it captures (wildcards allowed); default: `subject` when it has no fields, else required.'),
+      storage: z.enum(['file', 'memory']).default('file').describe('`file` (survives a restart) or `memory`.'),
+      duplicate_window: duration()
+        .default(120_000)
+        .describe(
+          'How long the stream remembers `Nats-Msg-Id`s to drop duplicates (retries within it are stored once).',
+        ),
+      max_age: duration().default(0).describe('Messages older than this are removed; 0: kept.'),
+      max_bytes: size().optional().describe('Most bytes the stream holds (oldest removed first).'),
+      max_msg_size: size().optional().describe('Largest message the stream takes; larger ones are dead-lettered.'),
+      replicas: z.number().int().min(1).max(5).default(1).describe('Replicas in a JetStream cluster.'),
+    })
+    .optional()
+    .describe(
+      'Create the stream at connect when it does not exist (an existing stream is left as it is). Absent: a ' +
+        'stream must already capture `subject`, or the sink reports FLUXO_NATS_STREAM_MISSING and retries.',
+    ),
+  auth: natsAuth,
+  tls: tlsClientOption(),
+  connect_timeout: duration().default(5_000).describe('How long to wait for a connection and its handshake.'),
+  reconnect_wait: duration()
+    .default(1_000)
+    .describe('Time between reconnect attempts (plus jitter) after a connection is lost; the client retries forever.'),
+  name: z
+    .string()
+    .min(1)
+    .optional()
+    .describe('Connection name shown by the server (`nats server report`); default: the sink id.'),
+});
+
+export type NatsSinkOptions = z.infer<typeof natsSinkOptions>;
+
+/** A JetStream error code that says the message itself is bad: retrying cannot store it. */
+const PERMANENT_JS_CODES = new Set([
+  10054, // message size exceeds maximum allowed
+]);
+
+/** What one request publishes, computed once and reused by its retries. */
+interface Prepared {
+  /** undefined where the event lacks a field of the subject template: it is dead-lettered. */
+  subjects: (string | undefined)[];
+  headers: MsgHdrs[];
+  missingField: string | undefined;
+}
+
+/**
+ * Publishes each event as one JetStream message (its line as encoded by the kit, without the newline), with
+ * `Nats-Msg-Id` = `_id` so that the stream's duplicate window drops a retried publish that had been stored.
+ * Many publishes are in flight at once (max_inflight) and a write settles only once every PubAck came back;
+ * what failed is answered per message: a message the stream refuses for what it is (too large) is
+ * dead-lettered, the rest is retried by the runner with the same ids.
+ */
+export class NatsSink implements Sink {
+  readonly encoding: Encoding;
+  private readonly template: PathTemplate;
+  private readonly headerFields: [string, string[]][];
+  private readonly inflight: Semaphore;
+  private readonly what: string;
+  private nc: NatsConnection | undefined;
+  private js: JetStreamClient | undefined;
+  private jsm: JetStreamManager | undefined;
+  private readonly duplicates;
+  private readonly published;
+
+  constructor(
+    private readonly options: NatsSinkOptions,
+    private readonly context: ComponentContext,
+  ) {
+    this.encoding = encodingOf(options);
+    this.what = `sink ${context.id}`;
+    this.template = new PathTemplate(options.subject);
+    this.headerFields = Object.entries(options.headers).map(([name, field]) => [name, field.split('.')]);
+    this.inflight = new Semaphore(options.max_inflight);
+    if (options.create_stream && !options.create_stream.subjects && this.dynamicSubject) {
+      throw new FluxoError(
+        'FLUXO_SINK_INVALID_OPTIONS',
+        `${this.what}: subject "${options.subject}" is a template: create_stream needs subjects, e.g. [logs.>]`,
+      );
+    }
+    this.duplicates = context.metrics.counter(
+      'fluxo_nats_sink_duplicates_total',
+      'Publishes the stream answered as duplicates (its duplicate window already held the Nats-Msg-Id): retries of stored messages.',
+    );
+    this.published = context.metrics.counter(
+      'fluxo_nats_sink_messages_acked_total',
+      'Messages the JetStream stream acknowledged (PubAck).',
+    );
+  }
+
+  private get dynamicSubject(): boolean {
+    return this.template.hasEventFields || this.template.hasTimeFields;
+  }
+
+  async connect(signal: AbortSignal): Promise<void> {
+    if (this.nc && !this.nc.isClosed()) return;
+    const options = this.connectionOptions();
+    let nc: NatsConnection;
+    try {
+      nc = await connect(options);
+    } catch (error) {
+      throw this.connectError(error);
+    }
+    if (signal.aborted) {
+      await nc.close();
+      throw signal.reason;
+    }
+    try {
+      const jsm = await jetstreamManager(nc, { timeout: this.options.connect_timeout });
+      await this.ensureStream(jsm);
+      this.jsm = jsm;
+      this.js = jetstream(nc, { timeout: this.options.ack_timeout });
+      this.nc = nc;
+    } catch (error) {
+      await nc.close().catch(() => {});
+      throw error;
+    }
+    nc.closed().then((error) => {
+      if (error) this.context.logger.warn({ sink: this.context.id, err: error.message }, 'nats connection closed');
+    });
+  }
+
+  async healthcheck(): Promise<void> {
+    if (!this.jsm) throw new RetryableError(`${this.what}: not connected to NATS`);
+    await this.jsm.getAccountInfo();
+  }
+
+  async send(request: SinkRequest, signal: AbortSignal): Promise<SendResult | undefined> {
+    const js = this.js;
+    if (!js) throw new RetryableError(`${this.what}: not connected to NATS`);
+    const { subjects, headers, missingField } = request.memo(() => this.prepare(request.events));
+    const lines = request.lines();
+    const { bytes, offsets } = lines;
+    const n = request.events.length;
+    const rejected: { index: number; reason: string }[] = [];
+    const retry: number[] = [];
+    let failure: unknown;
+    const pending: Promise<void>[] = [];
+    const timeout = this.options.ack_timeout;
+    let aborted: (() => void) | undefined;
+    const abort = new Promise<never>((_, reject) => {
+      aborted = () => reject(signal.reason ?? new Error('aborted'));
+      signal.addEventListener('abort', aborted, { once: true });
+    });
+    // Unhandled otherwise when no publish is awaited against it.
+    abort.catch(() => {});
+    try {
+      for (let i = 0; i < n; i++) {
+        const to = subjects[i];
+        if (to === undefined) {
+          rejected.push({
+            index: i,
+            reason: `nats sink: the event lacks subject field {{ ${missingField} }} (missing, null, empty or not a scalar)`,
+          });
+          continue;
+        }
+        const slot = this.inflight.acquire();
+        try {
+          await Promise.race([slot, abort]);
+        } catch (error) {
+          void slot.then(() => this.inflight.release());
+          throw error;
+        }
+        const payload = bytes.subarray(offsets[i]!, offsets[i + 1]! - 1);
+        pending.push(
+          js
+            .publish(to, payload, { msgID: request.events[i]!._id as string, headers: headers[i]!, timeout })
+            .then(
+              (ack) => {
+                this.published.inc();
+                if (ack.duplicate) this.duplicates.inc();
+              },
+              (error: unknown) => {
+                const reason = permanentReason(error);
+                if (reason !== undefined) rejected.push({ index: i, reason: `nats ${to}: ${reason}` });
+                else {
+                  retry.push(i);
+                  failure ??= this.publishError(error, to);
+                }
+              },
+            )
+            .finally(() => this.inflight.release()),
+        );
+      }
+      await Promise.race([Promise.all(pending), abort]);
+    } finally {
+      signal.removeEventListener('abort', aborted!);
+    }
+    if (rejected.length === 0 && retry.length === 0) return undefined;
+    retry.sort((a, b) => a - b);
+    return { rejected, retry, error: failure };
+  }
+
+  async stop(): Promise<void> {
+    const nc = this.nc;
+    this.nc = undefined;
+    this.js = undefined;
+    this.jsm = undefined;
+    if (!nc || nc.isClosed()) return;
+    // close() flushes first; a server that stopped answering must not hold the shutdown.
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      nc.close(),
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, 1_000);
+      }),
+    ]);
+    clearTimeout(timer);
+  }
+
+  private prepare(events: readonly Event[]): Prepared {
+    const now = Date.now();
+    const subjects: (string | undefined)[] = new Array(events.length);
+    let missingField: string | undefined;
+    const headers: MsgHdrs[] = new Array(events.length);
+    const fields = this.headerFields;
+    for (let i = 0; i < events.length; i++) {
+      const event = events[i]!;
+      const rendered = this.template.render(event, now);
+      subjects[i] = rendered === undefined ? undefined : safeSubject(rendered);
+      if (rendered === undefined) missingField ??= this.template.missingField;
+      const h = natsHeaders();
+      for (const [name, path] of fields) {
+        const value = fieldAt(event, path);
+        if (value !== undefined) h.set(name, value);
+      }
+      headers[i] = h;
+    }
+    return { subjects, headers, missingField };
+  }
+
+  private connectionOptions(): NodeConnectionOptions {
+    const o = this.options;
+    const options: NodeConnectionOptions = {
+      servers: o.servers,
+      name: o.name ?? `fluxo-${this.context.id}`,
+      timeout: o.connect_timeout,
+      reconnect: true,
+      maxReconnectAttempts: -1,
+      reconnectTimeWait: o.reconnect_wait,
+      reconnectJitter: Math.round(o.reconnect_wait / 2),
+      pingInterval: 10_000,
+    };
+    const auth = o.auth;
+    if (auth?.strategy === 'token') options.token = auth.token;
+    else if (auth?.strategy === 'user') {
+      options.user = auth.user;
+      options.pass = auth.password;
+    } else if (auth?.strategy === 'nkey') {
+      const seed = auth.seed ?? Buffer.from(this.readSecret(auth.seed_file!, 'NKey seed')).toString('utf8').trim();
+      options.authenticator = nkeyAuthenticator(new TextEncoder().encode(seed)) as Authenticator;
+    } else if (auth?.strategy === 'creds') {
+      options.authenticator = credsAuthenticator(this.readSecret(auth.creds_file, 'credentials')) as Authenticator;
+    }
+    if (o.tls?.enabled) {
+      const tls: Record<string, unknown> = {};
+      if (o.tls.ca_file) tls.caFile = o.tls.ca_file;
+      if (o.tls.crt_file) tls.certFile = o.tls.crt_file;
+      if (o.tls.key_file) tls.keyFile = o.tls.key_file;
+      // Handed on to tls.connect by the Node transport.
+      if (o.tls.verify_certificate === false) tls.rejectUnauthorized = false;
+      options.tls = tls;
+    }
+    return options;
+  }
+
+  private readSecret(file: string, what: string): Uint8Array {
+    try {
+      return readFileSync(file);
+    } catch (error) {
+      throw new FluxoError(
+        'FLUXO_NATS_CREDENTIALS_FILE',
+        `${this.what}: cannot read the ${what} file ${file}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`,
+      );
+    }
+  }
+
+  /** Creates the stream when create_stream says so, else checks one captures a fixed subject. */
+  private async ensureStream(jsm: JetStreamManager): Promise<void> {
+    const create = this.options.create_stream;
+    if (create) {
+      try {
+        await jsm.streams.info(create.name);
+        return;
+      } catch (error) {
+        if ((error as { code?: number }).code !== 10059) throw error;
+      }
+      await jsm.streams.add({
+        name: create.name,
+        subjects: create.subjects ?? [this.options.subject],
+        storage: create.storage as never,
+        duplicate_window: create.duplicate_window * 1_000_000,
+        max_age: create.max_age * 1_000_000,
+        max_bytes: create.max_bytes ?? -1,
+        max_msg_size: create.max_msg_size ?? -1,
+        num_replicas: create.replicas,
+      });
+      this.context.logger.info({ sink: this.context.id, stream: create.name }, 'nats stream created');
+      return;
+    }
+    if (this.dynamicSubject) return;
+    try {
+      await jsm.streams.find(this.options.subject);
+    } catch (error) {
+      throw new FluxoError(
+        'FLUXO_NATS_STREAM_MISSING',
+        `${this.what}: no JetStream stream captures subject "${this.options.subject}": add one ` +
+          `(nats stream add --subjects "${this.options.subject}") or set create_stream in the sink`,
+        { cause: error },
+      );
+    }
+  }
+
+  private connectError(error: unknown): Error {
+    const e = error as Error & { code?: string };
+    const servers = this.options.servers.join(', ');
+    if (e.name === 'AuthorizationError' || /authoriz|authentic/i.test(e.message)) {
+      return new FluxoError(
+        'FLUXO_NATS_AUTH',
+        `${this.what}: the NATS server at ${servers} refused the credentials (${e.message}); check auth`,
+        { cause: error },
+      );
+    }
+    return new RetryableError(`${this.what}: cannot connect to NATS at ${servers}: ${e.message}`, { cause: error });
+  }
+
+  private publishError(error: unknown, to: string): Error {
+    const e = error as Error;
+    if (e.name === 'JetStreamNotEnabled' || /no responders/i.test(e.message)) {
+      return new FluxoError(
+        'FLUXO_NATS_STREAM_MISSING',
+        `${this.what}: no JetStream stream captures subject "${to}" (or JetStream is not enabled); retrying`,
+        { cause: error },
+      );
+    }
+    if (e.name === 'TimeoutError') {
+      return new RetryableError(`${this.what}: no PubAck for "${to}" within ${this.options.ack_timeout} ms`, {
+        cause: error,
+      });
+    }
+    return new RetryableError(`${this.what}: publish to "${to}" failed: ${e.message}`, { cause: error });
+  }
+}
+
+/** The reason a publish failed for what the message is, or undefined when it is worth retrying. */
+function permanentReason(error: unknown): string | undefined {
+  const e = error as Error & { code?: unknown };
+  if (e.name === 'JetStreamApiError' && typeof e.code === 'number' && PERMANENT_JS_CODES.has(e.code)) {
+    return `${e.message} (JetStream error ${e.code})`;
+  }
+  if (/max_payload/i.test(e.message ?? '')) return `${e.message} (the server's max_payload)`;
+  return undefined;
+}
+
+function fieldAt(event: Event, path: string[]): string | undefined {
+  let value: unknown = event;
+  for (const key of path) {
+    if (value === null || typeof value !== 'object') return undefined;
+    value = (value as Record<string, unknown>)[key];
+  }
+  if (value === undefined || value === null) return undefined;
+  if (typeof value === 'string') return value;
+  try {
+    return JSON.stringify(value);
+  } catch {
+    return undefined;
+  }
+}
+
+/** A rendered subject made publishable: wildcards and whitespace from values become `_`, empty tokens `_`. */
+export function safeSubject(rendered: string): string {
+  if (!SUBJECT_UNSAFE.test(rendered) && !rendered.includes('..') && !rendered.endsWith('.')) return rendered;
+  return rendered
+    .replace(/[\s*>]/g, '_')
+    .split('.')
+    .map((t) => (t === '' ? '_' : t))
+    .join('.');
+}
+
+export const natsSink = defineSink({
+  kind: 'sink',
+  type: 'nats',
+  description:
+    'Publishes each event to a NATS JetStream stream; settles on the PubAck; `Nats-Msg-Id` = `_id` drops retried duplicates.',
+  options: natsSinkOptions,
+  example: `sinks:
+  speed:
+    type: nats
+    inputs: [web_syslog]
+    servers: ["nats://nats1.internal:4222"]
+    subject: "logs.{{ host }}"
+    headers: { X-Source-Type: source_type }
+    auth: { strategy: user, user: fluxo, password: "\${NATS_PASSWORD}" }
+    create_stream: { name: LOGS, subjects: ["logs.>"], duplicate_window: 2m }`,
+  defaultBatchTimeoutMs: 10,
+  describeEndpoint: (o) => `${o.servers.join(', ')} subject ${o.subject}`,
+  build: (options, context) => new NatsSink(options, context),
+});
