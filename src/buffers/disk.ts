@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
-import type { Batch } from '../core/ack.ts';
+import { type Batch, splitBatch } from '../core/ack.ts';
 import type { ComponentMetrics } from '../core/metrics.ts';
 import { BufferClosedError, type SinkBuffer } from '../core/sink/buffer.ts';
 import { Admission } from './disk/admission.ts';
@@ -12,6 +12,8 @@ import { DiskBufferMetrics, WriteTimeline } from './disk/metrics.ts';
 import { type RecoveredLog, recoverLog } from './disk/recovery.ts';
 import { SegmentWriter } from './disk/writer.ts';
 
+/** Most events in one record: a larger batch is split on entry (each piece with its share of the ack). */
+const MAX_RECORD_EVENTS = 10_000;
 export interface DiskBufferOptions {
   /** `<data_dir>/buffers/<sink id>`. */
   dir: string;
@@ -140,7 +142,17 @@ export class DiskBuffer implements SinkBuffer {
       batch.ack.release('failed');
       return Promise.reject(new BufferClosedError());
     }
-    return this.admission.push(batch);
+    if (batch.events.length <= MAX_RECORD_EVENTS && batch.bytes <= this.maxSegmentSize / 4) {
+      return this.admission.push(batch);
+    }
+    // One batch is one record, encoded at once: a batch of millions of events (a transform's fan-out, a
+    // source without its own cap) would become one string past V8's limit. It comes in as pieces.
+    const waits: Promise<void>[] = [];
+    for (const piece of splitBatch(batch, MAX_RECORD_EVENTS, Math.max(1, Math.floor(this.maxSegmentSize / 4)))) {
+      const wait = this.admission.push(piece);
+      if (wait !== undefined) waits.push(wait);
+    }
+    return waits.length === 0 ? undefined : Promise.all(waits).then(() => {});
   }
 
   take(maxEvents: number): Promise<Batch[] | null> {

@@ -137,6 +137,23 @@ describe('DiskBuffer', { timeout: 60_000 }, () => {
     assert.deepEqual(await drain(buffer), [1, 2, 3]);
   });
 
+  it('splits a batch of more than 10,000 events into records of at most 10,000, acknowledged once (issue 13)', async (t) => {
+    const dir = tempDir(t);
+    const { buffer, registry } = openBuffer(dir, {}, t);
+    await buffer.open();
+    let settles = 0;
+    const { batch, settled } = trackedBatch(0, 25_000);
+    void settled.then(() => settles++);
+    const wait = buffer.push(batch);
+    if (wait) await wait;
+    assert.equal(await settled, 'delivered');
+    assert.equal(await metricValue(registry, 'fluxo_disk_buffer_written_events_total'), 25_000);
+    const { records } = await inspectBuffer('s', dir);
+    assert.equal(records, 3, 'three records: 10,000 + 10,000 + 5,000');
+    assert.deepEqual(await drain(buffer), range(0, 24_999));
+    assert.equal(settles, 1);
+  });
+
   it('group commit: batches pushed during one turn share one write and one fsync', async (t) => {
     const dir = tempDir(t);
     const { buffer, registry } = openBuffer(dir, {}, t);

@@ -39,12 +39,3 @@ export function peerHost(address: string | undefined): string {
   if (address === undefined) return '';
   return address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address;
 }
-
-/**
- * Lets Node enforce `max` open connections on a server that cannot evict (node:http, https): one beyond them is
- * accepted and closed at once, before anything is read or answered; `refused` is told its peer (to count and log).
- */
-export function refuseBeyond(server: Server, max: number, refused: (host: string) => void): void {
-  server.maxConnections = max;
-  server.on('drop', (data) => refused(peerHost(data?.remoteAddress)));
-}
