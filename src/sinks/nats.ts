@@ -1,15 +1,5 @@
-import { readFileSync } from 'node:fs';
 import { type JetStreamClient, type JetStreamManager, jetstream, jetstreamManager } from '@nats-io/jetstream';
-import {
-  type Authenticator,
-  connect,
-  credsAuthenticator,
-  type MsgHdrs,
-  type NatsConnection,
-  type NodeConnectionOptions,
-  headers as natsHeaders,
-  nkeyAuthenticator,
-} from '@nats-io/transport-node';
+import { connect, type MsgHdrs, type NatsConnection, headers as natsHeaders } from '@nats-io/transport-node';
 import { z } from 'zod';
 import { checkPathTemplate, PathTemplate } from '../codecs/path-template.ts';
 import { tlsClientOption } from '../codecs/tls.ts';
@@ -25,6 +15,7 @@ import {
   type SinkRequest,
 } from '../core/sink/index.ts';
 import { duration, size } from '../core/units.ts';
+import { connectError, natsAuthOption, natsConnectionOptions } from './nats/connection.ts';
 
 /** Characters a published subject cannot hold: token separators are `.`, `*` and `>` are wildcards. */
 const SUBJECT_UNSAFE = /[\s*>]/;
@@ -49,48 +40,6 @@ const subject = z
     const problem = checkSubjectTemplate(value);
     if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem });
   });
-
-const natsAuth = z
-  .discriminatedUnion(
-    'strategy',
-    [
-      z
-        .object({
-          strategy: z.literal('token').describe('`token`: the server’s `authorization { token }`.'),
-          token: z.string().min(1).describe('The token (use `${ENV_VAR}` to keep it out of the file).'),
-        })
-        .strict(),
-      z
-        .object({
-          strategy: z.literal('user').describe('`user`: a user name and password.'),
-          user: z.string().min(1).describe('User name.'),
-          password: z.string().describe('Password (use `${ENV_VAR}`).'),
-        })
-        .strict(),
-      z
-        .object({
-          strategy: z.literal('nkey').describe('`nkey`: an NKey user, signing the server’s nonce with its seed.'),
-          seed: z.string().min(1).optional().describe('The seed (`SU…`); use `${ENV_VAR}`.'),
-          seed_file: z.string().min(1).optional().describe('A file holding the seed.'),
-        })
-        .strict()
-        .refine((a) => (a.seed === undefined) !== (a.seed_file === undefined), {
-          message: 'nkey auth needs exactly one of seed or seed_file',
-        }),
-      z
-        .object({
-          strategy: z.literal('creds').describe('`creds`: a JWT and NKey credentials file (`nsc generate creds`).'),
-          creds_file: z.string().min(1).describe('The `.creds` file.'),
-        })
-        .strict(),
-    ],
-    { error: 'expected auth with strategy: token, user, nkey or creds' },
-  )
-  .optional()
-  .describe(
-    'Authentication: `{ strategy: token, token }`, `{ strategy: user, user, password }`, ' +
-      '`{ strategy: nkey, seed | seed_file }` or `{ strategy: creds, creds_file }`. Absent: none.',
-  );
 
 const { encoding, text_field } = encodingOptions(['ndjson', 'text'], { codec: 'ndjson', aliases: { json: 'ndjson' } });
 
@@ -154,7 +103,7 @@ const natsSinkOptions = z.object({
       'Create the stream at connect when it does not exist (an existing stream is left as it is). Absent: a ' +
         'stream must already capture `subject`, or the sink reports FLUXO_NATS_STREAM_MISSING and retries.',
     ),
-  auth: natsAuth,
+  auth: natsAuthOption(),
   tls: tlsClientOption(),
   connect_timeout: duration().default(5_000).describe('How long to wait for a connection and its handshake.'),
   reconnect_wait: duration()
@@ -232,12 +181,12 @@ export class NatsSink implements Sink {
 
   async connect(signal: AbortSignal): Promise<void> {
     if (this.nc && !this.nc.isClosed()) return;
-    const options = this.connectionOptions();
+    const options = natsConnectionOptions(this.options, this.context.id, this.what);
     let nc: NatsConnection;
     try {
       nc = await connect(options);
     } catch (error) {
-      throw this.connectError(error);
+      throw connectError(error, this.options.servers, this.what);
     }
     if (signal.aborted) {
       await nc.close();
@@ -367,52 +316,6 @@ export class NatsSink implements Sink {
     return { subjects, headers, missingField };
   }
 
-  private connectionOptions(): NodeConnectionOptions {
-    const o = this.options;
-    const options: NodeConnectionOptions = {
-      servers: o.servers,
-      name: o.name ?? `fluxo-${this.context.id}`,
-      timeout: o.connect_timeout,
-      reconnect: true,
-      maxReconnectAttempts: -1,
-      reconnectTimeWait: o.reconnect_wait,
-      reconnectJitter: Math.round(o.reconnect_wait / 2),
-      pingInterval: 10_000,
-    };
-    const auth = o.auth;
-    if (auth?.strategy === 'token') options.token = auth.token;
-    else if (auth?.strategy === 'user') {
-      options.user = auth.user;
-      options.pass = auth.password;
-    } else if (auth?.strategy === 'nkey') {
-      const seed = auth.seed ?? Buffer.from(this.readSecret(auth.seed_file!, 'NKey seed')).toString('utf8').trim();
-      options.authenticator = nkeyAuthenticator(new TextEncoder().encode(seed)) as Authenticator;
-    } else if (auth?.strategy === 'creds') {
-      options.authenticator = credsAuthenticator(this.readSecret(auth.creds_file, 'credentials')) as Authenticator;
-    }
-    if (o.tls?.enabled) {
-      const tls: Record<string, unknown> = {};
-      if (o.tls.ca_file) tls.caFile = o.tls.ca_file;
-      if (o.tls.crt_file) tls.certFile = o.tls.crt_file;
-      if (o.tls.key_file) tls.keyFile = o.tls.key_file;
-      // Handed on to tls.connect by the Node transport.
-      if (o.tls.verify_certificate === false) tls.rejectUnauthorized = false;
-      options.tls = tls;
-    }
-    return options;
-  }
-
-  private readSecret(file: string, what: string): Uint8Array {
-    try {
-      return readFileSync(file);
-    } catch (error) {
-      throw new FluxoError(
-        'FLUXO_NATS_CREDENTIALS_FILE',
-        `${this.what}: cannot read the ${what} file ${file}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`,
-      );
-    }
-  }
-
   /** Creates the stream when create_stream says so, else checks one captures a fixed subject. */
   private async ensureStream(jsm: JetStreamManager): Promise<void> {
     const create = this.options.create_stream;
@@ -447,19 +350,6 @@ export class NatsSink implements Sink {
         { cause: error },
       );
     }
-  }
-
-  private connectError(error: unknown): Error {
-    const e = error as Error & { code?: string };
-    const servers = this.options.servers.join(', ');
-    if (e.name === 'AuthorizationError' || /authoriz|authentic/i.test(e.message)) {
-      return new FluxoError(
-        'FLUXO_NATS_AUTH',
-        `${this.what}: the NATS server at ${servers} refused the credentials (${e.message}); check auth`,
-        { cause: error },
-      );
-    }
-    return new RetryableError(`${this.what}: cannot connect to NATS at ${servers}: ${e.message}`, { cause: error });
   }
 
   private publishError(error: unknown, to: string): Error {
