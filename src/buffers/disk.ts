@@ -14,6 +14,8 @@ import { SegmentWriter } from './disk/writer.ts';
 
 /** Most events in one record: a larger batch is split on entry (each piece with its share of the ack). */
 const MAX_RECORD_EVENTS = 10_000;
+/** Most bytes (as received) in one record: far below V8's string limit, far above any source's batch. */
+const MAX_RECORD_BYTES = 64 * 1024 * 1024;
 export interface DiskBufferOptions {
   /** `<data_dir>/buffers/<sink id>`. */
   dir: string;
@@ -142,13 +144,13 @@ export class DiskBuffer implements SinkBuffer {
       batch.ack.release('failed');
       return Promise.reject(new BufferClosedError());
     }
-    if (batch.events.length <= MAX_RECORD_EVENTS && batch.bytes <= this.maxSegmentSize / 4) {
+    if (batch.events.length <= MAX_RECORD_EVENTS && batch.bytes <= MAX_RECORD_BYTES) {
       return this.admission.push(batch);
     }
     // One batch is one record, encoded at once: a batch of millions of events (a transform's fan-out, a
     // source without its own cap) would become one string past V8's limit. It comes in as pieces.
     const waits: Promise<void>[] = [];
-    for (const piece of splitBatch(batch, MAX_RECORD_EVENTS, Math.max(1, Math.floor(this.maxSegmentSize / 4)))) {
+    for (const piece of splitBatch(batch, MAX_RECORD_EVENTS, MAX_RECORD_BYTES)) {
       const wait = this.admission.push(piece);
       if (wait !== undefined) waits.push(wait);
     }
