@@ -7,6 +7,7 @@
  * into segments; rendering caches the time part per distinct second, so a batch whose events share a second
  * renders its strftime fields once and, without event fields, returns the very same string for each event.
  */
+import { z } from 'zod';
 import { FluxoError } from '../core/errors.ts';
 import type { Event } from '../core/event.ts';
 
@@ -412,4 +413,15 @@ export function insertUniqueSuffix(path: string, stampMs: number, unique: string
   const name = path.slice(slash + 1);
   const at = extensionStart(name);
   return `${path.slice(0, slash + 1)}${name.slice(0, at)}-${compactUtcStamp(stampMs)}-${unique}${name.slice(at)}`;
+}
+
+/** A config string that must be a valid template (file paths, redis keys): checked when the config loads. */
+export function templateString() {
+  return z
+    .string()
+    .min(1)
+    .superRefine((value, ctx) => {
+      const problem = checkPathTemplate(value);
+      if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem });
+    });
 }

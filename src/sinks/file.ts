@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import { constants } from 'node:fs';
 import { access, mkdir } from 'node:fs/promises';
 import { z } from 'zod';
-import { checkPathTemplate, PathTemplate } from '../codecs/path-template.ts';
+import { PathTemplate, templateString } from '../codecs/path-template.ts';
 import { type ComponentContext, defineSink, type Sink } from '../core/component.ts';
 import { FluxoError } from '../core/errors.ts';
 import type { Event } from '../core/event.ts';
@@ -21,18 +21,11 @@ import { OpenFile, type OpenFileOptions, ownerToken } from './file/open-file.ts'
 import { type RecoveryReport, recoverInProgressFiles } from './file/recovery.ts';
 
 const fileSinkOptions = z.object({
-  path: z
-    .string()
-    .min(1)
-    .superRefine((value, ctx) => {
-      const problem = checkPathTemplate(value);
-      if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem });
-    })
-    .describe(
-      'Where events go: a template with strftime fields from the event `timestamp` (%Y %m %d %H %M %S %j %F %T %s %y %%) ' +
-        'and event fields (`{{ host }}`, `{{ kubernetes.pod }}`; `/`, `..` and NUL in values become `_`). Each file gets ' +
-        'a unique `-<UTC time>-<random>` suffix before its extensions: `part.ndjson.gz` → `part-20261124T074501Z-1a2b3c4d.ndjson.gz`.',
-    ),
+  path: templateString().describe(
+    'Where events go: a template with strftime fields from the event `timestamp` (%Y %m %d %H %M %S %j %F %T %s %y %%) ' +
+      'and event fields (`{{ host }}`, `{{ kubernetes.pod }}`; `/`, `..` and NUL in values become `_`). Each file gets ' +
+      'a unique `-<UTC time>-<random>` suffix before its extensions: `part.ndjson.gz` → `part-20261124T074501Z-1a2b3c4d.ndjson.gz`.',
+  ),
   ...encodingOptions(['ndjson', 'text'], { codec: 'ndjson', aliases: { json: 'ndjson' } }),
   compression: z
     .enum(['none', 'gzip', 'auto'])

@@ -13,6 +13,7 @@ import {
   type Encoding,
   encodingOf,
   encodingOptions,
+  redactUrl,
   type SinkRequest,
 } from '../core/sink/index.ts';
 import { duration } from '../core/units.ts';
@@ -96,11 +97,11 @@ export class HttpSink implements Sink {
     if (tls && url.protocol === 'http:') {
       throw new FluxoError(
         'FLUXO_SINK_INVALID_OPTIONS',
-        `sink ${context.id}: tls is set but uri ${redact(options.uri)} is http://; use https://`,
+        `sink ${context.id}: tls is set but uri ${redactUrl(options.uri)} is http://; use https://`,
       );
     }
     this.url = url.toString();
-    this.shownUri = redact(options.uri);
+    this.shownUri = redactUrl(options.uri);
     const headers: Record<string, string> = {};
     for (const [k, v] of Object.entries(options.headers)) headers[k.toLowerCase()] = v;
     headers['content-type'] = CONTENT_TYPES[options.encoding];
@@ -167,17 +168,6 @@ function describeError(error: unknown): string {
   return code && !message.includes(code) ? `${code}: ${message}` : message;
 }
 
-/** The URI without a password, for logs and the banner. */
-function redact(uri: string): string {
-  try {
-    const url = new URL(uri);
-    if (url.password) url.password = '***';
-    return url.toString();
-  } catch {
-    return uri;
-  }
-}
-
 export const httpSink = defineSink({
   kind: 'sink',
   type: 'http',
@@ -194,6 +184,6 @@ export const httpSink = defineSink({
     auth: { strategy: bearer, token: "\${COLLECTOR_TOKEN}" }
     buffer: { type: disk, max_size: 1GiB }`,
   defaultBatchTimeoutMs: 50,
-  describeEndpoint: (options) => `${options.method.toUpperCase()} ${redact(options.uri)}`,
+  describeEndpoint: (options) => `${options.method.toUpperCase()} ${redactUrl(options.uri)}`,
   build: (options, context) => new HttpSink(options, context),
 });

@@ -1,11 +1,18 @@
 import { createHash } from 'node:crypto';
 import { createClient, ErrorReply, type RedisClientType } from 'redis';
 import { z } from 'zod';
-import { checkPathTemplate, PathTemplate } from '../codecs/path-template.ts';
+import { PathTemplate, templateString } from '../codecs/path-template.ts';
 import { loadTlsClientOptions, tlsClientOption } from '../codecs/tls.ts';
 import { type ComponentContext, defineSink, type Sink } from '../core/component.ts';
 import { FluxoError, RetryableError } from '../core/errors.ts';
-import { type Encoding, encodingOf, encodingOptions, type SendResult, type SinkRequest } from '../core/sink/index.ts';
+import {
+  type Encoding,
+  encodingOf,
+  encodingOptions,
+  redactUrl,
+  type SendResult,
+  type SinkRequest,
+} from '../core/sink/index.ts';
 import { duration } from '../core/units.ts';
 
 const options = z
@@ -40,18 +47,11 @@ const options = z
           'within `dedupe.ttl` with dedupe on). `list`: LPUSH/RPUSH of the encoded event. `channel`: PUBLISH of the ' +
           'encoded event, best-effort and at most once: only subscribers connected at that moment receive it.',
       ),
-    key: z
-      .string()
-      .min(1)
-      .superRefine((value, ctx) => {
-        const problem = checkPathTemplate(value);
-        if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem });
-      })
-      .describe(
-        'The stream, list or channel: a template with event fields (`logs:{{ app }}`) and strftime fields of the ' +
-          'event `timestamp` (`logs:%Y-%m-%d`). An event without a field the template names is dead-lettered. `/` in ' +
-          'a field value becomes `_`.',
-      ),
+    key: templateString().describe(
+      'The stream, list or channel: a template with event fields (`logs:{{ app }}`) and strftime fields of the ' +
+        'event `timestamp` (`logs:%Y-%m-%d`). An event without a field the template names is dead-lettered. `/` in ' +
+        'a field value becomes `_`.',
+    ),
     method: z
       .enum(['rpush', 'lpush'])
       .default('rpush')
@@ -163,7 +163,7 @@ export class RedisSink implements Sink {
     this.dedupe = opts.data_type !== 'channel' && opts.dedupe.enabled !== false;
     const approx = opts.exact_trim ? '=' : '~';
     this.trim = opts.max_len !== undefined ? ['MAXLEN', approx, String(opts.max_len)] : [];
-    this.shown = redact(opts.endpoint);
+    this.shown = redactUrl(opts.endpoint);
     const url = new URL(opts.endpoint);
     if (opts.tls?.enabled && url.protocol === 'redis:') {
       throw new FluxoError(
@@ -361,17 +361,6 @@ function describeError(error: unknown): string {
   return code && !message.includes(code) ? `${code}: ${message}` : message;
 }
 
-/** The endpoint without a password, for logs and the banner. */
-function redact(endpoint: string): string {
-  try {
-    const url = new URL(endpoint);
-    if (url.password) url.password = '***';
-    return url.toString();
-  } catch {
-    return endpoint;
-  }
-}
-
 export const redisSink = defineSink({
   kind: 'sink',
   type: 'redis',
@@ -388,6 +377,6 @@ export const redisSink = defineSink({
     max_len: 1000000
     dedupe: { ttl: 24h }`,
   defaultBatchTimeoutMs: 20,
-  describeEndpoint: (o) => `${o.data_type} ${o.key} at ${redact(o.endpoint)}`,
+  describeEndpoint: (o) => `${o.data_type} ${o.key} at ${redactUrl(o.endpoint)}`,
   build: (o, ctx) => new RedisSink(o, ctx),
 });

@@ -38,3 +38,14 @@ export function authorizationHeader(auth: ClientAuth): string {
   if (auth.strategy === 'bearer') return `Bearer ${auth.token}`;
   return `Basic ${Buffer.from(`${auth.user}:${auth.password}`).toString('base64')}`;
 }
+
+/** A URL with its password replaced by `***`, for logs and the banner; the text itself when it is no URL. */
+export function redactUrl(uri: string): string {
+  try {
+    const url = new URL(uri);
+    if (url.password) url.password = '***';
+    return url.toString();
+  } catch {
+    return uri;
+  }
+}

@@ -2,7 +2,7 @@
  * The sink kit: what a sink file composes so that it holds only destination logic. See "Write a sink" in
  * docs/architecture.md.
  */
-export { authorizationHeader, type ClientAuth, clientAuthOption } from './auth.ts';
+export { authorizationHeader, type ClientAuth, clientAuthOption, redactUrl } from './auth.ts';
 export { type Compression, checkCompression, compress, compressionOption, contentEncoding } from './compression.ts';
 export {
   type EncodedLines,
