@@ -168,14 +168,34 @@ export class NetnsLab {
       const r = tryRun('tc', ['-n', ns, 'qdisc', 'replace', 'dev', dev, 'root', ...tbf]);
       if (!r.ok) throw new Error(`netem unavailable (${why}), and tbf too: ${r.output}`);
     }
+    // The loss netem would add, with nftables in the node's namespace: each packet in or out dropped at random.
+    const percent = Number.parseFloat(loss);
+    const ns = this.node(node).ns;
+    const rules = [
+      ['add', 'table', 'inet', 'fluxo_loss'],
+      ...['input', 'output'].flatMap((hook) => [
+        ['add', 'chain', 'inet', 'fluxo_loss', hook, `{ type filter hook ${hook} priority 0; }`],
+        ['add', 'rule', 'inet', 'fluxo_loss', hook, 'numgen', 'random', 'mod', '100', '<', String(percent), 'drop'],
+      ]),
+    ];
+    const nft = rules.map((rule) => tryRun('ip', ['netns', 'exec', ns, 'nft', ...rule]));
+    if (!nft.every((r) => r.ok) && process.env.CI === 'true') {
+      throw new Error(
+        `netem unavailable and nftables could not add the loss: ${nft.find((r) => !r.ok)!.output}; CI must install nftables`,
+      );
+    }
+    const lossText = nft.every((r) => r.ok)
+      ? `, and ${percent}% of packets dropped at random each way (nftables numgen)`
+      : `; nftables could not add the loss (${nft.find((r) => !r.ok)!.output.trim()})`;
     return {
       kind: 'tbf',
-      description: `netem unavailable (${why}); ${tbf.join(' ')} instead (queueing delay up to ${delay} under load, drops past it)`,
+      description: `netem unavailable (${why}); ${tbf.join(' ')} instead (queueing delay up to ${delay} under load, drops past it)${lossText}`,
     };
   }
 
   /** Removes what netem() put on the node's link; returns what it did (`tc -s qdisc` of both ends: sent, dropped). */
   clearNetem(node: string): string {
+    tryRun('ip', ['netns', 'exec', this.node(node).ns, 'nft', 'delete', 'table', 'inet', 'fluxo_loss']);
     return this.linkEnds(node)
       .map(([ns, dev]) => {
         const shown = tryRun('tc', ['-n', ns, '-s', 'qdisc', 'show', 'dev', dev, 'root']).output;
