@@ -72,6 +72,24 @@ function hostProblem(host: string, bracketed: boolean): string | undefined {
   return undefined;
 }
 
+/** A URL with one of `schemes` (`['http', 'https']`), checked when the config loads. */
+export function urlString(schemes: readonly string[]) {
+  const wanted = schemes.map((scheme) => `${scheme}://`).join(' or ');
+  const expected = `expected ${/^[aeiouh]/.test(schemes[0] ?? '') ? 'an' : 'a'} ${wanted} URL`;
+  return z.string().superRefine((value, ctx) => {
+    let url: URL;
+    try {
+      url = new URL(value);
+    } catch {
+      ctx.addIssue({ code: 'custom', message: `${expected}, found "${value}"` });
+      return;
+    }
+    if (!schemes.includes(url.protocol.slice(0, -1))) {
+      ctx.addIssue({ code: 'custom', message: `${expected}, found ${url.protocol}` });
+    }
+  });
+}
+
 /**
  * A `host:port` address; port 0 asks the OS for a free port. Checked here, not at bind time, so `fluxo validate`
  * reports a port past 65535 or a malformed host at its key and line instead of a start-up failure.

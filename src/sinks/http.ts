@@ -16,24 +16,10 @@ import {
   redactUrl,
   type SinkRequest,
 } from '../core/sink/index.ts';
-import { duration } from '../core/units.ts';
+import { duration, urlString } from '../core/units.ts';
 
 const httpSinkOptions = z.object({
-  uri: z
-    .string()
-    .superRefine((value, ctx) => {
-      let url: URL;
-      try {
-        url = new URL(value);
-      } catch {
-        ctx.addIssue({ code: 'custom', message: `expected an http:// or https:// URL, found "${value}"` });
-        return;
-      }
-      if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-        ctx.addIssue({ code: 'custom', message: `expected an http:// or https:// URL, found ${url.protocol}` });
-      }
-    })
-    .describe('Where each batch is sent, e.g. `https://collector.example.com/ingest`.'),
+  uri: urlString(['http', 'https']).describe('Where each batch is sent, e.g. `https://collector.example.com/ingest`.'),
   method: z.enum(['post', 'put']).default('post').describe('HTTP method of the requests.'),
   ...encodingOptions(['json', 'ndjson', 'text'], { codec: 'json' }),
   compression: compressionOption(['none', 'gzip', 'zstd'], {

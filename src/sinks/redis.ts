@@ -13,28 +13,14 @@ import {
   type SendResult,
   type SinkRequest,
 } from '../core/sink/index.ts';
-import { duration } from '../core/units.ts';
+import { duration, urlString } from '../core/units.ts';
 
 const options = z
   .object({
-    endpoint: z
-      .string()
-      .superRefine((value, ctx) => {
-        let url: URL;
-        try {
-          url = new URL(value);
-        } catch {
-          ctx.addIssue({ code: 'custom', message: `expected a redis:// or rediss:// URL, found "${value}"` });
-          return;
-        }
-        if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') {
-          ctx.addIssue({ code: 'custom', message: `expected a redis:// or rediss:// URL, found ${url.protocol}` });
-        }
-      })
-      .describe(
-        'The server, `redis://host:port` (or `rediss://host:port` for TLS). A user and password in the URL work, ' +
-          'but `username`/`password` keep them out of logs.',
-      ),
+    endpoint: urlString(['redis', 'rediss']).describe(
+      'The server, `redis://host:port` (or `rediss://host:port` for TLS). A user and password in the URL work, ' +
+        'but `username`/`password` keep them out of logs.',
+    ),
     username: z.string().min(1).optional().describe('ACL user name (Redis 6+); absent: the `default` user.'),
     password: z.string().optional().describe('Password (AUTH); use `${REDIS_PASSWORD}` to keep it out of the file.'),
     database: z.number().int().nonnegative().default(0).describe('Database number (SELECT).'),
