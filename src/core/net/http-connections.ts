@@ -60,7 +60,7 @@ export function httpServerOptions(limits: HttpConnectionLimits) {
     headersTimeout: limits.header_timeout,
     requestTimeout: limits.request_timeout === 0 ? 0 : Math.max(limits.request_timeout, limits.header_timeout),
     connectionsCheckingInterval: checkEvery,
-    keepAliveTimeout: limits.idle_timeout === 0 ? 0 : limits.idle_timeout,
+    keepAliveTimeout: limits.idle_timeout,
   };
 }
 
@@ -109,11 +109,6 @@ export class HttpConnectionGuard {
     server.prependListener('request', started);
     server.prependListener('checkContinue', started);
     server.on('clientError', (error: NodeJS.ErrnoException, socket: Socket) => this.clientError(error, socket));
-  }
-
-  /** Connections open now. */
-  get size(): number {
-    return this.sockets.size;
   }
 
   private opened(socket: Socket): void {
