@@ -21,9 +21,9 @@ import {
   OtlpFormatError,
 } from '../codecs/otlp.ts';
 import { loadTlsServerOptions, tlsServerOption } from '../codecs/tls.ts';
-import type { AckStatus } from '../core/ack.ts';
+import { type BatchedEmitTarget, emitInBatches, PendingEmits } from '../core/batched-emit.ts';
 import { defineSource, type Source, type SourceContext } from '../core/component.ts';
-import { type Event, EventIdGenerator } from '../core/event.ts';
+import { EventIdGenerator } from '../core/event.ts';
 import { HttpConnectionGuard, httpConnectionOptions, httpServerOptions } from '../core/net/http-connections.ts';
 import { boundHostPort, listenServer } from '../core/net/listen.ts';
 import { maxConnectionsOption } from '../core/net/options.ts';
@@ -135,9 +135,13 @@ export class OtlpSource implements Source {
   private readonly ids = new EventIdGenerator();
   private stopping = false;
   /** Emits not yet accepted by the pipeline: while there is one, the pipeline is full. */
-  private blocked = 0;
-  private inFlight = 0;
-  private idleWaiters: (() => void)[] = [];
+  /** Batches waiting for the pipeline to take them: while one waits, new requests get 429; stop() waits for none. */
+  private readonly pending = new PendingEmits();
+  private readonly emitTarget: BatchedEmitTarget = {
+    emit: (events, options) => this.ctx.emit(events, options),
+    stopping: () => this.stopping,
+    rejected: (error) => this.ctx.logger.debug({ err: String(error) }, 'otlp: emit rejected'),
+  };
   private readonly retryAfterSeconds: string;
   private readonly auth: HttpAuthenticator | undefined;
   private readonly warnings: RateLimitedWarnings;
@@ -208,7 +212,7 @@ export class OtlpSource implements Source {
       this.server.close();
       this.server.closeIdleConnections();
     }
-    await this.idle();
+    await this.pending.idle();
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -237,7 +241,7 @@ export class OtlpSource implements Source {
       );
     }
     if (this.stopping) return this.unavailable(res, encoding, 'Fluxo is stopping');
-    if (this.blocked > 0) {
+    if (this.pending.size > 0) {
       this.metrics.throttled.inc();
       res.setHeader('Retry-After', this.retryAfterSeconds);
       return this.fail(res, 429, encoding, UNAVAILABLE, 'the pipeline is full: retry later');
@@ -301,67 +305,11 @@ export class OtlpSource implements Source {
       this.reply(res, 200, encoding, encodeLogsResponse(encoding, rejected, firstError));
     };
     if (events.length === 0) return ok();
-    await this.emitInBatches(events, wireBytes, (delivered) => {
-      if (delivered) ok();
+    // Batches of at most MAX_BATCH_EVENTS, each once the pipeline took the one before (see emitInBatches).
+    emitInBatches(this.emitTarget, this.pending, events, { wireBytes, maxEvents: MAX_BATCH_EVENTS }, (outcome) => {
+      if (outcome === 'delivered') ok();
       else this.unavailable(res, encoding, 'the records were not delivered (Fluxo stopping): retry');
     });
-  }
-
-  /**
-   * Emits `events` in batches of at most MAX_BATCH_EVENTS, each once the pipeline took the one before, and calls
-   * `onSettled` once all of them settled: true when every batch was delivered. A batch the stopping pipeline
-   * refused, and those after it, are never emitted (the exporter sends the request again).
-   */
-  private async emitInBatches(events: Event[], wireBytes: number, onSettled: (delivered: boolean) => void) {
-    const total = events.length;
-    const batches = Math.ceil(total / MAX_BATCH_EVENTS);
-    let unsettled = batches;
-    let delivered = true;
-    const settleOne = (status: AckStatus) => {
-      if (status !== 'delivered') delivered = false;
-      if (--unsettled === 0) onSettled(delivered);
-    };
-    const notEmitted = (count: number) => {
-      delivered = false;
-      unsettled -= count;
-      if (unsettled === 0) onSettled(false);
-    };
-    for (let index = 0; index < batches; index++) {
-      if (this.stopping) return notEmitted(batches - index);
-      const start = index * MAX_BATCH_EVENTS;
-      const batch = batches === 1 ? events : events.slice(start, start + MAX_BATCH_EVENTS);
-      const bytes = batches === 1 ? wireBytes : Math.ceil((wireBytes * batch.length) / total);
-      // A refused batch settles itself as failed; the ones after it are never emitted.
-      if (!(await this.emit(batch, bytes, settleOne))) return notEmitted(batches - index - 1);
-    }
-  }
-
-  /** Resolves true once the pipeline took the batch; false (the batch settled as failed) when it refused it. */
-  private emit(events: Event[], bytes: number, onSettled: (s: AckStatus) => void): Promise<boolean> {
-    this.blocked++;
-    this.inFlight++;
-    return this.ctx.emit(events, { bytes, onSettled }).then(
-      () => {
-        this.accepted();
-        return true;
-      },
-      (error: unknown) => {
-        this.ctx.logger.debug({ err: String(error) }, 'otlp: emit rejected');
-        onSettled('failed');
-        this.accepted();
-        return false;
-      },
-    );
-  }
-
-  private accepted(): void {
-    this.blocked--;
-    if (--this.inFlight === 0) for (const resolve of this.idleWaiters.splice(0)) resolve();
-  }
-
-  private idle(): Promise<void> {
-    if (this.inFlight === 0) return Promise.resolve();
-    return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
   private unavailable(res: ServerResponse, encoding: OtlpEncoding, message: string): void {

@@ -10,7 +10,7 @@ import {
 } from '../../codecs/body-limits.ts';
 import { HttpAuthenticator } from '../../codecs/http-auth.ts';
 import { loadTlsServerOptions } from '../../codecs/tls.ts';
-import type { AckStatus } from '../../core/ack.ts';
+import { type BatchedEmitTarget, emitInBatches, PendingEmits } from '../../core/batched-emit.ts';
 import type { Source, SourceContext } from '../../core/component.ts';
 import { type Event, EventIdGenerator } from '../../core/event.ts';
 import { HttpConnectionGuard, httpServerOptions } from '../../core/net/http-connections.ts';
@@ -51,9 +51,13 @@ export class HttpSource implements Source {
   /** Requests still reading their body, with what ends them: answered 503 at shutdown, never emitted. */
   private readonly reading = new Map<ServerResponse, () => void>();
   /** Start times of emits the pipeline has not taken yet, oldest first (Map keeps insertion order). */
-  private readonly waitingEmits = new Map<number, number>();
-  private nextEmitId = 0;
-  private idleWaiters: (() => void)[] = [];
+  /** Batches waiting for the pipeline to take them: the backpressure signal, and what stop() waits for. */
+  private readonly pending = new PendingEmits();
+  private readonly emitTarget: BatchedEmitTarget = {
+    emit: (events, options) => this.ctx.emit(events, options),
+    stopping: () => this.stopping,
+    rejected: (error) => this.ctx.logger.debug({ err: String(error) }, 'emit rejected'),
+  };
   private readonly pendingGauge;
   private readonly backpressureRejections;
   private readonly decompressedBytes;
@@ -118,7 +122,7 @@ export class HttpSource implements Source {
         this.answerBusy(res, 503, 'shutting down');
       }
     }
-    await this.idle();
+    await this.pending.idle();
   }
 
   private onRequest(req: IncomingMessage, res: ServerResponse, expectContinue: boolean): void {
@@ -181,8 +185,7 @@ export class HttpSource implements Source {
       this.answerBusy(res, 429, `more than ${this.opts.max_pending_requests} requests pending`, req);
       return;
     }
-    const oldest = this.waitingEmits.values().next();
-    if (!oldest.done && Date.now() - oldest.value >= this.opts.backpressure_threshold) {
+    if (this.pending.size > 0 && this.pending.oldestWaitMs() >= this.opts.backpressure_threshold) {
       this.answerBusy(res, 503, 'the pipeline is full (sinks are behind)', req);
       return;
     }
@@ -327,59 +330,27 @@ export class HttpSource implements Source {
     receivedAt: number,
     done: () => void,
   ): void {
-    const total = events.length;
-    const batches = Math.ceil(total / MAX_BATCH_EVENTS);
-    let unsettled = batches;
-    let failed = false;
-    let stopped = false;
-    const finish = () => {
-      if (stopped) {
+    emitInBatches(
+      this.emitTarget,
+      this.pending,
+      events,
+      { wireBytes, receivedAt, maxEvents: MAX_BATCH_EVENTS },
+      (outcome) => {
+        if (outcome === 'not_emitted') {
+          done();
+          this.answerBusy(res, 503, 'shutting down');
+          return;
+        }
+        if (outcome === 'delivered') {
+          this.answer(res, 200, { accepted: events.length });
+        } else {
+          this.ctx.metrics.error('not_delivered');
+          res.setHeader('Retry-After', this.retryAfter);
+          this.answer(res, 503, { error: 'the events were not delivered (shutdown or failure); send them again' });
+        }
         done();
-        this.answerBusy(res, 503, 'shutting down');
-        return;
-      }
-      if (!failed) {
-        this.answer(res, 200, { accepted: total });
-      } else {
-        this.ctx.metrics.error('not_delivered');
-        res.setHeader('Retry-After', this.retryAfter);
-        this.answer(res, 503, { error: 'the events were not delivered (shutdown or failure); send them again' });
-      }
-      done();
-    };
-    const onSettled = (status: AckStatus) => {
-      if (status !== 'delivered') failed = true;
-      if (--unsettled === 0) finish();
-    };
-    const notEmitted = (from: number) => {
-      stopped = true;
-      unsettled -= batches - from;
-      if (unsettled === 0) finish();
-    };
-    const emitFrom = (index: number) => {
-      const start = index * MAX_BATCH_EVENTS;
-      const batch = batches === 1 ? events : events.slice(start, start + MAX_BATCH_EVENTS);
-      const bytes = batches === 1 ? wireBytes : Math.ceil((wireBytes * batch.length) / total);
-      const id = this.nextEmitId++;
-      this.waitingEmits.set(id, Date.now());
-      this.ctx.emit(batch, { bytes, onSettled, receivedAt }).then(
-        () => {
-          // The next batch is registered before this one is marked taken, so stop() waits for it too.
-          if (index + 1 < batches) {
-            if (this.stopping) notEmitted(index + 1);
-            else emitFrom(index + 1);
-          }
-          this.emitTaken(id);
-        },
-        (error: unknown) => {
-          // Only a stopping pipeline rejects; the batch was not taken, so its onSettled never runs.
-          this.ctx.logger.debug({ err: String(error) }, 'emit rejected');
-          notEmitted(index);
-          this.emitTaken(id);
-        },
-      );
-    };
-    emitFrom(0);
+      },
+    );
   }
 
   /** Sets what the sender left out; a forwarded event keeps its own `timestamp`, `host`, `source_type`, `_id`. */
@@ -395,18 +366,6 @@ export class HttpSource implements Source {
       if (key !== undefined) e._id = `${key}:${i}`;
       else if (typeof e._id !== 'string' || e._id === '') e._id = ids.next(receivedAt);
     }
-  }
-
-  private emitTaken(id: number): void {
-    this.waitingEmits.delete(id);
-    if (this.waitingEmits.size === 0) for (const resolve of this.idleWaiters.splice(0)) resolve();
-  }
-
-  private idle(): Promise<void> {
-    if (this.waitingEmits.size === 0) return Promise.resolve();
-    return new Promise((resolve) => {
-      this.idleWaiters.push(resolve);
-    });
   }
 
   /** 429/503 with Retry-After: the client should send the same request again later. */
