@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
-import { type Batch, splitBatch } from '../core/ack.ts';
+import { type Batch, pushInPieces } from '../core/ack.ts';
 import type { ComponentMetrics } from '../core/metrics.ts';
 import { BufferClosedError, type SinkBuffer } from '../core/sink/buffer.ts';
 import { Admission } from './disk/admission.ts';
@@ -144,17 +144,9 @@ export class DiskBuffer implements SinkBuffer {
       batch.ack.release('failed');
       return Promise.reject(new BufferClosedError());
     }
-    if (batch.events.length <= MAX_RECORD_EVENTS && batch.bytes <= MAX_RECORD_BYTES) {
-      return this.admission.push(batch);
-    }
     // One batch is one record, encoded at once: a batch of millions of events (a transform's fan-out, a
     // source without its own cap) would become one string past V8's limit. It comes in as pieces.
-    const waits: Promise<void>[] = [];
-    for (const piece of splitBatch(batch, MAX_RECORD_EVENTS, MAX_RECORD_BYTES)) {
-      const wait = this.admission.push(piece);
-      if (wait !== undefined) waits.push(wait);
-    }
-    return waits.length === 0 ? undefined : Promise.all(waits).then(() => {});
+    return pushInPieces(batch, MAX_RECORD_EVENTS, MAX_RECORD_BYTES, (piece) => this.admission.push(piece));
   }
 
   take(maxEvents: number): Promise<Batch[] | null> {

@@ -1,4 +1,4 @@
-import { type Batch, splitBatch } from '../core/ack.ts';
+import { type Batch, pushInPieces } from '../core/ack.ts';
 import type { ComponentMetrics } from '../core/metrics.ts';
 import { BufferClosedError, type SinkBuffer } from '../core/sink/buffer.ts';
 import { HeadQueue } from './head-queue.ts';
@@ -47,16 +47,9 @@ export class MemoryBuffer implements SinkBuffer {
 
   push(batch: Batch): Promise<void> | undefined {
     if (this.closed) return Promise.reject(new BufferClosedError());
-    const { maxEvents, maxBytes } = this.options;
-    if (batch.events.length <= maxEvents && batch.bytes <= maxBytes) return this.pushPiece(batch);
     // Bounded on entry: a batch beyond the limits comes in as pieces that fit, each with its share of the
     // acknowledgement, so the buffer never holds more than its limits and block / drop_newest act per piece.
-    const waits: Promise<void>[] = [];
-    for (const piece of splitBatch(batch, maxEvents, maxBytes)) {
-      const wait = this.pushPiece(piece);
-      if (wait !== undefined) waits.push(wait);
-    }
-    return waits.length === 0 ? undefined : Promise.all(waits).then(() => {});
+    return pushInPieces(batch, this.options.maxEvents, this.options.maxBytes, (piece) => this.pushPiece(piece));
   }
 
   private pushPiece(batch: Batch): Promise<void> | undefined {

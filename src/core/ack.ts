@@ -86,3 +86,23 @@ export function splitBatch(batch: Batch, maxEvents: number, maxBytes: number): B
   }
   return pieces;
 }
+
+/**
+ * A buffer's push() bounded on entry: `batch` goes to `pushPiece` as it is when it fits both limits, else as
+ * the pieces of splitBatch, each with its share of the acknowledgement. Returns undefined when every piece was
+ * admitted at once, else one promise for those that wait.
+ */
+export function pushInPieces(
+  batch: Batch,
+  maxEvents: number,
+  maxBytes: number,
+  pushPiece: (piece: Batch) => Promise<void> | undefined,
+): Promise<void> | undefined {
+  if (batch.events.length <= maxEvents && batch.bytes <= maxBytes) return pushPiece(batch);
+  const waits: Promise<void>[] = [];
+  for (const piece of splitBatch(batch, maxEvents, maxBytes)) {
+    const wait = pushPiece(piece);
+    if (wait !== undefined) waits.push(wait);
+  }
+  return waits.length === 0 ? undefined : Promise.all(waits).then(() => {});
+}
