@@ -23,15 +23,9 @@ import type { Event } from '../../src/core/event.ts';
 import { EventIdGenerator } from '../../src/core/event.ts';
 import { ForwardConnection, type ForwardServer } from '../../src/sources/forward/connection.ts';
 import { EntryConverter } from '../../src/sources/forward/events.ts';
+import { fuzzRuns } from '../helpers/fuzz.ts';
 
-// FLUXO_FUZZ_RUNS scales every property (scripts/fuzz.js); FLUXO_FUZZ_SEED replays a failure fast-check reported.
-const FUZZ_RUNS = Number(process.env.FLUXO_FUZZ_RUNS ?? 0);
-const FUZZ_SEED = process.env.FLUXO_FUZZ_SEED;
-const runs = (n: number) => ({
-  numRuns: FUZZ_RUNS > 0 ? FUZZ_RUNS : n,
-  includeErrorInReport: true,
-  ...(FUZZ_SEED === undefined ? {} : { seed: Number(FUZZ_SEED) }),
-});
+const runs = fuzzRuns;
 
 const packr = new Packr({ useRecords: false });
 const MAX_MESSAGE_BYTES = 4096;

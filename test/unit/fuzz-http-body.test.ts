@@ -16,15 +16,9 @@ import {
   TooManyEventsError,
 } from '../../src/codecs/body-limits.ts';
 import { type BodyFormat, decodeBody, MalformedBodyError } from '../../src/sources/http/body.ts';
+import { fuzzRuns } from '../helpers/fuzz.ts';
 
-// FLUXO_FUZZ_RUNS scales every property (scripts/fuzz.js); FLUXO_FUZZ_SEED replays a failure fast-check reported.
-const FUZZ_RUNS = Number(process.env.FLUXO_FUZZ_RUNS ?? 0);
-const FUZZ_SEED = process.env.FLUXO_FUZZ_SEED;
-const runs = (n: number) => ({
-  numRuns: FUZZ_RUNS > 0 ? FUZZ_RUNS : n,
-  includeErrorInReport: true,
-  ...(FUZZ_SEED === undefined ? {} : { seed: Number(FUZZ_SEED) }),
-});
+const runs = fuzzRuns;
 
 /** What zlib hands over at most per 'data' event (its default chunk size). */
 const ZLIB_CHUNK = 16 * 1024;

@@ -11,15 +11,9 @@ import protobuf from 'protobufjs';
 import { NestingTooDeepError, TooManyEventsError } from '../../src/codecs/body-limits.ts';
 import { decodeLogsRequest, logsRequestToEvents, OtlpFormatError } from '../../src/codecs/otlp.ts';
 import { EventIdGenerator } from '../../src/core/event.ts';
+import { fuzzRuns } from '../helpers/fuzz.ts';
 
-// FLUXO_FUZZ_RUNS scales every property (scripts/fuzz.js); FLUXO_FUZZ_SEED replays a failure fast-check reported.
-const FUZZ_RUNS = Number(process.env.FLUXO_FUZZ_RUNS ?? 0);
-const FUZZ_SEED = process.env.FLUXO_FUZZ_SEED;
-const runs = (n: number) => ({
-  numRuns: FUZZ_RUNS > 0 ? FUZZ_RUNS : n,
-  includeErrorInReport: true,
-  ...(FUZZ_SEED === undefined ? {} : { seed: Number(FUZZ_SEED) }),
-});
+const runs = fuzzRuns;
 
 // opentelemetry-proto's logs messages (logs/v1, common/v1, resource/v1, collector/logs/v1), field numbers as there.
 const root = protobuf.parse(`

@@ -7,15 +7,9 @@ import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { OctetCountingDecoder, SyslogFramer } from '../../src/codecs/octet-counting.ts';
 import { FACILITIES, SEVERITIES, SyslogParser, syslogEvent } from '../../src/codecs/syslog.ts';
+import { fuzzRuns } from '../helpers/fuzz.ts';
 
-// FLUXO_FUZZ_RUNS scales every property (scripts/fuzz.js); FLUXO_FUZZ_SEED replays a failure fast-check reported.
-const FUZZ_RUNS = Number(process.env.FLUXO_FUZZ_RUNS ?? 0);
-const FUZZ_SEED = process.env.FLUXO_FUZZ_SEED;
-const runs = (n: number) => ({
-  numRuns: FUZZ_RUNS > 0 ? FUZZ_RUNS : n,
-  includeErrorInReport: true,
-  ...(FUZZ_SEED === undefined ? {} : { seed: Number(FUZZ_SEED) }),
-});
+const runs = fuzzRuns;
 
 const MAX = 64;
 

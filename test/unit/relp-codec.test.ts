@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { encodeRelpFrame, encodeRelpResponse, RelpDecoder, type RelpFrame } from '../../src/codecs/relp.ts';
+import { fuzzRuns } from '../helpers/fuzz.ts';
 
 function decode(chunks: (string | Buffer)[], maxDataBytes = 1024) {
   const decoder = new RelpDecoder({ maxDataBytes, prefixBytes: 16 });
@@ -128,7 +129,7 @@ describe('RELP decoder', () => {
         }
         for (const f of frames) assert.ok(f.data.length <= max);
       }),
-      { numRuns: Number(process.env.FLUXO_FUZZ_RUNS) || 500 },
+      fuzzRuns(500),
     );
   });
 });
