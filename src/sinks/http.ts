@@ -1,8 +1,9 @@
-import { Agent, request } from 'undici';
+import type { Agent } from 'undici';
 import { z } from 'zod';
 import { loadTlsClientOptions, tlsClientOption } from '../codecs/tls.ts';
 import { type ComponentContext, defineSink, type Sink } from '../core/component.ts';
 import { FluxoError, PermanentError, RetryableError } from '../core/errors.ts';
+import { lazyImport } from '../core/lazy-import.ts';
 import {
   authorizationHeader,
   type Compression,
@@ -42,6 +43,9 @@ const httpSinkOptions = z.object({
 
 export type HttpSinkOptions = z.infer<typeof httpSinkOptions>;
 
+/** undici is loaded when an http sink starts, not when Fluxo starts (see lazyImport). */
+const undici = lazyImport(() => import('undici'));
+
 const CONTENT_TYPES = {
   json: 'application/json',
   ndjson: 'application/x-ndjson',
@@ -61,7 +65,10 @@ const MAX_RETRY_AFTER_MS = 3_600_000;
 export class HttpSink implements Sink {
   readonly encoding: Encoding;
   readonly compression: Compression;
-  private readonly agent: Agent;
+  /** Made by start(), once undici is loaded. */
+  private agent: Agent | undefined;
+  private request: typeof import('undici').request | undefined;
+  private readonly tls: ReturnType<typeof loadTlsClientOptions>;
   private readonly url: string;
   private readonly headers: Record<string, string>;
   private readonly shownUri: string;
@@ -74,11 +81,7 @@ export class HttpSink implements Sink {
     this.compression = options.compression;
     checkCompression(options.compression, `sink ${context.id}`);
     const tls = loadTlsClientOptions(options.tls, `sink ${context.id}`);
-    this.agent = new Agent({
-      connect: { ...(tls ?? {}), timeout: options.request_timeout },
-      headersTimeout: options.request_timeout,
-      bodyTimeout: options.request_timeout,
-    });
+    this.tls = tls;
     const url = new URL(options.uri);
     if (tls && url.protocol === 'http:') {
       throw new FluxoError(
@@ -97,7 +100,19 @@ export class HttpSink implements Sink {
     this.headers = headers;
   }
 
+  async start(): Promise<void> {
+    const { Agent, request } = await undici();
+    this.request = request;
+    this.agent = new Agent({
+      connect: { ...(this.tls ?? {}), timeout: this.options.request_timeout },
+      headersTimeout: this.options.request_timeout,
+      bodyTimeout: this.options.request_timeout,
+    });
+  }
+
   async send(req: SinkRequest, signal: AbortSignal): Promise<undefined> {
+    const request = this.request;
+    if (request === undefined) throw new Error('internal: send() before start()');
     const timeout = AbortSignal.timeout(this.options.request_timeout);
     let status: number;
     let retryAfter: string | string[] | undefined;
@@ -128,7 +143,7 @@ export class HttpSink implements Sink {
   }
 
   async stop(): Promise<void> {
-    await this.agent.close();
+    await this.agent?.close();
   }
 }
 

@@ -1,11 +1,12 @@
-import { type JetStreamClient, type JetStreamManager, jetstream, jetstreamManager } from '@nats-io/jetstream';
-import { connect, type MsgHdrs, type NatsConnection, headers as natsHeaders } from '@nats-io/transport-node';
+import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
+import type { MsgHdrs, NatsConnection } from '@nats-io/transport-node';
 import { z } from 'zod';
 import { checkPathTemplate, PathTemplate } from '../codecs/path-template.ts';
 import { tlsClientOption } from '../codecs/tls.ts';
 import { type ComponentContext, defineSink, type Sink } from '../core/component.ts';
 import { FluxoError, RetryableError } from '../core/errors.ts';
 import type { Event } from '../core/event.ts';
+import { lazyImport } from '../core/lazy-import.ts';
 import {
   type Encoding,
   encodingOf,
@@ -18,6 +19,10 @@ import { duration, size } from '../core/units.ts';
 import { connectError, natsAuthOption, natsConnectionOptions } from './nats/connection.ts';
 
 /** Characters a published subject cannot hold: token separators are `.`, `*` and `>` are wildcards. */
+/** The NATS client loads when a nats sink connects, not when Fluxo starts (see lazyImport). */
+const natsClient = lazyImport(() => import('@nats-io/transport-node'));
+const jetStreamClient = lazyImport(() => import('@nats-io/jetstream'));
+
 const SUBJECT_UNSAFE = /[\s*>]/;
 
 function checkSubjectTemplate(value: string): string | undefined {
@@ -146,6 +151,8 @@ export class NatsSink implements Sink {
   private readonly what: string;
   private nc: NatsConnection | undefined;
   private js: JetStreamClient | undefined;
+  /** The client library's header factory, once connect() loaded it. */
+  private natsHeaders: (() => MsgHdrs) | undefined;
   private jsm: JetStreamManager | undefined;
   private readonly duplicates;
   private readonly published;
@@ -182,6 +189,11 @@ export class NatsSink implements Sink {
   async connect(signal: AbortSignal): Promise<void> {
     if (this.nc && !this.nc.isClosed()) return;
     const options = natsConnectionOptions(this.options, this.context.id, this.what);
+    const [{ connect, headers }, { jetstream, jetstreamManager }] = await Promise.all([
+      natsClient(),
+      jetStreamClient(),
+    ]);
+    this.natsHeaders = headers;
     let nc: NatsConnection;
     try {
       nc = await connect(options);
@@ -306,7 +318,7 @@ export class NatsSink implements Sink {
       const rendered = this.template.render(event, now);
       subjects[i] = rendered === undefined ? undefined : safeSubject(rendered);
       if (rendered === undefined) missingField ??= this.template.missingField;
-      const h = natsHeaders();
+      const h = this.natsHeaders!();
       for (const [name, path] of fields) {
         const value = fieldAt(event, path);
         if (value !== undefined) h.set(name, value);

@@ -1,10 +1,11 @@
 import { createHash } from 'node:crypto';
-import { createClient, ErrorReply, type RedisClientType } from 'redis';
+import type { RedisClientType } from 'redis';
 import { z } from 'zod';
 import { PathTemplate, templateString } from '../codecs/path-template.ts';
 import { loadTlsClientOptions, tlsClientOption } from '../codecs/tls.ts';
 import { type ComponentContext, defineSink, type Sink } from '../core/component.ts';
 import { FluxoError, RetryableError } from '../core/errors.ts';
+import { lazyImport } from '../core/lazy-import.ts';
 import {
   type Encoding,
   encodingOf,
@@ -107,6 +108,9 @@ export type RedisSinkOptions = z.infer<typeof options>;
  * a duplicate. KEYS[1]: marker, KEYS[2]: stream or list; ARGV[1]: ttl ms, ARGV[2]: the command, ARGV[3..]: its
  * arguments after the key. Returns false for a duplicate.
  */
+/** node-redis loads when a redis sink connects, not when Fluxo starts (see lazyImport). */
+const redisClient = lazyImport(() => import('redis'));
+
 const DEDUPE_SCRIPT = `if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) then return false end
 local r = redis.pcall(ARGV[2], KEYS[2], unpack(ARGV, 3))
 if type(r) == 'table' and r.err then redis.call('DEL', KEYS[1]) end
@@ -135,6 +139,8 @@ interface Prepared {
 export class RedisSink implements Sink {
   readonly encoding: Encoding;
   private client: RedisClientType | undefined;
+  /** node-redis's error class for server replies, once connect() loaded the library. */
+  private ErrorReply: typeof import('redis').ErrorReply | undefined;
   private readonly template: PathTemplate;
   private readonly dedupe: boolean;
   private readonly trim: string[];
@@ -182,6 +188,8 @@ export class RedisSink implements Sink {
         ready ? Math.min(50 * 2 ** Math.min(retries, 10), 2_000) + Math.floor(Math.random() * 50) : false,
       ...(tls === undefined ? {} : { tls: true as const, ...tls, servername: host }),
     };
+    const { createClient, ErrorReply } = await redisClient();
+    this.ErrorReply = ErrorReply;
     const client = createClient({
       socket,
       username: this.opts.username ?? (url.username === '' ? undefined : decodeURIComponent(url.username)),
@@ -231,7 +239,7 @@ export class RedisSink implements Sink {
       const outcome = settled[k + offset]!;
       if (outcome.status === 'fulfilled') continue;
       const reason = outcome.reason as Error;
-      if (reason instanceof ErrorReply && !TRANSIENT_REPLIES.test(reason.message)) {
+      if (reason instanceof this.ErrorReply! && !TRANSIENT_REPLIES.test(reason.message)) {
         rejected.push({ index: index[k]!, reason: `redis ${commands[k]![0]}: ${reason.message}` });
       } else {
         retry.push(index[k]!);

@@ -63,9 +63,11 @@ async function startServer(
   };
 }
 
-function build(t: { after: (fn: () => Promise<void>) => void }, options: Record<string, unknown>) {
+/** A started sink, as the topology runs it (start() loads undici). */
+async function build(t: { after: (fn: () => Promise<void>) => void }, options: Record<string, unknown>) {
   const sink = httpSink.build(httpSink.options.parse(options), componentContext('web', '/tmp'));
   t.after(() => sink.stop());
+  await sink.start?.();
   return sink;
 }
 
@@ -78,7 +80,7 @@ const events = [
 describe('http sink', { timeout: 60_000 }, () => {
   it('POSTs a JSON array by default; 2xx is delivered', async (t) => {
     const server = await startServer(t);
-    const sink = build(t, { uri: server.url });
+    const sink = await build(t, { uri: server.url });
     await driven(sink).write(events, never);
     assert.equal(server.received.length, 1);
     const [r] = server.received;
@@ -91,7 +93,7 @@ describe('http sink', { timeout: 60_000 }, () => {
   it('ndjson, gzip, PUT, extra headers and a bearer token', async (t) => {
     const server = await startServer(t);
     server.answer((_r, res) => res.writeHead(204).end());
-    const sink = build(t, {
+    const sink = await build(t, {
       uri: server.url,
       method: 'put',
       encoding: 'ndjson',
@@ -111,7 +113,7 @@ describe('http sink', { timeout: 60_000 }, () => {
 
   it('text encoding sends the messages, one per line, with basic auth', async (t) => {
     const server = await startServer(t);
-    const sink = build(t, {
+    const sink = await build(t, {
       uri: server.url,
       encoding: 'text',
       auth: { strategy: 'basic', user: 'u', password: 'p:w' },
@@ -125,7 +127,7 @@ describe('http sink', { timeout: 60_000 }, () => {
 
   it('429 and 5xx are retryable and honour Retry-After; 408 too', async (t) => {
     const server = await startServer(t);
-    const sink = build(t, { uri: server.url });
+    const sink = await build(t, { uri: server.url });
     const cases: [number, Record<string, string>, number | undefined][] = [
       [429, { 'retry-after': '3' }, 3000],
       [503, { 'retry-after': new Date(Date.now() + 60_000).toUTCString() }, 60_000],
@@ -146,7 +148,7 @@ describe('http sink', { timeout: 60_000 }, () => {
 
   it('other 4xx (and redirects) reject the events permanently, with the answer as the reason', async (t) => {
     const server = await startServer(t);
-    const sink = build(t, { uri: server.url });
+    const sink = await build(t, { uri: server.url });
     for (const status of [400, 401, 404, 413, 301]) {
       server.answer((_r, res) => res.writeHead(status).end(`{"error":"no ${status}"}`));
       const error = await driven(sink)
@@ -160,7 +162,7 @@ describe('http sink', { timeout: 60_000 }, () => {
 
   it('a refused connection is retryable, and the next write succeeds once the server is back', async (t) => {
     const server = await startServer(t);
-    const sink = build(t, { uri: server.url });
+    const sink = await build(t, { uri: server.url });
     await server.close();
     const error = await driven(sink)
       .write(events, never)
@@ -183,13 +185,13 @@ describe('http sink', { timeout: 60_000 }, () => {
   it('no answer within request_timeout is retryable; an abort from the runner is passed on', async (t) => {
     const server = await startServer(t);
     server.answer(() => {});
-    const sink = build(t, { uri: server.url, request_timeout: '150ms' });
+    const sink = await build(t, { uri: server.url, request_timeout: '150ms' });
     const error = await driven(sink)
       .write(events, never)
       .catch((e: unknown) => e);
     assert.ok(error instanceof RetryableError);
     assert.match(error.message, /no answer within 150 ms/);
-    const patient = build(t, { uri: server.url, request_timeout: '60s' });
+    const patient = await build(t, { uri: server.url, request_timeout: '60s' });
     const abort = new AbortController();
     const writing = driven(patient)
       .write(events, abort.signal)
@@ -202,7 +204,7 @@ describe('http sink', { timeout: 60_000 }, () => {
 
   it('events that cannot be encoded are rejected alone; the rest are sent', async (t) => {
     const server = await startServer(t);
-    const sink = build(t, { uri: server.url });
+    const sink = await build(t, { uri: server.url });
     const bad = { message: 'big', n: 10n };
     const error = await driven(sink)
       .write([events[0]!, bad, events[1]!], never)
@@ -241,10 +243,10 @@ describe('http sink', { timeout: 60_000 }, () => {
     );
     assert.equal(made.status, 0, made.stderr);
     const server = await startServer(t, { cert: readFileSync(cert), key: readFileSync(key) });
-    const trusted = build(t, { uri: server.url, tls: { ca_file: cert } });
+    const trusted = await build(t, { uri: server.url, tls: { ca_file: cert } });
     await driven(trusted).write(events, never);
     assert.equal(server.received.length, 1);
-    const untrusted = build(t, { uri: server.url, tls: {} });
+    const untrusted = await build(t, { uri: server.url, tls: {} });
     const error = await driven(untrusted)
       .write(events, never)
       .catch((e: unknown) => e);

@@ -121,6 +121,72 @@ function layeringViolations(graph: ImportGraph): string[] {
   return found;
 }
 
+/**
+ * Client libraries of one destination or origin: a component loads them with lazyImport() (src/core/lazy-import.ts)
+ * from its start() or connect(), so the registry, which imports every component's file, does not load them all.
+ */
+const CLIENT_LIBRARIES = [
+  'undici',
+  'redis',
+  /^@nats-io\//,
+  '@platformatic/kafka',
+  /^@aws-sdk\//,
+  'pg',
+  'pg-copy-streams',
+  '@clickhouse/client',
+  'hyparquet-writer',
+  '@bokuweb/zstd-wasm',
+  '@duckdb/node-api',
+];
+
+// A static value import: `import x from`, `import { a, type B } from`; not `import type { … } from`.
+const STATIC_IMPORT = /^[ \t]*import\s+(?!type\b)([^;'"`]*?)\bfrom\s*['"]([^'"]+)['"]/gm;
+
+/** The client libraries `text` imports statically for their values (an all-`type` brace list does not count). */
+function eagerClientImports(text: string): string[] {
+  const found: string[] = [];
+  for (const [, what, specifier] of text.matchAll(STATIC_IMPORT)) {
+    const names = /^\{([^}]*)\}\s*$/.exec(what!.trim())?.[1];
+    const onlyTypes =
+      names !== undefined &&
+      names
+        .split(',')
+        .map((n) => n.trim())
+        .filter((n) => n !== '')
+        .every((n) => n.startsWith('type '));
+    if (onlyTypes) continue;
+    if (CLIENT_LIBRARIES.some((lib) => (typeof lib === 'string' ? lib === specifier : lib.test(specifier!)))) {
+      found.push(specifier!);
+    }
+  }
+  return found;
+}
+
+describe('client libraries load lazily', () => {
+  it('tells a value import from a type import and a dynamic import', () => {
+    const text = [
+      "import { Agent, request } from 'undici';",
+      "import type { RedisClientType } from 'redis';",
+      "import { type JetStreamClient, type MsgHdrs } from '@nats-io/jetstream';",
+      "import { type S3Client, PutObjectCommand } from '@aws-sdk/client-s3';",
+      "import pg from 'pg';",
+      "import { z } from 'zod';",
+      "const kafka = lazyImport(() => import('@platformatic/kafka'));",
+    ].join('\n');
+    assert.deepEqual(eagerClientImports(text), ['undici', '@aws-sdk/client-s3', 'pg']);
+  });
+
+  it('no component imports a client library at the top of its file', () => {
+    const found: string[] = [];
+    for (const dir of COMPONENT_KINDS.map((k) => `src/${k}`)) {
+      for (const file of sourceFiles(dir)) {
+        for (const lib of eagerClientImports(readFileSync(new URL(file, ROOT), 'utf8'))) found.push(`${file} → ${lib}`);
+      }
+    }
+    assert.deepEqual(found, [], 'load these with lazyImport() from start() or connect()');
+  });
+});
+
 describe('layering', () => {
   it('reads import and export statements, over several lines too, and resolves relative paths', () => {
     const text = [

@@ -1,0 +1,13 @@
+/**
+ * A module imported on first use, once. Client libraries of a sink or source (undici, redis, NATS, Kafka, the
+ * AWS SDK, pg…) are loaded this way from its start() or connect(), never at the top of its file (`import type`
+ * only), so that a Fluxo that does not use the component pays neither their memory nor their start-up time:
+ * the registry imports every component's file for its options schema. test/unit/layering.test.ts checks it.
+ */
+export function lazyImport<T>(load: () => Promise<T>): () => Promise<T> {
+  let loading: Promise<T> | undefined;
+  return () => {
+    loading ??= load();
+    return loading;
+  };
+}
