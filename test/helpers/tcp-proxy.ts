@@ -18,7 +18,11 @@ export class TcpProxy {
   private closeAfterFirstAnswer: number | undefined;
   port = 0;
 
-  constructor(private readonly target: { host: string; port: number }) {}
+  constructor(
+    private readonly target: { host: string; port: number },
+    /** Connect upstream as soon as a client connects, for protocols where the server speaks first (NATS's INFO). */
+    private readonly options: { serverSpeaksFirst?: boolean } = {},
+  ) {}
 
   get address(): string {
     return `127.0.0.1:${this.port}`;
@@ -102,6 +106,7 @@ export class TcpProxy {
       });
       return up;
     };
+    if (this.options.serverSpeaksFirst) upstream = open();
     client.on('data', (data: Buffer) => {
       parts.push(data);
       if (parts.length === 1 && this.dropNext) {
@@ -123,8 +128,9 @@ export class TcpProxy {
 export async function startProxy(
   t: { after: (fn: () => Promise<void>) => void },
   target: { host: string; port: number },
+  options: { serverSpeaksFirst?: boolean } = {},
 ): Promise<TcpProxy> {
-  const proxy = new TcpProxy(target);
+  const proxy = new TcpProxy(target, options);
   await proxy.up();
   t.after(() => proxy.down());
   return proxy;
