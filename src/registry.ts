@@ -11,7 +11,9 @@ import { fileSource } from './sources/file.ts';
 import { forwardSource } from './sources/forward.ts';
 import { generatorSource } from './sources/generator.ts';
 import { httpSource } from './sources/http.ts';
+import { natsSource } from './sources/nats.ts';
 import { otlpSource } from './sources/otlp.ts';
+import { redisSource } from './sources/redis.ts';
 import { relpSource } from './sources/relp.ts';
 import { socketSource } from './sources/socket.ts';
 import { stdinSource } from './sources/stdin.ts';
@@ -36,6 +38,8 @@ export const registry = createRegistry(
     otlpSource,
     fileSource,
     relpSource,
+    natsSource,
+    redisSource,
     filterTransform,
     parseTransform,
     remapTransform,
