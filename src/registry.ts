@@ -5,6 +5,7 @@ import { consoleSink } from './sinks/console.ts';
 import { fileSink } from './sinks/file.ts';
 import { forwardSink } from './sinks/forward.ts';
 import { httpSink } from './sinks/http.ts';
+import { kafkaSink } from './sinks/kafka.ts';
 import { natsSink } from './sinks/nats.ts';
 import { redisSink } from './sinks/redis.ts';
 import { fileSource } from './sources/file.ts';
@@ -52,6 +53,7 @@ export const registry = createRegistry(
     fileSink,
     forwardSink,
     httpSink,
+    kafkaSink,
     natsSink,
     redisSink,
   ],
