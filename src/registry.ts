@@ -1,12 +1,14 @@
 import { buffers } from './buffers/index.ts';
 import { createRegistry } from './core/pipeline-config.ts';
 import { blackholeSink } from './sinks/blackhole.ts';
+import { clickhouseSink } from './sinks/clickhouse.ts';
 import { consoleSink } from './sinks/console.ts';
 import { fileSink } from './sinks/file.ts';
 import { forwardSink } from './sinks/forward.ts';
 import { httpSink } from './sinks/http.ts';
 import { kafkaSink } from './sinks/kafka.ts';
 import { natsSink } from './sinks/nats.ts';
+import { postgresSink } from './sinks/postgres.ts';
 import { redisSink } from './sinks/redis.ts';
 import { fileSource } from './sources/file.ts';
 import { forwardSource } from './sources/forward.ts';
@@ -50,11 +52,13 @@ export const registry = createRegistry(
     throttleTransform,
     consoleSink,
     blackholeSink,
+    clickhouseSink,
     fileSink,
     forwardSink,
     httpSink,
     kafkaSink,
     natsSink,
+    postgresSink,
     redisSink,
   ],
   buffers,
