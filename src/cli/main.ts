@@ -7,6 +7,7 @@ import { loadOrReport, resolveConfigPaths, run } from './run.ts';
 import { registerSimulateCommand } from './simulate.ts';
 import { registerTapCommand } from './tap.ts';
 import { registerTestCommand } from './test-command.ts';
+import { registerTopCommand } from './top.ts';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
 
@@ -87,5 +88,6 @@ registerSimulateCommand(program);
 registerBufferCommands(program, registry);
 registerTestCommand(program);
 registerTapCommand(program);
+registerTopCommand(program);
 
 await program.parseAsync(process.argv);

@@ -1,7 +1,10 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
+import { redactedConfig } from '../api/config-view.ts';
 import { ApiServer } from '../api/server.ts';
+import type { GraphComponent } from '../api/snapshot.ts';
+import { PipelineTelemetry } from '../api/telemetry.ts';
 import { HttpAuthenticator } from '../codecs/http-auth.ts';
 import { ConfigError, formatProblem } from '../config/errors.ts';
 import { type LoadedConfig, loadConfigFiles } from '../config/load.ts';
@@ -101,6 +104,13 @@ async function runLocked(
           ...topology.describe(),
         }),
         tap: (id, listener) => topology.tap(id, listener),
+        telemetry: new PipelineTelemetry({
+          registry: metrics.registry,
+          graph: () => graphOf(topology),
+          oldestUnsettled: () => topology.oldestUnsettled(),
+          state: () => topology.state,
+        }),
+        config: () => redactedConfig(topology.current),
       },
       logger,
       HttpAuthenticator.of(loaded.config.api.auth),
@@ -127,6 +137,33 @@ async function runLocked(
   const drained = await signals.running();
   await api?.stop();
   return drained ? EXIT_OK : EXIT_UNDELIVERED;
+}
+
+/** The running config's components and wiring, as the dashboard draws them. */
+function graphOf(topology: Topology): GraphComponent[] {
+  const config = topology.current;
+  const endpoints = new Map<string, string | undefined>();
+  const d = topology.describe();
+  for (const c of [...d.sources, ...d.transforms, ...d.sinks]) endpoints.set(c.id, c.endpoint);
+  const out: GraphComponent[] = [];
+  for (const s of config.sources.values())
+    out.push({ id: s.id, kind: 'source', type: s.type, inputs: [], endpoint: endpoints.get(s.id) });
+  for (const t of config.transforms.values()) out.push({ id: t.id, kind: 'transform', type: t.type, inputs: t.inputs });
+  for (const s of config.sinks.values()) {
+    const b = s.buffer;
+    out.push({
+      id: s.id,
+      kind: 'sink',
+      type: s.type,
+      inputs: s.inputs,
+      endpoint: endpoints.get(s.id),
+      buffer:
+        b.type === 'memory'
+          ? { type: 'memory', max_events: b.maxEvents, max_bytes: b.maxBytes, when_full: b.whenFull }
+          : { type: 'disk', max_bytes: b.maxSize, when_full: b.whenFull },
+    });
+  }
+  return out;
 }
 
 /**
@@ -246,7 +283,9 @@ function printBanner(
   for (const t of d.transforms) lines.push(`  transform ${t.id} (${t.type})`);
   for (const s of d.sinks) lines.push(`  sink ${s.id} (${s.type})${s.endpoint ? `: writing to ${s.endpoint}` : ''}`);
   lines.push(`  data_dir ${topology.current.dataDir}`);
-  lines.push(apiUrl ? `  api ${apiUrl} (/health, /metrics)${apiAuth ? `, ${apiAuth} auth` : ''}` : '  api disabled');
+  lines.push(
+    apiUrl ? `  api ${apiUrl} (dashboard, /health, /metrics)${apiAuth ? `, ${apiAuth} auth` : ''}` : '  api disabled',
+  );
   lines.push('Send SIGTERM or press Ctrl-C to stop (sinks drain first); SIGHUP reloads the configuration.');
   process.stderr.write(`${lines.join('\n')}\n`);
 }

@@ -47,6 +47,7 @@ interface CliOptions {
   expect?: number;
   seed?: number;
   json?: boolean;
+  html?: string;
 }
 
 /** `fluxo simulate`: plays web servers shipping access logs to a running Fluxo, then checks what arrived. */
@@ -103,6 +104,12 @@ export function registerSimulateCommand(program: Command): void {
       new Option('--seed <n>', 'seed of the access-log generator (same seed, same lines)').argParser(positiveInt),
     )
     .addOption(new Option('--json', 'print the report as one JSON object'))
+    .addOption(
+      new Option(
+        '--html <file>',
+        'also write the report as an HTML page: send rate and latency over time, latency histogram, verdict',
+      ),
+    )
     .addHelpText(
       'after',
       `
@@ -121,7 +128,8 @@ Examples:
   fluxo simulate --target 127.0.0.1:5514 --protocol syslog --transport udp --rate 1000 --verify data/master
   fluxo simulate --target 127.0.0.1:6514 --protocol syslog --tls --tls-ca ca.crt
   fluxo simulate --target 127.0.0.1:8080 --protocol http --gzip --servers 300 --rate 10000 --duration 60s
-  fluxo simulate --verify data/master --run-id 3f9a1c2e --expect 600000`,
+  fluxo simulate --verify data/master --run-id 3f9a1c2e --expect 600000
+  fluxo simulate --target 127.0.0.1:8080 --protocol http --duration 30s --html report.html`,
     )
     .action(async (opts: CliOptions) => {
       if (opts.target === undefined && opts.verify === undefined) {
@@ -158,6 +166,7 @@ Examples:
             expect: opts.expect,
             seed: opts.seed,
             json: opts.json === true,
+            htmlFile: opts.html,
           },
           {
             out: (text) => process.stdout.write(text),

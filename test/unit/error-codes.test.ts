@@ -26,7 +26,14 @@ function codeLiterals(file: SourceFile): CodeUse[] {
   const source = ts.createSourceFile(file.path, file.text, ts.ScriptTarget.Latest, true, ts.ScriptKind.TS);
   const uses: CodeUse[] = [];
   const visit = (node: ts.Node): void => {
-    if ((ts.isStringLiteral(node) || ts.isNoSubstitutionTemplateLiteral(node)) && CODE.test(node.text)) {
+    // An environment variable named for commander (`.env('FLUXO_API_TOKEN')`) is not an error code.
+    const parent = node.parent;
+    const envName =
+      parent !== undefined &&
+      ts.isCallExpression(parent) &&
+      ts.isPropertyAccessExpression(parent.expression) &&
+      parent.expression.name.text === 'env';
+    if ((ts.isStringLiteral(node) || ts.isNoSubstitutionTemplateLiteral(node)) && CODE.test(node.text) && !envName) {
       const line = source.getLineAndCharacterOfPosition(node.getStart(source)).line + 1;
       uses.push({ code: node.text, where: `${file.path}:${line}` });
     }
@@ -89,6 +96,7 @@ describe('error codes', () => {
           "throw new FluxoError('FLUXO_MADE_UP', 'no such code');",
           'const known = `FLUXO_KNOWN`;',
           "const env = process.env.FLUXO_NOT_A_LITERAL ?? 'uses ${FLUXO_INSIDE_TEXT}';",
+          "program.addOption(new Option('--token <t>').env('FLUXO_AN_ENV_VAR'));",
         ].join('\n'),
       },
     ];

@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { AccessLogGenerator } from '../../codecs/access-log.ts';
 import { FluxoError } from '../../core/errors.ts';
+import { renderHtmlReport } from './html-report.ts';
 import { type LineBatch, type Sender, type SenderTls, type SimulatedServer, TICK_MS } from './sender.ts';
 import { type Protocol, SENDERS, unsupportedCombination } from './senders/index.ts';
 import { type LatencyHistogram, SimulationCounters } from './stats.ts';
@@ -31,6 +32,8 @@ export interface SimulateOptions {
   expect?: number;
   seed?: number;
   json: boolean;
+  /** Also write the report as an HTML page with charts to this file. */
+  htmlFile?: string;
 }
 
 export interface Output {
@@ -58,9 +61,11 @@ export async function simulate(options: SimulateOptions, output: Output): Promis
   let report: Record<string, unknown> = { run_id: runId };
   let exitCode = 0;
   let expected = options.expect;
+  let counters: SimulationCounters | undefined;
   if (options.target !== undefined) {
     const sent = await play(options, runId, output);
     report = sent.report;
+    counters = sent.counters;
     expected = sent.counters.generated;
     // Lines never handed to the target, or never acknowledged by it, are lines a real shipper would still hold.
     if (sent.unacknowledged > 0 || sent.counters.sentLines < sent.counters.generated) exitCode = 1;
@@ -70,7 +75,17 @@ export async function simulate(options: SimulateOptions, output: Output): Promis
     report.verify = verify;
     if (verify.missing > 0) exitCode = 1;
   }
-  output.out(options.json ? `${JSON.stringify(report)}\n` : formatReport(report, options));
+  const text = formatReport(report, options);
+  output.out(options.json ? `${JSON.stringify(report)}\n` : text);
+  if (options.htmlFile !== undefined) {
+    try {
+      writeFileSync(options.htmlFile, renderHtmlReport({ report, text, counters }));
+      output.err(`simulate: HTML report written to ${options.htmlFile}\n`);
+    } catch (error) {
+      output.err(`simulate: cannot write the HTML report ${options.htmlFile}: ${(error as Error).message}\n`);
+      exitCode = exitCode || 2;
+    }
+  }
   return exitCode;
 }
 

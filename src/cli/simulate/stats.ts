@@ -25,6 +25,23 @@ export class LatencyHistogram {
     return this.total;
   }
 
+  /** Adds `other`'s samples to this one. */
+  merge(other: LatencyHistogram): void {
+    for (let b = 0; b < BUCKETS; b++) this.counts[b]! += other.counts[b]!;
+    this.total += other.total;
+    if (other.max > this.max) this.max = other.max;
+  }
+
+  /** The non-empty buckets, in order: upper bound in milliseconds and count. */
+  buckets(): { upperMs: number; count: number }[] {
+    const out: { upperMs: number; count: number }[] = [];
+    for (let b = 0; b < BUCKETS; b++) {
+      if (this.counts[b]! > 0)
+        out.push({ upperMs: 2 ** ((b + 1) / BUCKETS_PER_OCTAVE) / 1000, count: this.counts[b]! });
+    }
+    return out;
+  }
+
   /** The `p`-th percentile (0–100) in milliseconds, or undefined without samples. */
   percentile(p: number): number | undefined {
     if (this.total === 0) return undefined;
@@ -52,6 +69,64 @@ export interface SimulationStats {
   error(reason: string): void;
 }
 
+/** One interval of the timeline: what happened between `startMs` and the next interval's start. */
+export interface TimelineInterval {
+  startMs: number;
+  sent: number;
+  acknowledged: number;
+  errors: number;
+  sendLatency: LatencyHistogram;
+  ackLatency: LatencyHistogram;
+}
+
+/** Most intervals the timeline keeps: past it, neighbours merge and the interval doubles (memory stays bounded). */
+const TIMELINE_MAX_INTERVALS = 240;
+
+/** Counters and latencies per interval of the run (1 s at first), for the HTML report's charts. */
+export class Timeline {
+  intervalMs = 1000;
+  readonly intervals: TimelineInterval[] = [];
+
+  constructor(readonly startMs: number = Date.now()) {}
+
+  at(now: number): TimelineInterval {
+    let i = Math.max(0, Math.floor((now - this.startMs) / this.intervalMs));
+    while (i >= TIMELINE_MAX_INTERVALS) {
+      this.coarsen();
+      i = Math.max(0, Math.floor((now - this.startMs) / this.intervalMs));
+    }
+    while (this.intervals.length <= i) {
+      this.intervals.push({
+        startMs: this.startMs + this.intervals.length * this.intervalMs,
+        sent: 0,
+        acknowledged: 0,
+        errors: 0,
+        sendLatency: new LatencyHistogram(),
+        ackLatency: new LatencyHistogram(),
+      });
+    }
+    return this.intervals[i]!;
+  }
+
+  private coarsen(): void {
+    const merged: TimelineInterval[] = [];
+    for (let i = 0; i < this.intervals.length; i += 2) {
+      const a = this.intervals[i]!;
+      const b = this.intervals[i + 1];
+      if (b) {
+        a.sent += b.sent;
+        a.acknowledged += b.acknowledged;
+        a.errors += b.errors;
+        a.sendLatency.merge(b.sendLatency);
+        a.ackLatency.merge(b.ackLatency);
+      }
+      merged.push(a);
+    }
+    this.intervals.splice(0, this.intervals.length, ...merged);
+    this.intervalMs *= 2;
+  }
+}
+
 export class SimulationCounters implements SimulationStats {
   generated = 0;
   sentLines = 0;
@@ -62,18 +137,29 @@ export class SimulationCounters implements SimulationStats {
   readonly sendLatency = new LatencyHistogram();
   /** From the first send to the acknowledgement, for protocols that have one. */
   readonly ackLatency = new LatencyHistogram();
+  /** The same, per second of the run. */
+  readonly timeline = new Timeline();
 
   sent(n: number, sinceMs: number): void {
+    const now = Date.now();
     this.sentLines += n;
-    this.sendLatency.record(Date.now() - sinceMs, n);
+    this.sendLatency.record(now - sinceMs, n);
+    const i = this.timeline.at(now);
+    i.sent += n;
+    i.sendLatency.record(now - sinceMs, n);
   }
 
   acknowledged(n: number, sinceMs: number): void {
+    const now = Date.now();
     this.acknowledgedLines += n;
-    this.ackLatency.record(Date.now() - sinceMs, n);
+    this.ackLatency.record(now - sinceMs, n);
+    const i = this.timeline.at(now);
+    i.acknowledged += n;
+    i.ackLatency.record(now - sinceMs, n);
   }
 
   error(reason: string): void {
+    this.timeline.at(Date.now()).errors++;
     this.errors++;
     this.errorReasons.set(reason, (this.errorReasons.get(reason) ?? 0) + 1);
   }

@@ -1,6 +1,6 @@
-import type { Batch } from '../ack.ts';
+import type { Acknowledgement, Batch } from '../ack.ts';
 import type { Sink, Source, Transform } from '../component.ts';
-import type { ComponentMetrics } from '../metrics.ts';
+import type { ComponentMetrics, LocalCounter } from '../metrics.ts';
 import type { ComponentSpec, SinkSpec, TransformSpec } from '../pipeline-config.ts';
 import type { SinkBuffer } from '../sink/buffer.ts';
 import type { SinkRunner } from '../sink/runner.ts';
@@ -79,10 +79,23 @@ export class SinkNode implements Consumer {
 
 export class SourceNode {
   stopped = false;
+  /** Batches emitted and not yet settled by every sink, for the age of the oldest (the dashboard, `fluxo top`). */
+  readonly unsettled = new Set<Acknowledgement>();
+  readonly acknowledgedEvents: LocalCounter;
+  readonly failedEvents: LocalCounter;
   constructor(
     readonly spec: ComponentSpec,
     readonly source: Source,
     readonly outlet: Outlet,
     readonly metrics: ComponentMetrics,
-  ) {}
+  ) {
+    this.acknowledgedEvents = metrics.counter(
+      'fluxo_source_acknowledged_events_total',
+      'Events whose batch every sink settled (delivered, durably buffered or dead-lettered): acknowledged upstream.',
+    );
+    this.failedEvents = metrics.counter(
+      'fluxo_source_unacknowledged_events_total',
+      'Events whose batch settled as failed (shutdown, reload): not acknowledged, the sender or checkpoint keeps them.',
+    );
+  }
 }

@@ -200,6 +200,17 @@ export class Topology {
     return Promise.all(finished).then(() => undefined);
   }
 
+  /** Per source, when the oldest batch not yet settled by every sink was received (epoch ms); absent: none. */
+  oldestUnsettled(): Map<string, number> {
+    const out = new Map<string, number>();
+    for (const [id, n] of this.sources) {
+      let oldest = Number.POSITIVE_INFINITY;
+      for (const a of n.unsettled) if (a.receivedAt < oldest) oldest = a.receivedAt;
+      if (oldest !== Number.POSITIVE_INFINITY) out.set(id, oldest);
+    }
+    return out;
+  }
+
   metricsText(): Promise<string> {
     return this.metrics.registry.metrics();
   }
@@ -253,10 +264,14 @@ export class Topology {
     metrics.sentEvents.inc(events.length);
     metrics.pendingAcks.inc();
     const onSettled = options?.onSettled;
-    const ack = new Acknowledgement((status) => {
+    const count = events.length;
+    const ack: Acknowledgement = new Acknowledgement((status) => {
       metrics.pendingAcks.dec();
+      node.unsettled.delete(ack);
+      (status === 'delivered' ? node.acknowledgedEvents : node.failedEvents).inc(count);
       onSettled?.(status);
     }, options?.receivedAt);
+    node.unsettled.add(ack);
     return node.outlet.send({ events, ack, bytes }) ?? RESOLVED;
   }
 
