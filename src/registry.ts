@@ -3,13 +3,14 @@ import { createRegistry } from './core/pipeline-config.ts';
 import { blackholeSink } from './sinks/blackhole.ts';
 import { clickhouseSink } from './sinks/clickhouse.ts';
 import { consoleSink } from './sinks/console.ts';
-import { fileSink } from './sinks/file.ts';
+import { fileSink, fileSinkOptions, fileSinkOptionsShape, stagedFileSink } from './sinks/file.ts';
 import { forwardSink } from './sinks/forward.ts';
 import { httpSink } from './sinks/http.ts';
 import { kafkaSink } from './sinks/kafka.ts';
 import { natsSink } from './sinks/nats.ts';
 import { postgresSink } from './sinks/postgres.ts';
 import { redisSink } from './sinks/redis.ts';
+import { s3Sink } from './sinks/s3.ts';
 import { fileSource } from './sources/file.ts';
 import { forwardSource } from './sources/forward.ts';
 import { generatorSource } from './sources/generator.ts';
@@ -60,6 +61,8 @@ export const registry = createRegistry(
     natsSink,
     postgresSink,
     redisSink,
+    // The file sink's staging with an S3 committer (components never import each other).
+    s3Sink({ shape: fileSinkOptionsShape, schema: fileSinkOptions, build: stagedFileSink }),
   ],
   buffers,
 );

@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { constants } from 'node:fs';
 import { access, mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
 import { z } from 'zod';
 import { PathTemplate, templateString } from '../codecs/path-template.ts';
 import { type ComponentContext, defineSink, type Sink } from '../core/component.ts';
@@ -17,20 +18,60 @@ import {
   type SinkRequest,
 } from '../core/sink/index.ts';
 import { duration, size } from '../core/units.ts';
-import { OpenFile, type OpenFileOptions, ownerToken } from './file/open-file.ts';
+import { type Committer, LocalCommitter } from './file/commit.ts';
+import { OpenFile, type OpenFileOptions, ownerToken, type StagedFile } from './file/open-file.ts';
+import {
+  type ColumnSpec,
+  declaredColumns,
+  schemaModeOption,
+  schemaOption,
+  strictMisfit,
+} from './file/parquet-schema.ts';
+import type { ParquetFileOptions } from './file/parquet-writer.ts';
 import { type RecoveryReport, recoverInProgressFiles } from './file/recovery.ts';
+import { Sealer } from './file/sealer.ts';
 
-const fileSinkOptions = z.object({
+const FILE_ENCODINGS = ['ndjson', 'text', 'parquet'] as const;
+
+/** The options of the file sink; the s3 sink builds on the same (its `path` is the object key template). */
+export const fileSinkOptionsShape = {
   path: templateString().describe(
     'Where events go: a template with strftime fields from the event `timestamp` (%Y %m %d %H %M %S %j %F %T %s %y %%) ' +
       'and event fields (`{{ host }}`, `{{ kubernetes.pod }}`; `/`, `..` and NUL in values become `_`). Each file gets ' +
-      'a unique `-<UTC time>-<random>` suffix before its extensions: `part.ndjson.gz` → `part-20261124T074501Z-1a2b3c4d.ndjson.gz`.',
+      'a unique `-<UTC time>-<random>` suffix before its extensions: `part.ndjson.gz` → `part-20261124T074501Z-1a2b3c4d.ndjson.gz`; ' +
+      'a sealed Parquet file adds its record range: `part-20261124T074501Z-1a2b3c4d-1-48211.parquet`.',
   ),
   ...encodingOptions(['ndjson', 'text'], { codec: 'ndjson', aliases: { json: 'ndjson' } }),
+  encoding: z
+    .enum([...FILE_ENCODINGS, 'json'])
+    .transform((value) => (value === 'json' ? 'ndjson' : value) as (typeof FILE_ENCODINGS)[number])
+    .default('ndjson')
+    .describe(
+      '`ndjson`, one JSON object per line; `text`, the `text_field` of each event (`message` by default), one per ' +
+        "line; `parquet`, columnar files (events are staged as NDJSON, fsync'd before the acknowledgement, and each " +
+        'staging file is sealed into one Parquet file when it rolls). `json` is the old spelling of `ndjson`.',
+    ) as unknown as z.ZodDefault<z.ZodType<(typeof FILE_ENCODINGS)[number], string | undefined>>,
   compression: z
-    .enum(['none', 'gzip', 'auto'])
+    .enum(['none', 'gzip', 'auto', 'zstd', 'snappy'])
     .default('auto')
-    .describe('`gzip`, `none`, or `auto`: gzip when the path ends in `.gz`.'),
+    .describe(
+      'NDJSON/text: `gzip`, `none`, or `auto` (gzip when the path ends in `.gz`). Parquet: the page compression, ' +
+        '`zstd` (`auto`), `snappy`, `gzip` or `none`.',
+    ),
+  schema: schemaOption,
+  schema_mode: schemaModeOption,
+  row_group_size: size()
+    .optional()
+    .describe(
+      'With `encoding: parquet`: staged (NDJSON) bytes per row group, default 32MiB; a seal holds one row group ' +
+        'in memory at a time.',
+    ),
+  row_group_max_rows: z
+    .number()
+    .int()
+    .positive()
+    .optional()
+    .describe('With `encoding: parquet`: most rows in one row group, whatever their size; default 1,000,000.'),
   timezone: z.enum(['utc', 'local']).default('utc').describe('Time zone of the strftime fields in `path`.'),
   max_file_size: size()
     .default(128 * 1024 * 1024)
@@ -53,15 +94,50 @@ const fileSinkOptions = z.object({
     .describe(
       'fdatasync each write before acknowledging it. `false` is for benchmarks only: a crash can lose acknowledged events.',
     ),
+};
+
+const fileSinkOptions = z.object(fileSinkOptionsShape).superRefine((options, ctx) => {
+  if (options.encoding !== 'parquet' && (options.compression === 'zstd' || options.compression === 'snappy')) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['compression'],
+      message: `compression ${options.compression} is for encoding: parquet; NDJSON/text files take gzip, none or auto`,
+    });
+  }
+  if (options.encoding === 'parquet' && (options.schema_mode ?? 'infer') !== 'infer' && options.schema === undefined) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['schema_mode'],
+      message: `schema_mode: ${options.schema_mode} needs a schema (field → type)`,
+    });
+  }
 });
 
 export type FileSinkOptions = z.infer<typeof fileSinkOptions>;
 
 export type CloseReason = 'max_file_size' | 'max_file_age' | 'idle_timeout' | 'max_open_files' | 'stop';
 export interface FileClosed {
+  /** Where the file became visible (with the local committer, a local path; otherwise its name). */
   path: string;
   reason: CloseReason;
+  /** Bytes of the staging file. */
   bytes: number;
+  /** Its name relative to the committer's root, and the size and events of the sealed file. */
+  name?: string;
+  sealedBytes?: number;
+  events?: number;
+}
+
+/**
+ * How another sink reuses the file sink's staging: `root` is the local directory the staging files go under
+ * (the rendered `path` is relative to it) and `committer` makes each sealed file durable at the destination.
+ * The plain file sink has root '' and the LocalCommitter.
+ */
+export interface StagingSeam {
+  readonly root: string;
+  readonly committer: Committer;
+  /** Metric names start with this (`fluxo_<prefix>_files_opened_total`); `file_sink` by default. */
+  readonly metricPrefix?: string;
 }
 
 /** The events of one write going to one file: their positions in the write. */
@@ -77,6 +153,12 @@ type Group = number[];
 export class FileSink extends EventEmitter<{ 'file-closed': [FileClosed] }> implements Sink {
   private readonly template: PathTemplate;
   private readonly fileOptions: OpenFileOptions;
+  private readonly root: string;
+  private readonly sealer: Sealer;
+  /** strict mode: the columns an event must fit, checked in send(). */
+  private readonly strictColumns: ReadonlyMap<string, ColumnSpec> | undefined;
+  /** Aborted by stop() once everything is closed, for a commit still retrying. */
+  private readonly abort = new AbortController();
   /** Open files by rendered path, least recently written first. */
   private readonly files = new Map<string, OpenFile>();
   private readonly opening = new Map<string, Promise<OpenFile>>();
@@ -98,12 +180,39 @@ export class FileSink extends EventEmitter<{ 'file-closed': [FileClosed] }> impl
   constructor(
     private readonly options: FileSinkOptions,
     private readonly context: ComponentContext,
+    seam?: StagingSeam,
   ) {
     super();
-    this.encoding = encodingOf(options);
+    const parquet = options.encoding === 'parquet';
+    // Parquet stages NDJSON: the kit encodes each write once into the lines appended to the staging file.
+    this.encoding = parquet
+      ? { codec: 'ndjson' }
+      : encodingOf(options as FileSinkOptions & { encoding: 'ndjson' | 'text' });
     this.template = new PathTemplate(options.path, { timezone: options.timezone });
-    const gzip = options.compression === 'gzip' || (options.compression === 'auto' && options.path.endsWith('.gz'));
+    this.root = seam?.root ?? '';
+    const gzip =
+      !parquet && (options.compression === 'gzip' || (options.compression === 'auto' && options.path.endsWith('.gz')));
     this.fileOptions = { gzip, sync: options.sync, owner: ownerToken(context.dataDir, context.id) };
+    let parquetOptions: ParquetFileOptions | undefined;
+    if (parquet) {
+      const columns = declaredColumns(options.schema, pathFields(options.path));
+      parquetOptions = {
+        columns,
+        mode: options.schema_mode ?? 'infer',
+        compression: options.compression === 'auto' ? 'zstd' : options.compression,
+        rowGroupBytes: options.row_group_size ?? 32 * 1024 * 1024,
+        rowGroupMaxRows: options.row_group_max_rows ?? 1_000_000,
+      };
+      if (options.schema_mode === 'strict') this.strictColumns = new Map(columns.map((c) => [c.name, c]));
+    }
+    this.sealer = new Sealer({
+      root: this.root,
+      committer: seam?.committer ?? new LocalCommitter(this.root),
+      parquet: parquetOptions,
+      gzip,
+      format: options.encoding,
+      owner: this.fileOptions.owner,
+    });
     this.slots = new Semaphore(options.max_open_files);
     const limits = [options.max_file_age, options.idle_timeout].filter((ms) => ms > 0);
     this.sweepEveryMs =
@@ -112,13 +221,14 @@ export class FileSink extends EventEmitter<{ 'file-closed': [FileClosed] }> impl
     // hour at least) untouched means its writer is gone. Without either limit a live file may sit untouched.
     this.staleForeignMs = limits.length > 0 ? Math.max(3 * Math.max(...limits), 3_600_000) : Number.POSITIVE_INFINITY;
     const m = context.metrics;
-    this.opened = m.counter('fluxo_file_sink_files_opened_total', 'Files the file sink started writing.');
-    this.closed = m.counter('fluxo_file_sink_files_closed_total', 'Files the file sink finished and made visible.');
+    const prefix = `fluxo_${seam?.metricPrefix ?? 'file_sink'}`;
+    this.opened = m.counter(`${prefix}_files_opened_total`, 'Files the file sink started writing.');
+    this.closed = m.counter(`${prefix}_files_closed_total`, 'Files the file sink finished and made visible.');
     this.recovered = m.counter(
-      'fluxo_file_sink_files_recovered_total',
+      `${prefix}_files_recovered_total`,
       'In-progress files of a crashed run the file sink finalized at start.',
     );
-    this.openFiles = m.gauge('fluxo_file_sink_open_files', 'Files the file sink has open.');
+    this.openFiles = m.gauge(`${prefix}_open_files`, 'Files the file sink has open.');
   }
 
   /** Finalizes the in-progress files a crash (kill -9, power loss) left: they hold acknowledged events. */
@@ -139,7 +249,7 @@ export class FileSink extends EventEmitter<{ 'file-closed': [FileClosed] }> impl
 
   /** The directory the partitions go under can be created and written to. */
   async healthcheck(): Promise<void> {
-    const dir = this.template.staticDir;
+    const dir = this.staticDir;
     await mkdir(dir, { recursive: true });
     await access(dir, constants.W_OK);
   }
@@ -161,9 +271,13 @@ export class FileSink extends EventEmitter<{ 'file-closed': [FileClosed] }> impl
     this.sweeper = undefined;
     for (const [path, file] of this.files) this.retire(path, file, 'stop');
     while (this.closing.size > 0) await Promise.all([...this.closing]);
-    if (this.closeFailures === 0) return;
+    if (this.closeFailures === 0) {
+      this.abort.abort();
+      return;
+    }
     // A file that failed to close still holds its acknowledged events; finalize it the way a restart would.
     const report = await this.recover();
+    this.abort.abort();
     if (report.failed > 0) {
       throw new FluxoError(
         'FLUXO_FILE_SINK_CLOSE_FAILED',
@@ -174,10 +288,11 @@ export class FileSink extends EventEmitter<{ 'file-closed': [FileClosed] }> impl
 
   private async recover(): Promise<RecoveryReport> {
     const report = await recoverInProgressFiles({
-      root: this.template.staticDir,
+      root: this.staticDir,
       depth: this.template.depth,
       owner: this.fileOptions.owner,
       staleForeignMs: this.staleForeignMs,
+      finish: (staged) => this.finish(staged, 'recovered'),
       logger: this.context.logger,
       now: Date.now(),
     });
@@ -185,16 +300,48 @@ export class FileSink extends EventEmitter<{ 'file-closed': [FileClosed] }> impl
     return report;
   }
 
+  private get staticDir(): string {
+    return this.root === '' ? this.template.staticDir : join(this.root, this.template.staticDir);
+  }
+
+  /** Seals a staging file and commits it; returns where it became visible. */
+  private async finish(staged: StagedFile, reason: CloseReason | 'recovered'): Promise<string | undefined> {
+    const sealed = await this.sealer.finish(staged, this.abort.signal);
+    if (sealed === undefined) return undefined;
+    const path = this.sealer.visiblePath(sealed);
+    if (reason !== 'recovered') {
+      this.emit('file-closed', {
+        path,
+        reason,
+        bytes: staged.bytes,
+        name: sealed.name,
+        sealedBytes: sealed.bytes,
+        events: sealed.events,
+      });
+    }
+    return path;
+  }
+
   private async writeEvents(events: readonly Event[], lines: EncodedLines): Promise<SendResult | undefined> {
     if (this.stopped) throw new FluxoError('FLUXO_SINK_STOPPED', `file sink ${this.context.id} is stopped`);
     const now = Date.now();
     const groups = new Map<string, Group>();
     const unplaceable: number[] = [];
+    const misfits: { index: number; reason: string }[] = [];
     let missingField: string | undefined;
     let lastPath: string | undefined;
     let lastGroup: Group | undefined;
+    const strict = this.strictColumns;
     for (let i = 0; i < events.length; i++) {
-      const path = this.template.render(events[i]!, now);
+      if (strict !== undefined) {
+        const misfit = strictMisfit(events[i]!, strict);
+        if (misfit !== undefined) {
+          misfits.push({ index: i, reason: `file sink: ${misfit}` });
+          continue;
+        }
+      }
+      const rendered = this.template.render(events[i]!, now);
+      const path = rendered === undefined || this.root === '' ? rendered : join(this.root, rendered);
       if (path === undefined) {
         unplaceable.push(i);
         missingField ??= this.template.missingField;
@@ -211,10 +358,12 @@ export class FileSink extends EventEmitter<{ 'file-closed': [FileClosed] }> impl
       }
       lastGroup.push(i);
     }
-    const all = groups.size === 1 && unplaceable.length === 0;
+    const all = groups.size === 1 && unplaceable.length === 0 && misfits.length === 0;
     const entries = [...groups];
     const results = await Promise.allSettled(
-      entries.map(([path, group]) => this.appendGroup(path, all ? lines.bytes : pickLines(lines, group).bytes)),
+      entries.map(([path, group]) =>
+        this.appendGroup(path, all ? lines.bytes : pickLines(lines, group).bytes, group.length),
+      ),
     );
     let failure: unknown;
     const retry: number[] = [];
@@ -225,21 +374,21 @@ export class FileSink extends EventEmitter<{ 'file-closed': [FileClosed] }> impl
         retry.push(...entries[g]![1]);
       }
     }
-    if (unplaceable.length === 0 && retry.length === 0) return undefined;
-    if (unplaceable.length === 0 && retry.length === events.length) throw failure;
+    if (unplaceable.length === 0 && misfits.length === 0 && retry.length === 0) return undefined;
+    if (unplaceable.length === 0 && misfits.length === 0 && retry.length === events.length) throw failure;
     const reason =
       `file sink: ${unplaceable.length} event(s) lack path field {{ ${missingField} }} ` +
       '(missing, null, empty or not a string/number/boolean)';
     retry.sort((a, b) => a - b);
     return {
-      rejected: unplaceable.map((index) => ({ index, reason })),
+      rejected: [...misfits, ...unplaceable.map((index) => ({ index, reason }))],
       retry,
       error: failure,
     };
   }
 
   /** Appends one group's lines to its file, with one fdatasync. */
-  private async appendGroup(path: string, data: Buffer): Promise<void> {
+  private async appendGroup(path: string, data: Buffer, events: number): Promise<void> {
     if (data.length === 0) return;
     await this.slots.acquire();
     try {
@@ -251,7 +400,7 @@ export class FileSink extends EventEmitter<{ 'file-closed': [FileClosed] }> impl
         }
         const appended = await file.exclusive(async () => {
           if (file.closed) return false;
-          await file.append(data, Date.now());
+          await file.append(data, Date.now(), events);
           return true;
         });
         // A timer or the open-files limit closed it just before: the events go to a new file.
@@ -310,13 +459,12 @@ export class FileSink extends EventEmitter<{ 'file-closed': [FileClosed] }> impl
     if (this.files.get(path) === file) this.files.delete(path);
     this.openFiles.set(this.files.size);
     const closing = file
-      .exclusive(() => file.close())
+      .exclusive(() => file.close((staged) => this.finish(staged, reason)))
       .then(
         (finalPath) => {
           if (finalPath === undefined) return;
           this.closed.inc();
           this.context.logger.debug({ file: finalPath, reason, bytes: file.committed }, 'file sink: file closed');
-          this.emit('file-closed', { path: finalPath, reason, bytes: file.committed });
         },
         (error) => {
           this.closeFailures++;
@@ -333,16 +481,43 @@ export const fileSink = defineSink({
   kind: 'sink',
   type: 'file',
   description:
-    'Writes events to partitioned NDJSON or text files (gzip optional); files appear complete, by rename, when they roll.',
+    'Writes events to partitioned NDJSON, text or Parquet files (the master dataset); files appear complete, ' +
+    "by rename, when they roll. Parquet is staged as NDJSON (fsync'd before the ack) and sealed when a file rolls.",
   options: fileSinkOptions,
   example: `sinks:
   master:                       # batch layer: immutable, partitioned, readable by Spark/Hive/DuckDB
     type: file
     inputs: [web_syslog, app_files]
-    path: "data/master/dt=%Y-%m-%d/hour=%H/part.ndjson.gz"
+    path: "data/master/dt=%Y-%m-%d/hour=%H/part.parquet"
+    encoding: parquet             # or ndjson with path …/part.ndjson.gz
+    compression: zstd
+    schema:
+      status: int64
+      bytes: int64
+      timestamp: { type: timestamp, unit: ms }
+    schema_mode: relaxed          # fields not in the schema go to the _extra JSON column
     max_file_size: 128MiB
     idle_timeout: 30s`,
   defaultBatchTimeoutMs: 50,
   describeEndpoint: (options) => options.path,
   build: (options, context) => new FileSink(options, context),
 });
+
+/** The top-level `{{ field }}`s of a path template: always columns, so a partition's value is in its files too. */
+function pathFields(path: string): string[] {
+  const names: string[] = [];
+  for (const m of path.matchAll(/\{\{\s*([^}\s]+)\s*\}\}/g)) {
+    if (!m[1]!.includes('.') && !names.includes(m[1]!)) names.push(m[1]!);
+  }
+  return names;
+}
+
+/**
+ * The file sink's staging, seal and recovery with another destination: the s3 sink is this with its staging
+ * under data_dir and an S3 committer. `options` are parsed file sink options (`path` relative to `root`).
+ */
+export function stagedFileSink(options: FileSinkOptions, context: ComponentContext, seam: StagingSeam): FileSink {
+  return new FileSink(options, context, seam);
+}
+
+export { fileSinkOptions };

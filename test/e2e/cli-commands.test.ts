@@ -8,6 +8,7 @@ import { describe, it } from 'node:test';
 import { renderComponentsDoc } from '../../src/config/docs.ts';
 import { registry } from '../../src/registry.ts';
 import { tempDir } from '../helpers/context.ts';
+import { duckQuery, sqlString } from '../helpers/duckdb.ts';
 import { FluxoProcess, readNdjsonDir } from '../helpers/fluxo-process.ts';
 import { sendNumberedLines } from '../helpers/tcp-senders.ts';
 
@@ -147,7 +148,7 @@ describe('fluxo CLI', () => {
     t.after(() => p.stop('SIGKILL'));
     const syslogPort = await p.port('syslog_tcp');
     for (const id of ['syslog_udp', 'web_http', 'agents', 'otel']) await p.port(id);
-    assert.match(p.stderr, /sink master \(file\): writing to .*\/master\/dt=%Y-%m-%d\/hour=%H\/part\.ndjson/);
+    assert.match(p.stderr, /sink master \(file\): writing to .*\/master\/dt=%Y-%m-%d\/hour=%H\/part\.parquet/);
     await sendNumberedLines(syslogPort, {
       connections: 1,
       total: 1,
@@ -181,9 +182,14 @@ describe('fluxo CLI', () => {
     const [dead, ...moreDead] = readNdjsonDir(join(dir, 'data', 'dead_letter'));
     assert.deepEqual(moreDead, []);
     assert.equal((dead!._dead_letter as { component_id: string }).component_id, 'syslog_tcp');
-    const [event] = readNdjsonDir(join(dir, 'data', 'master'));
+    // The master dataset is Parquet, sealed at the stop: read back as a user would, with DuckDB.
+    const rows = await duckQuery(
+      `SELECT client, status, path, source_type, dt FROM read_parquet(${sqlString(`${join(dir, 'data', 'master')}/**/*.parquet`)}, hive_partitioning = true)`,
+    );
+    assert.equal(rows.length, 1, JSON.stringify(rows));
+    const [event] = rows;
     assert.equal(event!.client, '203.0.113.9');
-    assert.equal(event!.status, 200);
+    assert.equal(Number(event!.status), 200);
     assert.equal(event!.path, '/cart');
     assert.equal(event!.source_type, 'syslog');
     assert.match(p.stderr, /stopped/);

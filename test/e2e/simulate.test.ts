@@ -71,6 +71,8 @@ describe('fluxo simulate → fluxo run with the default fluxo.yaml', { timeout: 
         FLUXO_HTTP_ADDRESS: free,
         FLUXO_FORWARD_ADDRESS: free,
         FLUXO_OTLP_ADDRESS: free,
+        // --verify reads NDJSON: the master dataset one option away from the default Parquet.
+        FLUXO_MASTER_FORMAT: 'ndjson',
       },
     });
     t.after(() => fluxo.stop('SIGKILL'));

@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { type FileHandle, mkdir, open, rename, unlink } from 'node:fs/promises';
+import { type FileHandle, mkdir, open, unlink } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { insertUniqueSuffix } from '../../codecs/path-template.ts';
@@ -8,9 +8,10 @@ import { syncDirectory } from '../../core/fs.ts';
 import { GzipMemberWriter } from './gzip-member.ts';
 
 /*
- * A file is written as `<dir>/.<final name>.<owner>.inprogress` and renamed to `<dir>/<final name>` when
- * closed. The final name is chosen when the file opens, so recovering a temp file always produces the same
- * final name: a recovery interrupted after its rename and redone replaces that file, never duplicates it.
+ * A file is written as `<dir>/.<final name>.<owner>.inprogress` (the staging file) and, when closed, sealed and
+ * committed by a Finisher: NDJSON is renamed to `<dir>/<final name>`, Parquet is written as a file named from
+ * it. The final name is chosen when the file opens, so recovering a temp file always produces the same
+ * final name: a recovery interrupted after its commit and redone replaces that file, never duplicates it.
  * `owner` tells which sink instance (host, data_dir, id) a temp file belongs to, so a start-up scan never
  * finalizes a file another live process is still writing into the same directory.
  */
@@ -52,6 +53,22 @@ async function makeDir(dir: string): Promise<void> {
   }
 }
 
+/** A staging file closed and fsync'd, to be sealed and committed under (a name derived from) `finalPath`. */
+export interface StagedFile {
+  readonly path: string;
+  readonly finalPath: string;
+  /** Bytes on disk. */
+  readonly bytes: number;
+  /** Events appended (lines, for NDJSON); undefined when not known (recovery counts them itself). */
+  readonly events?: number;
+}
+
+/**
+ * Seals a staged file and commits the result; returns where it became visible (or undefined when nothing
+ * was kept). It must leave the staging file in place on failure, and remove it once committed.
+ */
+export type Finisher = (staged: StagedFile) => Promise<string | undefined>;
+
 export interface OpenFileOptions {
   gzip: boolean;
   /** fdatasync after each write (group commit); off only for benchmarks. */
@@ -67,6 +84,8 @@ export class OpenFile {
   readonly openedAt: number;
   lastWriteAt: number;
   committed = 0;
+  /** Events in the committed bytes. */
+  events = 0;
   closed = false;
   /** Operations queued or running; an idle file (0) is the one to close when too many are open. */
   pending = 0;
@@ -116,13 +135,14 @@ export class OpenFile {
   }
 
   /** Appends one write's bytes and makes them durable; call inside exclusive(). */
-  async append(raw: Buffer, now: number): Promise<void> {
+  async append(raw: Buffer, now: number, events = 0): Promise<void> {
     if (this.broken) await this.repair();
     try {
       const data = this.gzip ? await this.gzip.encode(raw) : raw;
       await writeFully(this.handle, data, this.committed);
       if (this.options.sync) await this.handle.datasync();
       this.committed += data.length;
+      this.events += events;
       this.gzip?.commit();
       this.lastWriteAt = now;
     } catch (error) {
@@ -157,11 +177,12 @@ export class OpenFile {
   }
 
   /**
-   * Ends the file and makes it visible under its final name; returns that name, or undefined when nothing
-   * was ever committed (the temp file is removed). Call inside exclusive(). On failure the temp file stays,
+   * Ends the file and has `finish` seal and commit it (NDJSON: under its final name; Parquet: as a sealed
+   * file named from it); returns where it became visible, or undefined when nothing was ever committed (the
+   * temp file is removed). Call inside exclusive(). On failure the temp file stays,
    * holding every acknowledged byte, for the recovery at the next start.
    */
-  async close(): Promise<string | undefined> {
+  async close(finish: Finisher): Promise<string | undefined> {
     if (this.closed) return undefined;
     this.closed = true;
     try {
@@ -176,12 +197,15 @@ export class OpenFile {
         await writeFully(this.handle, end, this.committed);
         this.committed += end.length;
       }
-      // fsync (not fdatasync): size and data must be on disk before the rename can make the name visible.
+      // fsync (not fdatasync): size and data must be on disk before a commit can make the name visible.
       await this.handle.sync();
       await this.handle.close();
-      await rename(this.tempPath, this.finalPath);
-      await syncDirectory(dirname(this.finalPath));
-      return this.finalPath;
+      return await finish({
+        path: this.tempPath,
+        finalPath: this.finalPath,
+        bytes: this.committed,
+        events: this.events,
+      });
     } catch (error) {
       await this.handle.close().catch(() => {});
       throw new FluxoError(

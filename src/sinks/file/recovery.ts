@@ -4,10 +4,10 @@ import { constants, createGunzip } from 'node:zlib';
 import type { Logger } from 'pino';
 import { syncDirectory } from '../../core/fs.ts';
 import { GzipMemberWriter } from './gzip-member.ts';
-import { liveTempFiles, TEMP_NAME, writeFully } from './open-file.ts';
+import { type Finisher, liveTempFiles, TEMP_NAME, writeFully } from './open-file.ts';
 
-/** What a crashed process left behind: a gzip rewrite interrupted before its rename. */
-const LEFTOVER_NAME = /^\.(.+)\.([0-9a-f]{8})\.recovery$/;
+/** What a crashed process left behind: a gzip rewrite interrupted before its rename, a Parquet seal before its commit. */
+const LEFTOVER_NAME = /^\.(.+)\.([0-9a-f]{8})\.(?:recovery|sealing)$/;
 
 export interface RecoveryOptions {
   /** The template's static directory ('' = the working directory). */
@@ -17,6 +17,8 @@ export interface RecoveryOptions {
   owner: string;
   /** A temp file of another instance untouched this long is adopted: its writer is gone. */
   staleForeignMs: number;
+  /** Seals and commits a recovered staging file (NDJSON: commits it under its final name). */
+  finish: Finisher;
   logger: Logger;
   now: number;
 }
@@ -55,7 +57,7 @@ export async function recoverInProgressFiles(options: RecoveryOptions): Promise<
     const name = path.slice(path.lastIndexOf('/') + 1);
     const leftover = LEFTOVER_NAME.exec(name);
     if (leftover !== null) {
-      if (leftover[2] === owner) await unlink(path).catch(() => {});
+      if (leftover[2] === owner && !liveTempFiles.has(path)) await unlink(path).catch(() => {});
       continue;
     }
     const m = TEMP_NAME.exec(name);
@@ -69,7 +71,7 @@ export async function recoverInProgressFiles(options: RecoveryOptions): Promise<
         }
         logger.warn({ file: path }, 'adopting a stale in-progress file of another fluxo instance');
       }
-      const result = await recoverFile(path, join(dirname(path), m[1]!), m[1]!, owner);
+      const result = await recoverFile(path, join(dirname(path), m[1]!), m[1]!, owner, options.finish);
       if (result.bytes === 0 && result.damaged === undefined) report.empty++;
       else if (result.bytes > 0) report.files++;
       report.bytes += result.bytes;
@@ -114,7 +116,13 @@ async function* hiddenFiles(
   }
 }
 
-async function recoverFile(temp: string, final: string, finalName: string, owner: string): Promise<Recovered> {
+async function recoverFile(
+  temp: string,
+  final: string,
+  finalName: string,
+  owner: string,
+  finish: Finisher,
+): Promise<Recovered> {
   const handle = await open(temp, 'r+');
   let closed = false;
   try {
@@ -123,7 +131,7 @@ async function recoverFile(temp: string, final: string, finalName: string, owner
     if (bytesRead > 0 && magic[0] === 0x1f && (bytesRead === 1 || magic[1] === 0x8b)) {
       await handle.close();
       closed = true;
-      return await recoverGzip(temp, final, finalName, owner);
+      return await recoverGzip(temp, final, finalName, owner, finish);
     }
     const { size } = await handle.stat();
     const keep = await endOfLastLine(handle, size);
@@ -131,9 +139,12 @@ async function recoverFile(temp: string, final: string, finalName: string, owner
     if (keep > 0) await handle.sync();
     await handle.close();
     closed = true;
-    if (keep === 0) await unlink(temp);
-    else await rename(temp, final);
-    await syncDirectory(dirname(temp));
+    if (keep === 0) {
+      await unlink(temp);
+      await syncDirectory(dirname(temp));
+    } else {
+      await finish({ path: temp, finalPath: final, bytes: keep });
+    }
     return { bytes: keep, dropped: size - keep };
   } finally {
     if (!closed) await handle.close().catch(() => {});
@@ -214,7 +225,13 @@ async function inflateFile(
  * lines, and writes them as a new complete gzip file, renamed over the final name; then the temp file goes
  * (or, when damaged, is kept as `.<final>.<owner>.damaged` for a closer look).
  */
-async function recoverGzip(temp: string, final: string, finalName: string, owner: string): Promise<Recovered> {
+async function recoverGzip(
+  temp: string,
+  final: string,
+  finalName: string,
+  owner: string,
+  finish: Finisher,
+): Promise<Recovered> {
   const dir = dirname(temp);
   const outPath = join(dir, `.${finalName}.${owner}.recovery`);
   const input = await open(temp, 'r');
@@ -289,8 +306,7 @@ async function recoverGzip(temp: string, final: string, finalName: string, owner
   await out.close();
   const damagedPath = damage === undefined ? undefined : join(dir, `.${finalName}.${owner}.damaged`);
   if (kept > 0) {
-    await rename(outPath, final);
-    await syncDirectory(dir);
+    await finish({ path: outPath, finalPath: final, bytes: position });
   } else {
     await unlink(outPath);
   }

@@ -1,0 +1,276 @@
+import assert from 'node:assert/strict';
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import type { Event } from '../../src/core/event.ts';
+import {
+  type ColumnSpec,
+  columnValue,
+  declaredColumns,
+  EXTRA_COLUMN,
+  inferColumns,
+  NO_FIT,
+  RowGroupBuilder,
+  strictMisfit,
+  timestampValue,
+  widen,
+} from '../../src/sinks/file/parquet-schema.ts';
+import { sealedParquetPath } from '../../src/sinks/file/sealer.ts';
+import { type FileSink, fileSink } from '../../src/sinks/file.ts';
+import { componentContext, tempDir } from '../helpers/context.ts';
+import { duckQuery, sqlString } from '../helpers/duckdb.ts';
+import { driven } from '../helpers/sink-driver.ts';
+
+const signal = new AbortController().signal;
+const byName = (columns: ColumnSpec[]) => new Map(columns.map((c) => [c.name, c]));
+const types = (columns: ColumnSpec[]) => Object.fromEntries(columns.map((c) => [c.name, c.type]));
+
+describe('parquet schema: declared columns', () => {
+  it('_id, timestamp and the path fields are always columns, declared types win', () => {
+    const columns = declaredColumns(
+      { status: 'int64', host: 'string', timestamp: { type: 'timestamp', unit: 'us', zone: 'utc', required: true } },
+      ['host', 'app'],
+    );
+    assert.deepEqual(types(columns), {
+      _id: 'string',
+      timestamp: 'timestamp',
+      host: 'string',
+      app: 'string',
+      status: 'int64',
+    });
+    assert.equal(columns.find((c) => c.name === 'timestamp')!.unit, 'us');
+    assert.equal(columns.find((c) => c.name === 'timestamp')!.required, true);
+    // A path field not declared takes numbers as text: a `{{ port }}` partition never rejects an event.
+    assert.equal(columnValue(8080, columns.find((c) => c.name === 'app')!), '8080');
+  });
+
+  it('the config schema takes shorthands and objects, and rejects unknown types and keys', () => {
+    const parse = (schema: unknown) =>
+      fileSink.options.safeParse({ path: 'x/part.parquet', encoding: 'parquet', schema_mode: 'strict', schema });
+    assert.ok(
+      parse({ a: 'int64', b: { type: 'list', items: 'double' }, c: { type: 'timestamp', unit: 'ns', zone: 'local' } })
+        .success,
+    );
+    assert.equal(parse({ a: 'integer' }).success, false);
+    assert.equal(parse({ a: { type: 'string', nope: 1 } }).success, false);
+    assert.equal(
+      fileSink.options.safeParse({ path: 'x/part.parquet', encoding: 'parquet', schema_mode: 'strict' }).success,
+      false,
+    );
+    assert.equal(fileSink.options.safeParse({ path: 'x/part.ndjson', compression: 'zstd' }).success, false);
+  });
+});
+
+describe('parquet schema: strict mode', () => {
+  const columns = byName(
+    declaredColumns(
+      {
+        message: { type: 'string', required: true, unit: 'ms', zone: 'utc' },
+        status: 'int64',
+        ratio: 'double',
+        ok: 'boolean',
+        tags: { type: 'list', items: 'string', unit: 'ms', zone: 'utc', required: false },
+        labels: 'map',
+        anything: 'json',
+      },
+      [],
+    ),
+  );
+  const table: [string, Event, string | undefined][] = [
+    [
+      'fits',
+      {
+        _id: 'a',
+        timestamp: '2026-12-02T03:00:00Z',
+        message: 'm',
+        status: 200,
+        ratio: 0.5,
+        ok: true,
+        tags: ['x'],
+        labels: { a: 1 },
+        anything: [1, 'a'],
+      },
+      undefined,
+    ],
+    ['an integer is a double too', { message: 'm', ratio: 1 }, undefined],
+    ['null counts as missing', { message: 'm', status: null }, undefined],
+    ['unknown field', { message: 'm', other: 1 }, 'field `other` is not in the schema (schema_mode: strict)'],
+    ['missing required', { status: 1 }, 'required field `message` is missing (schema_mode: strict)'],
+    ['string for int64', { message: 'm', status: '200' }, 'field `status` is a string, the schema says int64'],
+    ['fraction for int64', { message: 'm', status: 1.5 }, 'field `status` is a number, the schema says int64'],
+    ['number for boolean', { message: 'm', ok: 1 }, 'field `ok` is an integer, the schema says boolean'],
+    [
+      'list with a wrong element',
+      { message: 'm', tags: ['a', 1] },
+      'field `tags` is an array, the schema says list of string',
+    ],
+    ['array for map', { message: 'm', labels: [1] }, 'field `labels` is an array, the schema says map'],
+    [
+      'unparseable timestamp',
+      { message: 'm', timestamp: 'yesterday' },
+      'field `timestamp` is a string, the schema says timestamp',
+    ],
+  ];
+  for (const [name, event, reason] of table) {
+    it(name, () => assert.equal(strictMisfit(event, columns), reason));
+  }
+});
+
+describe('parquet schema: inference', () => {
+  it('widens int64 → double → string, and anything with objects or arrays → json', () => {
+    assert.equal(widen('int64', 'double'), 'double');
+    assert.equal(widen('double', 'int64'), 'double');
+    assert.equal(widen('int64', 'string'), 'string');
+    assert.equal(widen('boolean', 'int64'), 'string');
+    assert.equal(widen('string', 'json'), 'json');
+    assert.equal(widen(undefined, 'boolean'), 'boolean');
+  });
+
+  it('columns from the sample, in first-seen order, after the declared ones', () => {
+    const sample: Event[] = [
+      { _id: 'a', timestamp: 1, n: 1, x: 1, flag: true, obj: { a: 1 }, nothing: null },
+      { _id: 'b', timestamp: 2, n: 2, x: 1.5, flag: false, obj: [1], mixed: 'a' },
+      { _id: 'c', timestamp: 3, n: 3, x: 'three', mixed: 3 },
+    ];
+    const columns = inferColumns(declaredColumns(undefined, []), sample);
+    assert.deepEqual(types(columns), {
+      _id: 'string',
+      timestamp: 'timestamp',
+      n: 'int64',
+      x: 'string',
+      flag: 'boolean',
+      obj: 'json',
+      nothing: 'string',
+      mixed: 'string',
+    });
+    // A widened string column takes the numbers as text; nothing goes to _extra.
+    const b = new RowGroupBuilder(columns);
+    for (const e of sample) b.add(e);
+    const data = Object.fromEntries(b.take().map((c) => [c.name, c.data]));
+    assert.deepEqual(data.x, ['1', '1.5', 'three']);
+    assert.deepEqual(data.n, [1n, 2n, 3n]);
+    assert.deepEqual(data[EXTRA_COLUMN], [null, null, null]);
+  });
+
+  it('a value that fits no column goes to _extra with the unknown fields', () => {
+    const columns = declaredColumns({ status: 'int64' }, []);
+    const b = new RowGroupBuilder(columns);
+    b.add({ _id: 'a', status: 'oops', extra: { deep: true } });
+    b.addRaw('not json');
+    const data = Object.fromEntries(b.take().map((c) => [c.name, c.data]));
+    assert.deepEqual(data.status, [null, null]);
+    assert.deepEqual(data[EXTRA_COLUMN], [{ status: 'oops', extra: { deep: true } }, { _raw: 'not json' }]);
+  });
+});
+
+describe('parquet schema: timestamps', () => {
+  const spec = (unit: 'ms' | 'us' | 'ns', zone: 'utc' | 'local' = 'utc'): ColumnSpec => ({
+    name: 't',
+    type: 'timestamp',
+    unit,
+    zone,
+    required: false,
+  });
+  it('ISO strings keep their sub-millisecond digits in us and ns, epoch ms numbers work', () => {
+    assert.equal(timestampValue('2026-12-02T03:00:00.123456789Z', spec('ms')), 1796180400123n);
+    assert.equal(timestampValue('2026-12-02T03:00:00.123456789Z', spec('us')), 1796180400123456n);
+    assert.equal(timestampValue('2026-12-02T03:00:00.123456789Z', spec('ns')), 1796180400123456789n);
+    assert.equal(timestampValue('2026-12-02T03:00:00.5Z', spec('us')), 1796180400500000n);
+    assert.equal(timestampValue(1796180400123, spec('us')), 1796180400123000n);
+    assert.equal(timestampValue('nope', spec('ms')), NO_FIT);
+    assert.equal(timestampValue(true, spec('ms')), NO_FIT);
+  });
+});
+
+describe('parquet schema: names', () => {
+  it('the sealed name adds the record range to the staging name', () => {
+    assert.equal(
+      sealedParquetPath('out/dt=2026-12-02/part-20261202T030000Z-1a2b3c4d.parquet', 500),
+      'out/dt=2026-12-02/part-20261202T030000Z-1a2b3c4d-1-500.parquet',
+    );
+  });
+});
+
+describe('parquet schema: what DuckDB reads', () => {
+  it('each declared type maps to its Parquet type', async (t) => {
+    const dir = tempDir(t);
+    const out = join(dir, 'out');
+    const options = fileSink.options.parse({
+      path: `${out}/part.parquet`,
+      encoding: 'parquet',
+      schema_mode: 'relaxed',
+      schema: {
+        s: 'string',
+        i: 'int64',
+        d: 'double',
+        b: 'boolean',
+        ms: 'timestamp',
+        us: { type: 'timestamp', unit: 'us' },
+        ns: { type: 'timestamp', unit: 'ns' },
+        local: { type: 'timestamp', zone: 'local' },
+        li: { type: 'list', items: 'int64' },
+        m: 'map',
+        j: 'json',
+      },
+    });
+    const sink = fileSink.build(options, componentContext('m', join(dir, 'data'), 'sink', 'file')) as FileSink;
+    await sink.start!();
+    const at = '2026-12-02T03:00:00.123456Z';
+    await driven(sink).write(
+      [
+        {
+          _id: 'a',
+          timestamp: at,
+          s: 'x',
+          i: 2 ** 40,
+          d: 0.25,
+          b: true,
+          ms: at,
+          us: at,
+          ns: at,
+          local: at,
+          li: [1, 2],
+          m: { k: 'v' },
+          j: [1, 'a'],
+          other: 7,
+        },
+        { _id: 'b', timestamp: at, s: 5 },
+      ],
+      signal,
+    );
+    await sink.stop();
+    const glob = sqlString(`${out}/*.parquet`);
+    const described = await duckQuery(`DESCRIBE SELECT * FROM read_parquet(${glob})`);
+    assert.deepEqual(Object.fromEntries(described.map((r) => [r.column_name, r.column_type])), {
+      _id: 'VARCHAR',
+      timestamp: 'TIMESTAMP WITH TIME ZONE',
+      s: 'VARCHAR',
+      i: 'BIGINT',
+      d: 'DOUBLE',
+      b: 'BOOLEAN',
+      ms: 'TIMESTAMP WITH TIME ZONE',
+      us: 'TIMESTAMP WITH TIME ZONE',
+      ns: 'TIMESTAMP WITH TIME ZONE', // DuckDB reads NANOS into its µs type
+      local: 'TIMESTAMP',
+      li: 'BIGINT[]',
+      m: 'JSON',
+      j: 'JSON',
+      _extra: 'JSON',
+    });
+    const rows = await duckQuery(
+      `SELECT _id, i, li, epoch_us(us) AS us, epoch_ns(ns) AS ns, _extra FROM read_parquet(${glob}) ORDER BY _id`,
+    );
+    assert.deepEqual(rows, [
+      {
+        _id: 'a',
+        i: String(2 ** 40),
+        li: ['1', '2'],
+        us: '1796180400123456',
+        ns: '1796180400123456000',
+        _extra: '{"other":7}',
+      },
+      { _id: 'b', i: null, li: null, us: null, ns: null, _extra: '{"s":5}' },
+    ]);
+    assert.equal(readdirSync(out).filter((f) => f.startsWith('.')).length, 0, 'no staging left');
+  });
+});
