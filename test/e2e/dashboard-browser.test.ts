@@ -173,17 +173,19 @@ describe('dashboard in a real browser', () => {
     assert.equal(refused?.status(), 401);
     assert.match(await page.content(), /\?token=/, 'the 401 page says how to get in');
 
-    const problems = watchConsole(page);
-    await page.goto(`${api}/?token=${token}`);
-    assert.equal(new URL(page.url()).search, '', 'the token left the address bar');
-    await page.waitForSelector('svg [data-node="stalled"]', { timeout: 30_000 });
+    // A fresh page: the refused one's own "401" console line can arrive after its goto resolved.
+    const authorized = await browser.context.newPage();
+    const problems = watchConsole(authorized);
+    await authorized.goto(`${api}/?token=${token}`);
+    assert.equal(new URL(authorized.url()).search, '', 'the token left the address bar');
+    await authorized.waitForSelector('svg [data-node="stalled"]', { timeout: 30_000 });
     await eventually(
-      () => page.textContent('#live'),
+      () => authorized.textContent('#live'),
       (v) => v === 'live',
       'the event stream connected',
     );
     await eventually(
-      () => attr(page, '[data-node="gen"]', 'data-out'),
+      () => attr(authorized, '[data-node="gen"]', 'data-out'),
       (v) => Number(v) > 0,
       'live numbers',
     );

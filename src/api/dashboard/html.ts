@@ -85,5 +85,5 @@ export function unauthorizedPage(bearer: boolean): string {
   const how = bearer
     ? 'Open this page once as <code>/?token=YOUR_TOKEN</code> (the token of <code>api.auth</code>): it is kept in a cookie and removed from the address.'
     : 'Reload the page and give the user and password of <code>api.auth</code>.';
-  return `<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>Fluxo: unauthorized</title></head><body style="font-family:system-ui,sans-serif;max-width:40em;margin:3em auto;padding:0 1em"><h1>Fluxo</h1><p>This API needs the credentials of <code>api.auth</code>.</p><p>${how}</p></body></html>\n`;
+  return `<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>Fluxo: unauthorized</title><link rel="icon" href="data:,"></head><body style="font-family:system-ui,sans-serif;max-width:40em;margin:3em auto;padding:0 1em"><h1>Fluxo</h1><p>This API needs the credentials of <code>api.auth</code>.</p><p>${how}</p></body></html>\n`;
 }
