@@ -4,6 +4,17 @@
 // output. The compiled tree starts faster and takes ~30 MiB less memory: tsx compiles in a loader thread.
 // FLUXO_FROM_SOURCE=1 forces the sources.
 import { readdirSync, statSync } from 'node:fs';
+import { setFlagsFromString } from 'node:v8';
+
+// Start-up allocates ~15 MiB (modules, option schemas) that outlive it; on that survival V8 doubles the young
+// generation up to its 16 MiB semi-spaces, whose pages then stay resident while the process idles: ~13 MiB of
+// an idle agent's RSS (docs/benchmarks.md, "Footprint, second pass"). So the young generation does not grow
+// during start-up; the growth factor is V8's default again after it, for bursts (whose throughput a small
+// young generation would slow). FLUXO_KEEP_YOUNG_GENERATION=1 keeps V8's behaviour throughout.
+if (process.env.FLUXO_KEEP_YOUNG_GENERATION !== '1') {
+  setFlagsFromString('--semi-space-growth-factor=1');
+  setTimeout(() => setFlagsFromString('--semi-space-growth-factor=2'), 3000).unref();
+}
 
 const root = new URL('../', import.meta.url);
 

@@ -4,7 +4,9 @@
 import { writeFileSync } from 'node:fs';
 import { renderComponentsDoc, renderErrorsDoc } from '../src/config/docs.ts';
 import { errorCatalogue } from '../src/core/error-codes.ts';
-import { registry } from '../src/registry.ts';
+import { fullRegistry } from '../src/registry.ts';
+
+const registry = await fullRegistry();
 
 for (const [name, text] of [
   ['components.md', renderComponentsDoc(registry)],

@@ -3,7 +3,7 @@ import { resolve } from 'node:path';
 import { type Command, Option } from 'commander';
 import { type BufferReport, inspectBuffers } from '../buffers/disk/inspect.ts';
 import type { ComponentRegistry } from '../core/pipeline-config.ts';
-import { loadOrReport, resolveConfigPaths } from './run.ts';
+import { loadWithComponents, resolveConfigPaths } from './run.ts';
 
 /** `fluxo buffer …`: look at disk buffers without starting the pipeline. */
 export function registerBufferCommands(program: Command, registry: ComponentRegistry): void {
@@ -33,7 +33,7 @@ async function inspectCommand(
 ): Promise<number> {
   let dataDir = dataDirArg;
   if (dataDir === undefined) {
-    const loaded = loadOrReport(resolveConfigPaths(opts.config), registry);
+    const loaded = await loadWithComponents(resolveConfigPaths(opts.config), registry);
     if (!loaded) return 1;
     dataDir = loaded.config.dataDir;
   }

@@ -7,7 +7,7 @@ import type { GraphComponent } from '../api/snapshot.ts';
 import { PipelineTelemetry } from '../api/telemetry.ts';
 import { HttpAuthenticator } from '../codecs/http-auth.ts';
 import { ConfigError, formatProblem } from '../config/errors.ts';
-import { type LoadedConfig, loadConfigFiles } from '../config/load.ts';
+import { type LoadedConfig, loadConfigWithComponents } from '../config/load.ts';
 import { acquireDataDirLock } from '../core/data-dir-lock.ts';
 import { errorCode } from '../core/errors.ts';
 import { createLogger, type LogFormat } from '../core/logger.ts';
@@ -35,16 +35,26 @@ export interface RunOptions {
   logFormat: LogFormat;
 }
 
-/** Loads the config and prints every problem; returns undefined when it is invalid. */
-export function loadOrReport(paths: string[], registry: ComponentRegistry, logger?: Logger): LoadedConfig | undefined {
+/**
+ * Loads the config files, and the components they name into `registry` (src/registry.ts loads them on
+ * demand), parsing each file once; prints every problem and returns undefined when the config is invalid or
+ * a component's code fails to load.
+ */
+export async function loadWithComponents(
+  paths: string[],
+  registry: ComponentRegistry,
+  logger?: Logger,
+): Promise<LoadedConfig | undefined> {
   try {
-    return loadConfigFiles(paths, registry);
+    return await loadConfigWithComponents(paths, registry);
   } catch (error) {
-    if (!(error instanceof ConfigError)) throw error;
-    if (logger) {
-      for (const p of error.problems) logger.error({ code: p.code }, formatProblem(p));
+    if (error instanceof ConfigError) {
+      if (logger) for (const p of error.problems) logger.error({ code: p.code }, formatProblem(p));
+      else process.stderr.write(`${error.message}\n`);
+    } else if (logger) {
+      logger.error({ err: (error as Error).cause ?? error }, (error as Error).message);
     } else {
-      process.stderr.write(`${error.message}\n`);
+      process.stderr.write(`${(error as Error).message}\n`);
     }
     return undefined;
   }
@@ -54,7 +64,7 @@ export function loadOrReport(paths: string[], registry: ComponentRegistry, logge
 export async function run(options: RunOptions, registry: ComponentRegistry, version: string): Promise<number> {
   const logger = createLogger({ level: options.logLevel as never, format: options.logFormat });
   const paths = resolveConfigPaths(options.config);
-  const loaded = loadOrReport(paths, registry);
+  const loaded = await loadWithComponents(paths, registry);
   if (!loaded) return EXIT_FAILED;
   for (const w of loaded.warnings) logger.warn({ code: w.code }, formatProblem(w));
 
@@ -140,7 +150,7 @@ async function runLocked(
 }
 
 /** The running config's components and wiring, as the dashboard draws them. */
-function graphOf(topology: Topology): GraphComponent[] {
+export function graphOf(topology: Topology): GraphComponent[] {
   const config = topology.current;
   const endpoints = new Map<string, string | undefined>();
   const d = topology.describe();
@@ -246,7 +256,7 @@ class SignalHandling {
 
 async function reload(topology: Topology, paths: string[], registry: ComponentRegistry, logger: Logger): Promise<void> {
   logger.info({ config: paths }, 'SIGHUP: reloading configuration');
-  const loaded = loadOrReport(paths, registry, logger);
+  const loaded = await loadWithComponents(paths, registry, logger);
   if (!loaded) {
     logger.error('reload rejected: the new configuration is invalid; the running one stays');
     return;

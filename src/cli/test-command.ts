@@ -14,8 +14,7 @@ import { PipelineMetrics } from '../core/metrics.ts';
 import { type ComponentRegistry, DEAD_LETTER_ID, type PipelineConfig } from '../core/pipeline-config.ts';
 import { logRejectedAgain, stampDeadLetter } from '../core/topology/dead-letter.ts';
 import { runTransform } from '../core/transform-run.ts';
-import { registry } from '../registry.ts';
-import { loadOrReport, resolveConfigPaths } from './run.ts';
+import { loadWithComponents, resolveConfigPaths } from './run.ts';
 
 /**
  * `fluxo test -c FILE`: unit tests written next to the pipeline they prove, as Vector's `vector test`.
@@ -360,12 +359,12 @@ export interface TestRunReport {
 }
 
 /** Runs every test of `files`; the report text is what `fluxo test` prints. */
-export function runConfigTests(
+export async function runConfigTests(
   files: string[],
   components: ComponentRegistry,
   logLevel = 'silent',
-): TestRunReport | undefined {
-  const loaded = loadOrReport(files, components);
+): Promise<TestRunReport | undefined> {
+  const loaded = await loadWithComponents(files, components);
   if (!loaded) return undefined;
   const problems: string[] = [];
   const raw = [...loaded.tests];
@@ -412,7 +411,7 @@ export function runConfigTests(
 
 const collect = (value: string, previous: string[]) => [...previous, value];
 
-export function registerTestCommand(program: Command): void {
+export function registerTestCommand(program: Command, registry: ComponentRegistry): void {
   program
     .command('test')
     .description('run the unit tests of a config (its tests: section or FILE.tests.yaml) against its transforms')
@@ -432,8 +431,9 @@ export function registerTestCommand(program: Command): void {
 Tests insert events at a transform and check what another emits; no source or sink is started.
 Exit status: 0 when every test passed, 1 when one failed or the config or tests are invalid.`,
     )
-    .action((opts: { config: string[]; logLevel: string }) => {
-      const report = runConfigTests(resolveConfigPaths(opts.config), registry, opts.logLevel);
+    .action(async (opts: { config: string[]; logLevel: string }) => {
+      const paths = resolveConfigPaths(opts.config);
+      const report = await runConfigTests(paths, registry, opts.logLevel);
       if (!report) {
         process.exitCode = 1;
         return;

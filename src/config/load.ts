@@ -8,6 +8,7 @@ import {
   type ComponentRegistry,
   type ComponentSpec,
   DEAD_LETTER_ID,
+  knownTypes,
   type PipelineConfig,
   type SinkSpec,
   type TransformSpec,
@@ -53,12 +54,8 @@ export interface ConfigText {
   readonly text: string;
 }
 
-/** Reads, merges and validates config files; throws ConfigError listing every problem found. */
-export function loadConfigFiles(
-  paths: readonly string[],
-  registry: ComponentRegistry,
-  env: NodeJS.ProcessEnv = process.env,
-): LoadedConfig {
+/** The texts of config files; throws ConfigError naming each file that cannot be read. */
+export function readConfigFiles(paths: readonly string[]): ConfigText[] {
   const texts: ConfigText[] = [];
   const problems: ConfigProblem[] = [];
   for (const file of paths) {
@@ -70,7 +67,16 @@ export function loadConfigFiles(
     }
   }
   if (problems.length > 0) throw new ConfigError(problems);
-  return loadConfigTexts(texts, registry, env);
+  return texts;
+}
+
+/** Reads, merges and validates config files; throws ConfigError listing every problem found. */
+export function loadConfigFiles(
+  paths: readonly string[],
+  registry: ComponentRegistry,
+  env: NodeJS.ProcessEnv = process.env,
+): LoadedConfig {
+  return loadConfigTexts(readConfigFiles(paths), registry, env);
 }
 
 /** Same as loadConfigFiles, from texts already in memory (tests, the embedded default config). */
@@ -79,7 +85,107 @@ export function loadConfigTexts(
   registry: ComponentRegistry,
   env: NodeJS.ProcessEnv = process.env,
 ): LoadedConfig {
-  return new ConfigLoader(registry, env).load(texts);
+  return new ConfigLoader(registry).load(parseConfigTexts(texts, env));
+}
+
+/**
+ * Same as loadConfigFiles, with a registry whose components load on demand (src/registry.ts): each file is
+ * read and parsed once, the types it names (after ${VAR} interpolation) are loaded, then it is validated.
+ * A component whose code fails to load throws a plain Error saying which.
+ */
+export async function loadConfigWithComponents(
+  paths: readonly string[],
+  registry: ComponentRegistry,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<LoadedConfig> {
+  const parsed = parseConfigTexts(readConfigFiles(paths), env);
+  try {
+    await registry.loadTypes?.(namedTypes(parsed));
+  } catch (error) {
+    throw new Error(`cannot load the components of ${paths.join(', ')}: ${(error as Error).message}`, {
+      cause: error,
+    });
+  }
+  return new ConfigLoader(registry).load(parsed);
+}
+
+/** Config texts parsed (after ${VAR} interpolation), with the problems found doing so; not yet validated. */
+export interface ParsedConfig {
+  readonly files: readonly ParsedFile[];
+  readonly problems: readonly ConfigProblem[];
+}
+
+interface ParsedFile extends ConfigFile {
+  /** The document as plain values. */
+  readonly root: unknown;
+}
+
+/** Parses each text once; a file with a problem (a missing variable, bad YAML) is left out and reported. */
+export function parseConfigTexts(texts: readonly ConfigText[], env: NodeJS.ProcessEnv = process.env): ParsedConfig {
+  const files: ParsedFile[] = [];
+  const problems: ConfigProblem[] = [];
+  for (const { file, text } of texts) {
+    const origin = parseText(file, text, env, problems);
+    if (origin) files.push({ ...origin, root: origin.doc.toJS({ maxAliasCount: 100 }) as unknown });
+  }
+  return { files, problems };
+}
+
+/** The component types each section names, as written (validation comes later and reports the rest). */
+function namedTypes(parsed: ParsedConfig): Record<keyof typeof SECTIONS, string[]> {
+  const named: Record<keyof typeof SECTIONS, string[]> = { sources: [], transforms: [], sinks: [] };
+  for (const { root } of parsed.files) {
+    if (!isPlainObject(root)) continue;
+    for (const section of Object.keys(SECTIONS) as (keyof typeof SECTIONS)[]) {
+      const components = root[section];
+      if (!isPlainObject(components)) continue;
+      for (const component of Object.values(components)) {
+        const type = isPlainObject(component) ? component.type : undefined;
+        if (typeof type === 'string') named[section].push(type);
+      }
+    }
+  }
+  return named;
+}
+
+function parseText(
+  file: string,
+  original: string,
+  env: NodeJS.ProcessEnv,
+  problems: ConfigProblem[],
+): ConfigFile | undefined {
+  const { text, problems: missing } = interpolateText(original, env);
+  if (missing.length > 0) {
+    const lines = new LineCounter();
+    parseDocument(original, { lineCounter: lines });
+    for (const p of missing) {
+      const pos = lines.linePos(p.offset);
+      problems.push({
+        code: 'FLUXO_CONFIG_MISSING_ENV',
+        file,
+        line: pos.line,
+        column: pos.col,
+        path: '',
+        message: p.message,
+      });
+    }
+    return undefined;
+  }
+  const lines = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lines, uniqueKeys: true, prettyErrors: false });
+  for (const e of doc.errors) {
+    const pos = lines.linePos(e.pos[0]);
+    const duplicate = e.code === 'DUPLICATE_KEY';
+    problems.push({
+      code: duplicate ? 'FLUXO_CONFIG_DUPLICATE_ID' : 'FLUXO_CONFIG_SYNTAX',
+      file,
+      line: pos.line,
+      column: pos.col,
+      path: '',
+      message: duplicate ? `duplicate key: ${firstLine(e.message)}` : `YAML syntax error: ${firstLine(e.message)}`,
+    });
+  }
+  return doc.errors.length > 0 ? undefined : { file, doc, lines };
 }
 
 class ConfigLoader {
@@ -87,19 +193,15 @@ class ConfigLoader {
   private readonly warnings: ConfigProblem[] = [];
   private readonly tests: { file: string; value: unknown }[] = [];
 
-  constructor(
-    private readonly registry: ComponentRegistry,
-    private readonly env: NodeJS.ProcessEnv,
-  ) {}
+  constructor(private readonly registry: ComponentRegistry) {}
 
-  load(texts: readonly ConfigText[]): LoadedConfig {
+  load(parsed: ParsedConfig): LoadedConfig {
     const globals: Record<string, { value: unknown; origin: ConfigFile }> = {};
     const components = new Map<string, RawComponent>();
 
-    for (const { file, text } of texts) {
-      const origin = this.parse(file, text);
-      if (!origin) continue;
-      const root = origin.doc.toJS({ maxAliasCount: 100 }) as unknown;
+    this.problems.push(...parsed.problems);
+    for (const origin of parsed.files) {
+      const root = origin.root;
       if (root === null || root === undefined) continue;
       if (!isPlainObject(root)) {
         this.report(
@@ -152,45 +254,10 @@ class ConfigLoader {
     }
     this.validateGraph(components, specs);
     // Only when all else is right: a file that did not parse, or a misplaced section, already has its problem.
-    if (this.problems.length === 0) this.validateNotEmpty(components, texts[0]?.file ?? '');
+    if (this.problems.length === 0) this.validateNotEmpty(components, parsed.files[0]?.file ?? '');
     if (global) this.validateListeners(global, globals.api?.origin, specs);
     if (this.problems.length > 0) throw new ConfigError(this.problems);
     return { config: this.build(global!, specs), warnings: this.warnings, tests: this.tests };
-  }
-
-  private parse(file: string, original: string): ConfigFile | undefined {
-    const { text, problems } = interpolateText(original, this.env);
-    if (problems.length > 0) {
-      const lines = new LineCounter();
-      parseDocument(original, { lineCounter: lines });
-      for (const p of problems) {
-        const pos = lines.linePos(p.offset);
-        this.problems.push({
-          code: 'FLUXO_CONFIG_MISSING_ENV',
-          file,
-          line: pos.line,
-          column: pos.col,
-          path: '',
-          message: p.message,
-        });
-      }
-      return undefined;
-    }
-    const lines = new LineCounter();
-    const doc = parseDocument(text, { lineCounter: lines, uniqueKeys: true, prettyErrors: false });
-    for (const e of doc.errors) {
-      const pos = lines.linePos(e.pos[0]);
-      const duplicate = e.code === 'DUPLICATE_KEY';
-      this.problems.push({
-        code: duplicate ? 'FLUXO_CONFIG_DUPLICATE_ID' : 'FLUXO_CONFIG_SYNTAX',
-        file,
-        line: pos.line,
-        column: pos.col,
-        path: '',
-        message: duplicate ? `duplicate key: ${firstLine(e.message)}` : `YAML syntax error: ${firstLine(e.message)}`,
-      });
-    }
-    return doc.errors.length > 0 ? undefined : { file, doc, lines };
   }
 
   private addComponent(
@@ -262,7 +329,7 @@ class ConfigLoader {
     const base: Path = [c.section, c.id];
     const registryMap = this.registry[c.section] as ReadonlyMap<string, ComponentDefinition>;
     const type = c.raw.type;
-    const available = [...registryMap.keys()].sort();
+    const available = [...knownTypes(this.registry, c.section)].sort();
     if (typeof type !== 'string') {
       if (type === undefined) {
         this.reportKey(
@@ -285,7 +352,7 @@ class ConfigLoader {
     const def = registryMap.get(type);
     if (!def) {
       const elsewhere = (['sources', 'transforms', 'sinks'] as const).find(
-        (s) => s !== c.section && this.registry[s].has(type),
+        (s) => s !== c.section && knownTypes(this.registry, s).includes(type),
       );
       const hint = elsewhere
         ? `; "${type}" is a ${SECTIONS[elsewhere]} type, it belongs under ${elsewhere}`

@@ -80,6 +80,26 @@ export interface ComponentRegistry {
   readonly sinks: ReadonlyMap<string, SinkDefinition>;
   /** The kinds of sink buffer (`buffer: { type }`). */
   readonly buffers: ReadonlyMap<string, AnyBufferDefinition>;
+  /**
+   * Every type that can be named, loaded or not, for the config's messages ("available: …"). Absent: the maps'
+   * keys. A registry whose components load on demand (src/registry.ts) knows more names than it holds.
+   */
+  readonly known?: { readonly [S in ComponentSection]: readonly string[] };
+  /**
+   * Loads the components of the types named (those it knows; others are left to the config's unknown-type
+   * error), before the config that names them is validated (`fluxo run`, a reload, `fluxo validate`); absent
+   * when every component is already in the maps.
+   */
+  readonly loadTypes?: (named: { readonly [S in ComponentSection]?: readonly string[] }) => Promise<void>;
+  /** Loads every component (`fluxo schema`). */
+  readonly loadAll?: () => Promise<void>;
+}
+
+export type ComponentSection = 'sources' | 'transforms' | 'sinks';
+
+/** The type names a registry can give, loaded or not. */
+export function knownTypes(registry: ComponentRegistry, section: ComponentSection): readonly string[] {
+  return registry.known?.[section] ?? [...registry[section].keys()];
 }
 
 export function createRegistry(

@@ -4,7 +4,9 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { ConfigError, formatProblem } from '../../src/config/errors.ts';
 import { loadConfigFiles } from '../../src/config/load.ts';
-import { registry } from '../../src/registry.ts';
+import { fullRegistry } from '../../src/registry.ts';
+
+const registry = await fullRegistry();
 
 const ROOT = new URL('../../', import.meta.url).pathname;
 

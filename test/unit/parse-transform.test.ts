@@ -3,9 +3,11 @@ import { describe, it } from 'node:test';
 import { loadConfigTexts } from '../../src/config/load.ts';
 import type { TransformDefinition } from '../../src/core/component.ts';
 import type { Event } from '../../src/core/event.ts';
-import { registry } from '../../src/registry.ts';
+import { fullRegistry } from '../../src/registry.ts';
 import { parseTransform } from '../../src/transforms/parse.ts';
 import { componentContext } from '../helpers/context.ts';
+
+const registry = await fullRegistry();
 
 /** Builds a transform from options as a config gives them (defaults applied) and runs one batch. */
 function run(options: Record<string, unknown>, events: Event[], def: TransformDefinition = parseTransform as never) {

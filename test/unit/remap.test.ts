@@ -3,10 +3,12 @@ import { describe, it } from 'node:test';
 import { loadConfigTexts } from '../../src/config/load.ts';
 import { compileCel } from '../../src/core/cel.ts';
 import type { Event } from '../../src/core/event.ts';
-import { registry } from '../../src/registry.ts';
+import { fullRegistry } from '../../src/registry.ts';
 import { celToJson } from '../../src/transforms/remap/cel-value.ts';
 import { remapTransform } from '../../src/transforms/remap.ts';
 import { componentContext } from '../helpers/context.ts';
+
+const registry = await fullRegistry();
 
 function remap(steps: unknown[], events: Event[], onError?: string) {
   const ctx = componentContext('r', '/nonexistent', 'transform', 'remap');

@@ -2,9 +2,11 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { loadConfigTexts } from '../../src/config/load.ts';
 import type { Event } from '../../src/core/event.ts';
-import { registry } from '../../src/registry.ts';
+import { fullRegistry } from '../../src/registry.ts';
 import { routeTransform, UNMATCHED_OUTPUT } from '../../src/transforms/route.ts';
 import { componentContext } from '../helpers/context.ts';
+
+const registry = await fullRegistry();
 
 function route(options: Record<string, unknown>, events: Event[]) {
   const ctx = componentContext('by_status', '/x', 'transform', 'route');

@@ -22,15 +22,35 @@ export function maxConnectionsOption(type: string, refusal: string, evicts = tru
     ? 'A new connection beyond them evicts the longest-idle one (see `evict_idle_after`); when none is idle ' +
       'enough it is refused'
     : 'A new connection beyond them is refused';
+  // Grouped by hand: toLocaleString would initialise ICU at start, ~7 MiB of an idle agent's RSS for a comma.
+  const shown = String(DEFAULT_MAX_CONNECTIONS).replace(/\B(?=(\d{3})+$)/g, ',');
   return z
     .number()
     .int()
     .positive()
     .default(DEFAULT_MAX_CONNECTIONS)
     .describe(
-      `Most simultaneous connections (default ${DEFAULT_MAX_CONNECTIONS.toLocaleString('en-US')}, the same for ` +
+      `Most simultaneous connections (default ${shown}, the same for ` +
         `every listening source). ${beyond}: accepted by TCP and closed at once, before anything is read or ` +
         `answered. ${refusal} Logged (rate-limited) and counted in \`fluxo_${type}_connections_rejected_total\`.`,
+    );
+}
+
+/**
+ * Default `max_pending_bytes`: 4 MiB of lines is ~20,000 access-log events parsed (a few times their wire size
+ * in memory), beside a sink buffer's own bound, and still 64 reads of 64 KiB ahead of a pipeline that keeps up.
+ */
+export const DEFAULT_MAX_PENDING_BYTES = 4 * 1024 * 1024;
+
+/** `max_pending_bytes` of the TCP listening sources; `unit` is what they frame (`lines`, `messages`). */
+export function maxPendingBytesOption(type: string, unit: string) {
+  return size()
+    .default(DEFAULT_MAX_PENDING_BYTES)
+    .describe(
+      `TCP: most bytes of received ${unit} waiting for the pipeline to take them, across all connections ` +
+        '(default `4MiB`). Past it no connection reads until half of them were taken, so TCP pushes back on the ' +
+        'senders and a slow sink holds at most this much beside its buffer, however many connections are open. ' +
+        `Current value in \`fluxo_${type}_pending_bytes\`, pauses in \`fluxo_${type}_read_pauses_total\`.`,
     );
 }
 
