@@ -299,8 +299,17 @@ export const errorCatalogue = {
     area: 'sink',
     meaning:
       'A file sink could not finish an in-progress file (fsync or rename failed, e.g. disk full). The file keeps ' +
-      'its acknowledged events and is finished at the next start.',
+      'its acknowledged events and is finished at the next start, which keeps trying in the background if it ' +
+      'cannot finish it at once.',
     action: 'Free space or fix permissions on the sink’s directory; the next start recovers the file.',
+  },
+  FLUXO_PARQUET_SEAL_WORKER_EXITED: {
+    area: 'sink',
+    meaning:
+      'The thread that seals Parquet files ended in the middle of a seal (an uncaught error, out of memory, killed). ' +
+      'The staging file is untouched; the seal is tried again in a new thread, and after that by the sink’s recovery.',
+    action:
+      'Nothing if it happens once. If it repeats, read the cause in the message (memory: lower `row_group_size`).',
   },
 
   FLUXO_NATS_STREAM_MISSING: {
