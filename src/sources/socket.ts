@@ -9,6 +9,7 @@ import {
   connectionDeadlineOptions,
   keepaliveOption,
   maxConnectionsOption,
+  maxPendingBytesOption,
   receiveBufferBytesOption,
 } from '../core/net/options.ts';
 import { type ConnectionOwner, StreamConnection, TcpStreamListener } from '../core/net/tcp-stream-listener.ts';
@@ -37,6 +38,7 @@ const options = z.object({
     'TCP only. Plain TCP has no acknowledgements: lines a sender writes before it notices the close are lost ' +
       'unless it checks the connection and resends.',
   ),
+  max_pending_bytes: maxPendingBytesOption('socket', 'lines'),
   receive_buffer_bytes: receiveBufferBytesOption(),
   keepalive: keepaliveOption(),
   ...connectionDeadlineOptions(30_000, 'line'),
@@ -109,6 +111,7 @@ class TcpLineSource extends LineSocketSource {
     this.transport = new TcpStreamListener<TcpConnection>(this, {
       keepalive: opts.keepalive,
       maxConnections: opts.max_connections,
+      maxPendingBytes: opts.max_pending_bytes,
       idleTimeoutMs: opts.idle_timeout,
       readTimeoutMs: opts.read_timeout,
       evictIdleAfterMs: opts.evict_idle_after,

@@ -6,6 +6,7 @@ import {
   connectionDeadlineOptions,
   keepaliveOption,
   maxConnectionsOption,
+  maxPendingBytesOption,
   receiveBufferBytesOption,
 } from '../core/net/options.ts';
 import { address, size } from '../core/units.ts';
@@ -37,6 +38,7 @@ const options = z.object({
       'messages a sender (rsyslog omfwd, syslog-ng) writes before it notices the close are lost; use the `relp` ' +
       'source where that matters.',
   ),
+  max_pending_bytes: maxPendingBytesOption('syslog', 'messages'),
   tls: tlsServerOption(),
   receive_buffer_bytes: receiveBufferBytesOption(),
   keepalive: keepaliveOption(),

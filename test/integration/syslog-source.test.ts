@@ -74,6 +74,7 @@ describe('syslog source options', () => {
       address: '127.0.0.1:5514',
       max_message_bytes: 64 * 1024,
       max_connections: 1000,
+      max_pending_bytes: 4 * 1024 * 1024,
       keepalive: true,
       idle_timeout: 300_000,
       read_timeout: 30_000,

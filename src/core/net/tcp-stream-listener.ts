@@ -22,6 +22,11 @@ export const ACCEPT_HEADROOM = 64;
 export interface TcpStreamListenerOptions<C extends StreamConnection> {
   keepalive: boolean;
   maxConnections: number;
+  /**
+   * Most wire bytes of emitted events the pipeline has not taken yet, across every connection: past it, no
+   * connection reads until half of them were taken (max_pending_bytes).
+   */
+  maxPendingBytes: number;
   /** Connection deadlines in ms (idle, incomplete frame, eviction at max_connections); 0 disables the first two. */
   idleTimeoutMs: number;
   readTimeoutMs: number;
@@ -63,6 +68,16 @@ export class TcpStreamListener<C extends StreamConnection> implements Connection
   /** Events taken from connections in this turn of the event loop, not yet emitted. */
   private pending: { events: Event[]; bytes: number; conns: C[] } = { events: [], bytes: 0, conns: [] };
   private flushScheduled = false;
+  /**
+   * Wire bytes of the events handed over by connections and not yet taken by the pipeline (gathered ones
+   * included). Without a bound across connections each of 300 paused connections holds its last read, parsed:
+   * ~80,000 events beside a full buffer. TCP carries the pause to the senders.
+   */
+  private pendingBytes = 0;
+  private readonly pendingBytesGauge: LocalGauge;
+  private readonly readPauses: LocalCounter;
+  /** True from pendingBytes reaching maxPendingBytes until it falls to half: no connection reads. */
+  readsPaused = false;
 
   constructor(
     readonly source: NetSourceBase,
@@ -77,6 +92,14 @@ export class TcpStreamListener<C extends StreamConnection> implements Connection
       'TCP connections closed on arrival because max_connections were open.',
     );
     this.partialDropped = m.counter(`fluxo_${label}_partial_${options.unit}_dropped_total`, options.partialHelp);
+    this.pendingBytesGauge = m.gauge(
+      `fluxo_${label}_pending_bytes`,
+      `Wire bytes of ${options.unit} received and not yet taken by the pipeline (bound: max_pending_bytes).`,
+    );
+    this.readPauses = m.counter(
+      `fluxo_${label}_read_pauses_total`,
+      'Times every connection stopped reading because max_pending_bytes were waiting for the pipeline.',
+    );
     const netOptions = { keepAlive: options.keepalive, keepAliveInitialDelay: 60_000 };
     const onConnection = (socket: Socket) => this.accept(socket);
     if (options.tls) {
@@ -154,6 +177,9 @@ export class TcpStreamListener<C extends StreamConnection> implements Connection
     conn.unreportedBytes = 0;
     conn.inFlight++;
     conn.socket.pause();
+    this.pendingBytes += bytes;
+    this.pendingBytesGauge.set(this.pendingBytes);
+    if (!this.readsPaused && this.pendingBytes >= this.options.maxPendingBytes) this.pauseReads();
     if (events.length >= COALESCE_BELOW_EVENTS) {
       // Already a batch worth its per-batch costs: out at once, after what was gathered before it.
       this.flush();
@@ -190,11 +216,28 @@ export class TcpStreamListener<C extends StreamConnection> implements Connection
 
   private emitBatch(events: Event[], bytes: number, conns: C[]): void {
     this.source.emitTracked(events, bytes, () => {
+      this.pendingBytes -= bytes;
+      this.pendingBytesGauge.set(this.pendingBytes);
+      // Half, not the bound itself: 300 connections paused and resumed on every batch would cost more than reads.
+      const resumeAll = this.readsPaused && this.pendingBytes <= this.options.maxPendingBytes / 2;
+      if (resumeAll) this.readsPaused = false;
       for (const conn of conns) {
-        if (--conn.inFlight === 0 && !this.source.stopping && !conn.socket.destroyed) conn.socket.resume();
+        if (--conn.inFlight === 0 && !this.readsPaused) this.resumeReading(conn);
       }
+      if (resumeAll) for (const conn of this.connections) if (conn.inFlight === 0) this.resumeReading(conn);
       this.source.settled();
     });
+  }
+
+  /** Stops every connection reading until the pipeline took half of the pending bytes (see emitBatch). */
+  private pauseReads(): void {
+    this.readsPaused = true;
+    this.readPauses.inc();
+    for (const conn of this.connections) conn.socket.pause();
+  }
+
+  private resumeReading(conn: C): void {
+    if (!this.source.stopping && !conn.socket.destroyed) conn.socket.resume();
   }
 
   received(conn: StreamConnection): void {
@@ -229,6 +272,7 @@ export class TcpStreamListener<C extends StreamConnection> implements Connection
       return;
     }
     const conn = this.options.connection(socket, this);
+    if (this.readsPaused) socket.pause();
     this.deadlines.opened(conn);
     this.connections.add(conn);
     this.openConnections.inc();
@@ -243,6 +287,8 @@ export class TcpStreamListener<C extends StreamConnection> implements Connection
 /** What a connection reports to: its TcpStreamListener, whatever the connection type. */
 export interface ConnectionOwner {
   readonly source: NetSourceBase;
+  /** No connection reads (pending bytes over their bound): deadlines treat every connection as waiting. */
+  readonly readsPaused: boolean;
   received(conn: StreamConnection): void;
   expire(conn: StreamConnection, reason: ExpiryReason): void;
   closed(conn: StreamConnection): void;
@@ -286,7 +332,7 @@ export abstract class StreamConnection implements TimedConnection {
   }
 
   get waiting(): boolean {
-    return this.inFlight > 0;
+    return this.inFlight > 0 || this.listener.readsPaused;
   }
 
   expire(reason: ExpiryReason): void {

@@ -21,6 +21,7 @@ export class SyslogTcpSource extends SyslogSourceBase {
     this.transport = new TcpStreamListener<SyslogConnection>(this, {
       keepalive: opts.keepalive,
       maxConnections: opts.max_connections,
+      maxPendingBytes: opts.max_pending_bytes,
       idleTimeoutMs: opts.idle_timeout,
       readTimeoutMs: opts.read_timeout,
       evictIdleAfterMs: opts.evict_idle_after,
