@@ -7,6 +7,8 @@
  *
  *   npm run bench:parquet-sink                      1,000,000 events
  *   node --import tsx bench/parquet-sink.ts --events 200000
+ *   … --only parquet --fluxo-root /tmp/other-tree    another tree's bin/fluxo.js (an A/B against a copy)
+ *   … --cpu-prof /tmp/prof                           V8 CPU profiles of Fluxo (main thread and seal worker)
  */
 
 import { type ChildProcess, spawn } from 'node:child_process';
@@ -29,9 +31,15 @@ const { values: args } = parseArgs({
   options: {
     events: { type: 'string', default: '1000000' },
     keep: { type: 'boolean', default: false },
+    only: { type: 'string' },
+    'fluxo-root': { type: 'string' },
+    'cpu-prof': { type: 'string' },
   },
 });
 const EVENTS = Number(args.events);
+const FLUXO_ROOT = args['fluxo-root'] ?? ROOT;
+const BIN = args['fluxo-root'] === undefined ? FLUXO_BIN : join(FLUXO_ROOT, 'bin/fluxo.js');
+const PROFILE = args['cpu-prof'] === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${args['cpu-prof']}`];
 
 /** user + sys of this process's reaped children, in seconds (/proc/self/stat fields 16 and 17). */
 function childrenCpu(): number {
@@ -100,8 +108,8 @@ async function run(encoding: 'parquet' | 'ndjson', load: { chunks: Buffer[]; byt
   const file = join(dir, 'fluxo.yaml');
   writeFileSync(file, config(dir, encoding));
   const cpu0 = childrenCpu();
-  const child: ChildProcess = spawn(process.execPath, [FLUXO_BIN, 'run', '-c', file], {
-    cwd: ROOT,
+  const child: ChildProcess = spawn(process.execPath, [...PROFILE, BIN, 'run', '-c', file], {
+    cwd: FLUXO_ROOT,
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   let stderr = '';
@@ -188,7 +196,8 @@ async function run(encoding: 'parquet' | 'ndjson', load: { chunks: Buffer[]; byt
 
 const load = payloads();
 const results = [];
-for (const encoding of ['parquet', 'ndjson'] as const) {
+const encodings = (['parquet', 'ndjson'] as const).filter((e) => args.only === undefined || args.only === e);
+for (const encoding of encodings) {
   const r = await run(encoding, load);
   results.push(r);
   console.log(JSON.stringify(r));
@@ -197,7 +206,11 @@ const [parquet, ndjson] = results;
 console.log(
   JSON.stringify({
     scenario: 'summary',
-    ndjson_to_parquet_size_ratio: Number((ndjson!.output_bytes / parquet!.output_bytes).toFixed(2)),
+    ndjson_to_parquet_size_ratio:
+      parquet !== undefined && ndjson !== undefined
+        ? Number((ndjson.output_bytes / parquet.output_bytes).toFixed(2))
+        : null,
+    fluxo_root: FLUXO_ROOT,
     machine: machine(),
   }),
 );

@@ -89,7 +89,10 @@ export function registerSimulateCommand(program: Command): void {
         .default(30_000, '30s'),
     )
     .addOption(
-      new Option('--verify <dir>', "read the file sink's output under DIR back: report missing and duplicated lines"),
+      new Option(
+        '--verify <dir>',
+        "read the file sink's output under DIR back (NDJSON, text, .gz or Parquet): report missing and duplicated lines",
+      ),
     )
     .addOption(
       new Option('--verify-timeout <duration>', 'how long --verify waits for files to become visible')

@@ -7,6 +7,8 @@ import { PathTemplate, templateString } from '../codecs/path-template.ts';
 import { type ComponentContext, defineSink, type Sink } from '../core/component.ts';
 import { FluxoError } from '../core/errors.ts';
 import type { Event } from '../core/event.ts';
+import { RateLimitedWarnings } from '../core/rate-limited-warnings.ts';
+import { backoffDelay, type RetryPolicy, sleep } from '../core/retry.ts';
 import {
   type EncodedLines,
   type Encoding,
@@ -19,7 +21,7 @@ import {
 } from '../core/sink/index.ts';
 import { duration, size } from '../core/units.ts';
 import { type Committer, LocalCommitter } from './file/commit.ts';
-import { OpenFile, type OpenFileOptions, ownerToken, type StagedFile } from './file/open-file.ts';
+import { liveTempFiles, OpenFile, type OpenFileOptions, ownerToken, type StagedFile } from './file/open-file.ts';
 import {
   type ColumnSpec,
   declaredColumns,
@@ -28,7 +30,7 @@ import {
   strictMisfit,
 } from './file/parquet-schema.ts';
 import type { ParquetFileOptions } from './file/parquet-writer.ts';
-import { type RecoveryReport, recoverInProgressFiles } from './file/recovery.ts';
+import { finalizeStagingFile, type RecoveryReport, recoverInProgressFiles } from './file/recovery.ts';
 import { Sealer } from './file/sealer.ts';
 
 const FILE_ENCODINGS = ['ndjson', 'text', 'parquet'] as const;
@@ -138,7 +140,18 @@ export interface StagingSeam {
   readonly committer: Committer;
   /** Metric names start with this (`fluxo_<prefix>_files_opened_total`); `file_sink` by default. */
   readonly metricPrefix?: string;
+  /**
+   * start() returns at once and the files of a previous run are finalized in the background (stop() waits for
+   * that): a committer that may wait for a remote store must not keep the pipeline from starting.
+   */
+  readonly recoverInBackground?: boolean;
 }
+
+/**
+ * A file that failed to close (its seal or commit failed: a full disk, a path taken, the store down) is tried
+ * again in the running process; the cap keeps a long outage to one attempt every half minute at most.
+ */
+const CLOSE_RETRY: RetryPolicy = { initialBackoffMs: 100, maxBackoffMs: 30_000, maxAttempts: 0 };
 
 /** The events of one write going to one file: their positions in the write. */
 type Group = number[];
@@ -150,7 +163,10 @@ type Group = number[];
  * Files become visible, complete, by rename when they roll. Emits `file-closed` with the final path each time
  * a file becomes visible.
  */
-export class FileSink extends EventEmitter<{ 'file-closed': [FileClosed] }> implements Sink {
+export class FileSink
+  extends EventEmitter<{ 'file-closed': [FileClosed]; 'file-recovered': [{ path: string }] }>
+  implements Sink
+{
   private readonly template: PathTemplate;
   private readonly fileOptions: OpenFileOptions;
   private readonly root: string;
@@ -164,6 +180,13 @@ export class FileSink extends EventEmitter<{ 'file-closed': [FileClosed] }> impl
   private readonly opening = new Map<string, Promise<OpenFile>>();
   private readonly closing = new Set<Promise<void>>();
   private readonly writes = new Set<Promise<unknown>>();
+  /** Staging files that failed to close, each with the loop that tries again; stop() ends the loops. */
+  private readonly retrying = new Map<string, Promise<void>>();
+  private readonly retryAbort = new AbortController();
+  private readonly recoverInBackground: boolean;
+  /** The start-up recovery when it runs in the background. */
+  private recovering: Promise<void> | undefined;
+  private readonly warnings: RateLimitedWarnings;
   readonly encoding: Encoding;
   /** Groups written at once, so files in use never outnumber max_open_files. */
   private readonly slots: Semaphore;
@@ -176,6 +199,8 @@ export class FileSink extends EventEmitter<{ 'file-closed': [FileClosed] }> impl
   private readonly closed;
   private readonly recovered;
   private readonly openFiles;
+  private readonly closeRetries;
+  private readonly pendingClose;
 
   constructor(
     private readonly options: FileSinkOptions,
@@ -190,6 +215,7 @@ export class FileSink extends EventEmitter<{ 'file-closed': [FileClosed] }> impl
       : encodingOf(options as FileSinkOptions & { encoding: 'ndjson' | 'text' });
     this.template = new PathTemplate(options.path, { timezone: options.timezone });
     this.root = seam?.root ?? '';
+    this.recoverInBackground = seam?.recoverInBackground ?? false;
     const gzip =
       !parquet && (options.compression === 'gzip' || (options.compression === 'auto' && options.path.endsWith('.gz')));
     this.fileOptions = { gzip, sync: options.sync, owner: ownerToken(context.dataDir, context.id) };
@@ -229,15 +255,38 @@ export class FileSink extends EventEmitter<{ 'file-closed': [FileClosed] }> impl
       'In-progress files of a crashed run the file sink finalized at start.',
     );
     this.openFiles = m.gauge(`${prefix}_open_files`, 'Files the file sink has open.');
+    this.closeRetries = m.counter(
+      `${prefix}_close_retries_total`,
+      'Attempts to finish again (seal and commit) a file that had failed to close.',
+    );
+    this.pendingClose = m.gauge(
+      `${prefix}_close_pending_files`,
+      'Files that failed to close and are being tried again; they keep their events on disk meanwhile.',
+    );
+    this.warnings = new RateLimitedWarnings(context.logger, 10_000);
   }
 
   /** Finalizes the in-progress files a crash (kill -9, power loss) left: they hold acknowledged events. */
   async start(): Promise<void> {
-    const report = await this.recover();
-    const { logger } = this.context;
-    if (report.files + report.empty + report.damaged + report.failed > 0) {
-      logger.info({ path: this.options.path, ...report }, 'file sink: finalized in-progress files of a previous run');
+    if (this.recoverInBackground) {
+      this.recovering = this.recover().then(
+        (report) => this.reportRecovery(report),
+        (error) => this.context.logger.error({ err: error, path: this.options.path }, 'file sink: recovery failed'),
+      );
+      return;
     }
+    this.reportRecovery(await this.recover());
+  }
+
+  private reportRecovery(report: RecoveryReport): void {
+    const { logger } = this.context;
+    const { failedFiles, ...counts } = report;
+    if (report.files + report.empty + report.damaged + report.failed > 0) {
+      logger.info({ path: this.options.path, ...counts }, 'file sink: finalized in-progress files of a previous run');
+    }
+    // A file a start could not finish (a full disk, the store down, a seal that failed) holds acknowledged
+    // events: it is tried again in this process, as a file that failed to close is, not left for the next start.
+    for (const file of failedFiles) this.retryClose(file, 'recovered');
     if (report.foreign > 0) {
       logger.warn(
         { path: this.options.path, files: report.foreign },
@@ -271,6 +320,10 @@ export class FileSink extends EventEmitter<{ 'file-closed': [FileClosed] }> impl
     this.sweeper = undefined;
     for (const [path, file] of this.files) this.retire(path, file, 'stop');
     while (this.closing.size > 0) await Promise.all([...this.closing]);
+    // Retries end here (an attempt under way runs to its end); what they did not finish, recover() tries once more.
+    this.retryAbort.abort();
+    await Promise.allSettled([...this.retrying.values()]);
+    await this.recovering;
     if (this.closeFailures === 0) {
       this.abort.abort();
       return;
@@ -309,7 +362,8 @@ export class FileSink extends EventEmitter<{ 'file-closed': [FileClosed] }> impl
     const sealed = await this.sealer.finish(staged, this.abort.signal);
     if (sealed === undefined) return undefined;
     const path = this.sealer.visiblePath(sealed);
-    if (reason !== 'recovered') {
+    if (reason === 'recovered') this.emit('file-recovered', { path });
+    else {
       this.emit('file-closed', {
         path,
         reason,
@@ -430,6 +484,7 @@ export class FileSink extends EventEmitter<{ 'file-closed': [FileClosed] }> impl
       if (f.pending === 0) this.retire(p, f, 'max_open_files');
     }
     const file = await OpenFile.create(path, this.fileOptions, Date.now());
+    this.sealer.warm();
     this.files.set(path, file);
     this.opened.inc();
     this.openFiles.set(this.files.size);
@@ -467,13 +522,67 @@ export class FileSink extends EventEmitter<{ 'file-closed': [FileClosed] }> impl
           this.context.logger.debug({ file: finalPath, reason, bytes: file.committed }, 'file sink: file closed');
         },
         (error) => {
-          this.closeFailures++;
           this.context.metrics.error('close_failed');
-          this.context.logger.error({ err: error, file: file.tempPath, reason }, 'file sink: could not close a file');
+          const retrying = !this.stopped;
+          this.context.logger.error(
+            { err: error, file: file.tempPath, reason, retrying },
+            retrying
+              ? 'file sink: could not close a file; it keeps its events and is tried again with backoff'
+              : 'file sink: could not close a file',
+          );
+          if (retrying) this.retryClose(file.tempPath, reason);
+          else this.closeFailures++;
         },
       );
     this.closing.add(closing);
     closing.finally(() => this.closing.delete(closing));
+  }
+
+  /**
+   * Tries again, with capped and jittered backoff, to finish a staging file that failed to close, until it is
+   * committed or the sink stops (then stop()'s recovery, or the next start's, takes it). The file stays marked
+   * live meanwhile, so a recovery scan of another instance (a reload) leaves it to this loop.
+   */
+  private retryClose(tempPath: string, reason: CloseReason | 'recovered'): void {
+    if (this.retrying.has(tempPath)) return;
+    // Counted as a failure until finished: stop() then knows to recover it.
+    this.closeFailures++;
+    liveTempFiles.add(tempPath);
+    const signal = this.retryAbort.signal;
+    const loop = (async () => {
+      for (let attempt = 0; ; attempt++) {
+        try {
+          await sleep(backoffDelay(CLOSE_RETRY, attempt), signal);
+        } catch {
+          return;
+        }
+        this.closeRetries.inc();
+        try {
+          const kept = await finalizeStagingFile(tempPath, this.fileOptions.owner, (staged) =>
+            this.finish(staged, reason),
+          );
+          this.closeFailures--;
+          if (kept > 0) (reason === 'recovered' ? this.recovered : this.closed).inc();
+          this.context.logger.info(
+            { file: tempPath, reason, attempts: attempt + 1, bytes: kept },
+            'file sink: finished a file that had failed to close',
+          );
+          return;
+        } catch (error) {
+          this.warnings.warn(
+            'close-retry',
+            { file: tempPath, attempt: attempt + 1, err: (error as Error).message },
+            'file sink: a file that failed to close failed again; trying again with backoff',
+          );
+        }
+      }
+    })().finally(() => {
+      liveTempFiles.delete(tempPath);
+      this.retrying.delete(tempPath);
+      this.pendingClose.set(this.retrying.size);
+    });
+    this.retrying.set(tempPath, loop);
+    this.pendingClose.set(this.retrying.size);
   }
 }
 

@@ -30,11 +30,12 @@ interface StagingSeamLike {
   readonly root: string;
   readonly committer: { commit(file: SealedObjectFile, signal: AbortSignal): Promise<void> };
   readonly metricPrefix?: string;
+  readonly recoverInBackground?: boolean;
 }
 
 /** The file sink as the s3 sink uses it: a Sink that says when a staging file was committed. */
 interface StagingSink extends Sink {
-  on(event: 'file-closed', listener: (closed: { bytes: number }) => void): unknown;
+  on(event: 'file-closed' | 'file-recovered', listener: () => void): unknown;
 }
 
 /** File sink options the s3 sink sets itself: the staging path is its `key`, and staging is always fsync'd. */
@@ -145,6 +146,9 @@ export class S3Sink implements Sink {
   private scanning: Promise<void> | undefined;
   private waiters: (() => void)[] = [];
   private blockedSince: number | undefined;
+  /** The start-up look for stale multipart uploads, run in the background; stop() aborts it. */
+  private staleSweep: Promise<void> | undefined;
+  private readonly stopping = new AbortController();
   private readonly stagedGauge;
 
   constructor(
@@ -156,15 +160,20 @@ export class S3Sink implements Sink {
     this.store = new ObjectStore(options, context.logger, who);
     this.root = join(context.dataDir, 'sinks', context.id);
     this.prefix = new PathTemplate(options.key).staticDir;
-    this.committer = new S3Committer(this.store, context, options.shutdown_upload_timeout);
+    // A sealed file counts toward max_staged_size at once, not only at the next measure of the staging.
+    this.committer = new S3Committer(this.store, context, options.shutdown_upload_timeout, (bytes) => {
+      this.addedSinceScan += bytes;
+    });
     const fileOptions = staging.schema.parse(fileOptionsOf(options));
     this.staged = staging.build(fileOptions as never, context, {
       root: this.root,
       committer: this.committer,
       metricPrefix: 's3_sink',
+      recoverInBackground: true,
     });
     this.encoding = this.staged.encoding;
     this.staged.on('file-closed', () => this.rescan());
+    this.staged.on('file-recovered', () => this.rescan());
     this.stagedGauge = context.metrics.gauge(
       'fluxo_s3_sink_staged_bytes',
       'Bytes the s3 sink holds on local disk that are not uploaded yet.',
@@ -172,29 +181,42 @@ export class S3Sink implements Sink {
   }
 
   /**
-   * Aborts the stale multipart uploads of a crashed run (best effort: a store down now is no reason not to
-   * start), then lets the staging recover: staging files of a previous run are sealed and uploaded.
+   * Returns once the staging is measured: what a previous run staged counts toward max_staged_size at once,
+   * while its files are sealed and uploaded in the background (retrying while the store is down), so a store
+   * that is down at start holds back nothing but the uploads. Stale multipart uploads of a crashed run are
+   * aborted in the background too (best effort).
    */
   async start(): Promise<void> {
     await mkdir(this.root, { recursive: true });
     await this.store.open();
+    this.staleSweep = this.abortStaleUploads();
+    await this.staged.start?.();
+    await this.rescan();
+    if (this.stagedBytes > 0) {
+      this.context.logger.info(
+        { sink: this.context.id, staged_bytes: this.stagedBytes },
+        's3 sink: staged files of a previous run are uploaded in the background',
+      );
+    }
+  }
+
+  private async abortStaleUploads(): Promise<void> {
     try {
       const aborted = await this.store.abortStaleUploads(
         this.prefix,
         this.options.stale_upload_age,
-        AbortSignal.timeout(30_000),
+        AbortSignal.any([this.stopping.signal, AbortSignal.timeout(30_000)]),
       );
       if (aborted > 0) {
         this.context.logger.info({ sink: this.context.id, aborted }, 's3 sink: aborted stale multipart uploads');
       }
     } catch (error) {
+      if (this.stopping.signal.aborted) return;
       this.context.logger.warn(
         { sink: this.context.id, err: (error as Error).message },
         's3 sink: could not look for stale multipart uploads; trying again at the next start',
       );
     }
-    await this.staged.start?.();
-    await this.rescan();
   }
 
   async healthcheck(signal: AbortSignal): Promise<void> {
@@ -204,12 +226,16 @@ export class S3Sink implements Sink {
   async send(request: SinkRequest, signal: AbortSignal): Promise<SendResult | undefined> {
     await this.room(signal);
     const result = await this.staged.send(request, signal);
-    this.addedSinceScan += request.bytes;
+    // The bytes the staging took (the NDJSON lines appended), not the source's estimate of the batch, which
+    // some sources leave at 0; a part answered as to be retried is overcounted until the next measure.
+    this.addedSinceScan += request.lines().bytes.length;
     return result;
   }
 
   async stop(): Promise<void> {
+    this.stopping.abort();
     try {
+      await this.staleSweep;
       await this.committer.stopping(() => this.staged.stop());
     } finally {
       for (const w of this.waiters.splice(0)) w();

@@ -111,8 +111,16 @@ export class OpenFile {
     await makeDir(dir);
     const finalPath = insertUniqueSuffix(path, now, randomBytes(4).toString('hex'));
     const tempPath = join(dir, tempNameFor(finalPath.slice(finalPath.lastIndexOf('/') + 1), options.owner));
-    const handle = await open(tempPath, 'wx');
+    // Marked live before it exists: a recovery scan running meanwhile (the s3 sink's, in the background) must
+    // never take a file that is being opened for a crash's leftover.
     liveTempFiles.add(tempPath);
+    let handle: FileHandle;
+    try {
+      handle = await open(tempPath, 'wx');
+    } catch (error) {
+      liveTempFiles.delete(tempPath);
+      throw error;
+    }
     try {
       // The name must survive a crash as well as the data that fdatasync makes durable later.
       await syncDirectory(dir);

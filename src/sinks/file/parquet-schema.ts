@@ -178,7 +178,7 @@ function scalarValue(value: unknown, type: ScalarType, widened: boolean): Conver
 /** The value for column `spec` (null for a missing value), or NO_FIT. */
 export function columnValue(value: unknown, spec: ColumnSpec): Converted | typeof NO_FIT {
   if (value === undefined || value === null) return null;
-  if (spec.type === 'timestamp') return timestampValue(value, { ...spec });
+  if (spec.type === 'timestamp') return timestampValue(value, spec);
   if (spec.type !== 'list') return scalarValue(value, spec.type, spec.widened === true);
   if (!Array.isArray(value)) return NO_FIT;
   const items = spec.items ?? 'string';
@@ -334,16 +334,17 @@ export function parquetSchema(columns: readonly ColumnSpec[]): SchemaElement[] {
 }
 
 /**
- * Transposes events into the column arrays of one row group. A value that does not fit its column is moved
- * to `_extra` with every field that has no column, so nothing is lost.
+ * The rows of one row group as column arrays over the declared columns, plus `_extra`: what has no column, or
+ * a value that does not fit its column, so nothing is lost. Subclasses may keep fields without a column
+ * elsewhere (keepUndeclared).
  */
-export class RowGroupBuilder {
+abstract class ColumnRows {
   private readonly byName: Map<string, number>;
-  columns: unknown[][];
-  private extra: (Record<string, unknown> | null)[] = [];
+  protected columns: unknown[][];
+  protected extra: (Record<string, unknown> | null)[] = [];
   rows = 0;
 
-  constructor(private readonly specs: readonly ColumnSpec[]) {
+  constructor(protected readonly specs: readonly ColumnSpec[]) {
     this.byName = new Map(specs.map((s, i) => [s.name, i]));
     this.columns = specs.map(() => []);
   }
@@ -363,6 +364,8 @@ export class RowGroupBuilder {
           columns[c]![row] = converted;
           continue;
         }
+      } else if (this.keepUndeclared(key, value, row)) {
+        continue;
       }
       extra ??= {};
       extra[key] = value;
@@ -377,6 +380,16 @@ export class RowGroupBuilder {
     this.extra[row] = { _raw: line };
   }
 
+  /** Takes a field that has no declared column (true), or leaves it to `_extra` (false). */
+  protected abstract keepUndeclared(key: string, value: unknown, row: number): boolean;
+}
+
+/** Transposes events into the column arrays of one row group, over a fixed set of columns. */
+export class RowGroupBuilder extends ColumnRows {
+  protected keepUndeclared(): boolean {
+    return false;
+  }
+
   /** The column data for ParquetWriter.write(), and a fresh builder state. */
   take(): { name: string; data: unknown[] }[] {
     const out = this.specs.map((s, c) => ({ name: s.name, data: this.columns[c]! }));
@@ -385,5 +398,56 @@ export class RowGroupBuilder {
     this.extra = [];
     this.rows = 0;
     return out;
+  }
+}
+
+/**
+ * The first row group of an `infer` file, whose columns are known only once the group is complete. Declared
+ * columns are converted as rows come; each other field's values are kept as they are, in a column of their
+ * own in first-seen order, with the type widened so far. finish() fixes the types and converts them, so the
+ * group is the same as inferColumns() over its events then a RowGroupBuilder, but without holding the events.
+ */
+export class InferringRowGroupBuilder extends ColumnRows {
+  private readonly open = new Map<string, { type: ScalarType | undefined; data: unknown[] }>();
+
+  protected keepUndeclared(key: string, value: unknown, row: number): boolean {
+    if (key === EXTRA_COLUMN) return false;
+    let column = this.open.get(key);
+    if (column === undefined) {
+      column = { type: undefined, data: [] };
+      this.open.set(key, column);
+    }
+    const data = column.data;
+    while (data.length < row) data.push(null);
+    data.push(value);
+    column.type = widen(column.type, inferredType(value));
+    return true;
+  }
+
+  /** The file's columns and the column data of its first group. */
+  finish(): { columns: ColumnSpec[]; data: { name: string; data: unknown[] }[] } {
+    const rows = this.rows;
+    const columns = [...this.specs];
+    const data = this.specs.map((s, c) => ({ name: s.name, data: this.columns[c]! }));
+    for (const [name, column] of this.open) {
+      const spec = defaultSpec(name, column.type ?? 'string', true);
+      const values = column.data;
+      while (values.length < rows) values.push(null);
+      for (let row = 0; row < rows; row++) {
+        const converted = columnValue(values[row], spec);
+        if (converted !== NO_FIT) {
+          values[row] = converted;
+          continue;
+        }
+        // Never expected (the type was widened over these very values); kept rather than lost.
+        this.extra[row] ??= {};
+        this.extra[row]![name] = values[row];
+        values[row] = null;
+      }
+      columns.push(spec);
+      data.push({ name, data: values });
+    }
+    data.push({ name: EXTRA_COLUMN, data: this.extra });
+    return { columns, data };
   }
 }

@@ -1,11 +1,12 @@
 import { type FileHandle, open } from 'node:fs/promises';
 import * as zlib from 'node:zlib';
 import type { ParquetWriter } from 'hyparquet-writer';
+import { type Compress, zstdCompressor } from '../../codecs/zstd.ts';
 import type { Event } from '../../core/event.ts';
 import { writeFully } from './open-file.ts';
 import {
   type ColumnSpec,
-  inferColumns,
+  InferringRowGroupBuilder,
   parquetSchema,
   RowGroupBuilder,
   type SchemaElement,
@@ -24,34 +25,17 @@ export interface ParquetFileOptions {
   readonly rowGroupMaxRows: number;
 }
 
-type Compressor = (input: Uint8Array) => Uint8Array;
 /** zstd level 3: zstd's and DuckDB's default, the one the writer benchmark measured. */
 const ZSTD_LEVEL = 3;
-let zstd: Promise<Compressor> | undefined;
-
-/** node:zlib's zstd where Node has it (≥ 22.15), else the WebAssembly build (Node 20). Loaded once. */
-function zstdCompressor(): Promise<Compressor> {
-  zstd ??= (async () => {
-    const native = (zlib as unknown as Record<string, unknown>).zstdCompressSync as
-      | ((b: Uint8Array, o: object) => Buffer)
-      | undefined;
-    if (native !== undefined) {
-      const level = {
-        params: { [(zlib.constants as unknown as Record<string, number>).ZSTD_c_compressionLevel!]: ZSTD_LEVEL },
-      };
-      return (input: Uint8Array) => native(input, level);
-    }
-    const wasm = await import('@bokuweb/zstd-wasm');
-    await wasm.init();
-    return (input: Uint8Array) => wasm.compress(input, ZSTD_LEVEL);
-  })();
-  return zstd;
-}
+let zstd: Promise<Compress> | undefined;
 
 const CODEC = { zstd: 'ZSTD', snappy: 'SNAPPY', gzip: 'GZIP', none: 'UNCOMPRESSED' } as const;
 
-async function compressors(compression: ParquetCompression): Promise<Record<string, Compressor>> {
-  if (compression === 'zstd') return { ZSTD: await zstdCompressor() };
+async function compressors(compression: ParquetCompression): Promise<Record<string, Compress>> {
+  if (compression === 'zstd') {
+    zstd ??= zstdCompressor(ZSTD_LEVEL);
+    return { ZSTD: await zstd };
+  }
   if (compression === 'gzip') return { GZIP: (input) => zlib.gzipSync(input) };
   return {};
 }
@@ -110,7 +94,11 @@ export interface WrittenParquet {
   readonly bytes: number;
 }
 
-/** Yields the lines of an NDJSON file (without their `\n`), reading it in 1 MiB pieces. */
+/**
+ * Yields the lines of an NDJSON file (without their `\n`), reading it in 1 MiB pieces. Each piece is decoded
+ * once, up to its last `\n` (so no UTF-8 sequence is cut), and its lines are slices of that string: cheaper
+ * than decoding line by line.
+ */
 async function* lines(handle: FileHandle): AsyncGenerator<string> {
   const piece = Buffer.allocUnsafe(1 << 20);
   let carry: Buffer | undefined;
@@ -124,12 +112,18 @@ async function* lines(handle: FileHandle): AsyncGenerator<string> {
       data = Buffer.concat([carry, data]);
       carry = undefined;
     }
+    const last = data.lastIndexOf(0x0a);
+    if (last < 0) {
+      carry = Buffer.from(data);
+      continue;
+    }
+    const text = data.toString('utf8', 0, last + 1);
     let start = 0;
-    for (let nl = data.indexOf(0x0a, start); nl >= 0; nl = data.indexOf(0x0a, start)) {
-      if (nl > start) yield data.toString('utf8', start, nl);
+    for (let nl = text.indexOf('\n', start); nl >= 0; nl = text.indexOf('\n', start)) {
+      if (nl > start) yield text.slice(start, nl);
       start = nl + 1;
     }
-    if (start < data.length) carry = Buffer.from(data.subarray(start));
+    if (last + 1 < data.length) carry = Buffer.from(data.subarray(last + 1));
   }
   // A line without its `\n` was torn by a crash before it was acknowledged; recovery cuts it off first.
 }
@@ -138,6 +132,8 @@ async function* lines(handle: FileHandle): AsyncGenerator<string> {
  * Writes the NDJSON staging file `stagingPath` as one Parquet file at `outPath` (created or replaced), fsync'd.
  * Row groups hold about `rowGroupBytes` of staged lines. In `infer` mode the columns come from the first row
  * group's events; later values that fit no column go to `_extra`. Returns the events written and the size.
+ * Each line goes into the column arrays as soon as it is parsed: no event object outlives its line, which
+ * keeps a row group's memory (and the garbage collector's work) to its column values.
  */
 export async function writeParquetFile(
   stagingPath: string,
@@ -148,24 +144,29 @@ export async function writeParquetFile(
   let output: FileHandle | undefined;
   try {
     let writer: ParquetWriter | undefined;
-    let builder: RowGroupBuilder | undefined;
-    let pending: (Event | string)[] = [];
+    let first: InferringRowGroupBuilder | undefined =
+      options.mode === 'infer' ? new InferringRowGroupBuilder(options.columns) : undefined;
+    let builder: RowGroupBuilder | undefined = first === undefined ? new RowGroupBuilder(options.columns) : undefined;
     let pendingBytes = 0;
     let events = 0;
     const codecs = await compressors(options.compression);
     const lib = await loadLibrary();
     let plain: Set<string> | undefined;
     const flushGroup = async () => {
-      if (pending.length === 0) return;
-      if (writer === undefined) {
-        const columns =
-          options.mode === 'infer'
-            ? inferColumns(
-                options.columns,
-                pending.filter((e): e is Event => typeof e !== 'string'),
-              )
-            : [...options.columns];
+      const rows = (first ?? builder)!.rows;
+      if (rows === 0) return;
+      let columns: readonly ColumnSpec[] = options.columns;
+      let columnData: { name: string; data: unknown[] }[];
+      if (first !== undefined) {
+        const done = first.finish();
+        columns = done.columns;
+        columnData = done.data;
+        first = undefined;
         builder = new RowGroupBuilder(columns);
+      } else {
+        columnData = builder!.take();
+      }
+      if (writer === undefined) {
         output = await open(outPath, 'w');
         writer = new lib.ParquetWriter({
           writer: fileHandleWriter(lib, output),
@@ -175,12 +176,6 @@ export async function writeParquetFile(
           createdBy: 'fluxo (hyparquet-writer)',
         });
       }
-      for (const item of pending) {
-        if (typeof item === 'string') builder!.addRaw(item);
-        else builder!.add(item);
-      }
-      const rows = builder!.rows;
-      const columnData = builder!.take();
       plain ??= mostlyDistinct(columnData, rows);
       for (const column of columnData) {
         if (!plain.has(column.name)) continue;
@@ -189,20 +184,20 @@ export async function writeParquetFile(
       }
       await writer.write({ columnData: columnData as never, rowGroupSize: rows });
       events += rows;
-      pending = [];
       pendingBytes = 0;
     };
     for await (const line of lines(input)) {
-      let parsed: Event | string;
+      const target = (first ?? builder)!;
+      let value: unknown;
       try {
-        const value: unknown = JSON.parse(line);
-        parsed = typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Event) : line;
+        value = JSON.parse(line);
       } catch {
-        parsed = line;
+        value = undefined;
       }
-      pending.push(parsed);
+      if (typeof value === 'object' && value !== null && !Array.isArray(value)) target.add(value as Event);
+      else target.addRaw(line);
       pendingBytes += line.length + 1;
-      if (pendingBytes >= options.rowGroupBytes || pending.length >= options.rowGroupMaxRows) await flushGroup();
+      if (pendingBytes >= options.rowGroupBytes || target.rows >= options.rowGroupMaxRows) await flushGroup();
     }
     await flushGroup();
     if (writer === undefined || output === undefined) return { events: 0, bytes: 0 };

@@ -1,5 +1,5 @@
 import { type FileHandle, open, readdir, rename, stat, unlink } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { constants, createGunzip } from 'node:zlib';
 import type { Logger } from 'pino';
 import { syncDirectory } from '../../core/fs.ts';
@@ -38,6 +38,8 @@ export interface RecoveryReport {
   foreign: number;
   /** Temp files that could not be recovered now (I/O error), left in place for the next start. */
   failed: number;
+  /** Which of them (a directory that could not be scanned counts in `failed` but has no file here). */
+  failedFiles: string[];
 }
 
 interface Recovered {
@@ -51,7 +53,16 @@ interface Recovered {
  * fdatasync'ed before write() resolved), only a torn last line was not. Never throws for one bad file.
  */
 export async function recoverInProgressFiles(options: RecoveryOptions): Promise<RecoveryReport> {
-  const report: RecoveryReport = { files: 0, bytes: 0, droppedBytes: 0, empty: 0, damaged: 0, foreign: 0, failed: 0 };
+  const report: RecoveryReport = {
+    files: 0,
+    bytes: 0,
+    droppedBytes: 0,
+    empty: 0,
+    damaged: 0,
+    foreign: 0,
+    failed: 0,
+    failedFiles: [],
+  };
   const { logger, owner } = options;
   for await (const path of hiddenFiles(options.root || '.', options.depth, logger, report)) {
     const name = path.slice(path.lastIndexOf('/') + 1);
@@ -86,10 +97,31 @@ export async function recoverInProgressFiles(options: RecoveryOptions): Promise<
       logger.debug({ file: path, recovered_bytes: result.bytes, dropped_bytes: result.dropped }, 'recovered file');
     } catch (error) {
       report.failed++;
-      logger.error({ file: path, err: error }, 'could not recover an in-progress file; it stays for the next start');
+      report.failedFiles.push(path);
+      logger.error({ file: path, err: error }, 'could not recover an in-progress file; it stays and is tried again');
     }
   }
   return report;
+}
+
+/**
+ * Finalizes one staging file of this sink instance that failed to close, the way a start would (whole lines
+ * kept, gzip rewritten); `finish` seals and commits it under the final name its temp name carries, so a retry
+ * never makes a second file. Resolves with the bytes kept (0: nothing was left, e.g. the failed close had
+ * committed it already); throws, leaving the file in place, when it cannot be finalized now.
+ */
+export async function finalizeStagingFile(path: string, owner: string, finish: Finisher): Promise<number> {
+  const name = path.slice(path.lastIndexOf('/') + 1);
+  const m = TEMP_NAME.exec(name);
+  if (m === null) throw new Error(`not a staging file name: ${path}`);
+  try {
+    await stat(path);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return 0;
+    throw error;
+  }
+  const result = await recoverFile(path, join(dirname(path), m[1]!), m[1]!, owner, finish);
+  return result.bytes;
 }
 
 async function* hiddenFiles(
@@ -234,6 +266,24 @@ async function recoverGzip(
 ): Promise<Recovered> {
   const dir = dirname(temp);
   const outPath = join(dir, `.${finalName}.${owner}.recovery`);
+  // A scan running meanwhile (a background start-up recovery, a retry of a failed close) must leave it alone.
+  liveTempFiles.add(outPath);
+  try {
+    return await rewriteGzip(temp, outPath, final, owner, finish);
+  } finally {
+    liveTempFiles.delete(outPath);
+  }
+}
+
+async function rewriteGzip(
+  temp: string,
+  outPath: string,
+  final: string,
+  owner: string,
+  finish: Finisher,
+): Promise<Recovered> {
+  const dir = dirname(temp);
+  const finalName = basename(final);
   const input = await open(temp, 'r');
   const out = await open(outPath, 'w');
   const writer = new GzipMemberWriter();

@@ -40,6 +40,8 @@ export class S3Committer {
     private readonly store: ObjectStore,
     private readonly context: ComponentContext,
     private readonly shutdownTimeoutMs: number,
+    /** Told the bytes of a sealed file that sits beside its staging file until uploaded (Parquet). */
+    private readonly onSealed: (bytes: number) => void = () => {},
   ) {
     this.warnings = new RateLimitedWarnings(context.logger, 10_000);
     const m = context.metrics;
@@ -54,6 +56,8 @@ export class S3Committer {
   async commit(file: SealedObjectFile, signal: AbortSignal): Promise<void> {
     const both = AbortSignal.any([signal, this.shutdown.signal]);
     const format = file.format ?? 'ndjson';
+    // NDJSON uploads the staging file itself; a Parquet file is a second file on disk until it is uploaded.
+    if (format === 'parquet') this.onSealed(file.bytes);
     const headers = {
       contentType: file.gzip ? 'application/gzip' : (CONTENT_TYPES[format] ?? 'application/octet-stream'),
     };

@@ -1,9 +1,8 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { randomBytes, randomInt } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
-import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -16,6 +15,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { tempDir } from '../context.ts';
 import { requireProgram } from '../external.ts';
+import { reservedPort } from '../net.ts';
 
 /**
  * A real S3 implementation for tests: Debian's OpenStack Swift (2.30) as a single node, its proxy with the
@@ -73,26 +73,6 @@ export interface S3ServerOptions {
 const SWIFT_DIR = join(dirname(fileURLToPath(import.meta.url)), 'swift');
 const SERVERS = ['account', 'container', 'object', 'proxy'] as const;
 type ServerName = (typeof SERVERS)[number];
-
-/**
- * A port below the kernel's ephemeral range (32768+ by default), free now: the servers get them again on
- * restart(), and while they are down no outgoing connection of another test can take them as its local port.
- */
-async function reservedPort(taken: Set<number>): Promise<number> {
-  for (;;) {
-    const port = randomInt(20_000, 32_000);
-    if (taken.has(port)) continue;
-    const server = createServer();
-    const ok = await new Promise<boolean>((resolve) => {
-      server.once('error', () => resolve(false));
-      server.listen(port, '127.0.0.1', () => resolve(true));
-    });
-    if (!ok) continue;
-    await new Promise<void>((resolve) => server.close(() => resolve()));
-    taken.add(port);
-    return port;
-  }
-}
 
 function storageConfig(name: string, port: number, dir: string): string {
   return `[DEFAULT]
@@ -210,9 +190,8 @@ export async function startS3Server(t: TestContext, options: S3ServerOptions = {
   // The interpreter Swift's own scripts run with (a python3 earlier on PATH, e.g. pyenv's, lacks its modules).
   const python = /^#!\s*(\S+)/.exec(readFileSync(programs.proxy, 'utf8').slice(0, 200))?.[1] ?? '/usr/bin/python3';
   const dir = tempDir(t, 'fluxo-s3-');
-  const taken = new Set<number>();
   const ports = {} as Record<ServerName, number>;
-  for (const name of SERVERS) ports[name] = await reservedPort(taken);
+  for (const name of SERVERS) ports[name] = await reservedPort(t);
   const secret = randomBytes(12).toString('hex');
   mkdirSync(join(dir, 'etc'));
   mkdirSync(join(dir, 'srv', 'd1'), { recursive: true });

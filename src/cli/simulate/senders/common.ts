@@ -1,7 +1,8 @@
 import { isIP } from 'node:net';
 import type { ConnectionOptions } from 'node:tls';
 import { gzipSync } from 'node:zlib';
-import { Client, type Dispatcher } from 'undici';
+import type { Client, Dispatcher } from 'undici';
+import { lazyImport } from '../../../core/lazy-import.ts';
 import type { LineBatch, SenderOptions, SimulatedServer } from '../sender.ts';
 import type { SimulationStats } from '../stats.ts';
 
@@ -132,12 +133,24 @@ export interface HttpProtocol {
 }
 
 /**
+ * `fluxo run` imports this file (main.ts registers the simulate command), and undici costs ~10 MiB of RSS: it is
+ * loaded when a simulation first posts.
+ */
+const loadUndici = lazyImport(() => import('undici'));
+
+/**
  * A batching sender over HTTP on its own keep-alive connection: 429 and 503 are retried after `Retry-After`,
  * network errors after a second; any other answer that acknowledged() does not accept is a permanent failure
  * (counted as an error and left out, which --verify then reports).
  */
 export abstract class HttpBatchingSender<R extends HttpBatch> extends BatchingSender<R> {
-  private readonly client: Client;
+  /** Made at the first attempt: see loadUndici. */
+  private client: Client | undefined;
+  private readonly origin: string;
+  private readonly clientOptions: {
+    pipelining: number;
+    connect?: { ca?: string | Buffer; rejectUnauthorized: boolean };
+  };
 
   constructor(
     options: SenderOptions,
@@ -149,10 +162,9 @@ export abstract class HttpBatchingSender<R extends HttpBatch> extends BatchingSe
     super(options, stats, index, maxLines);
     const host = options.host.includes(':') ? `[${options.host}]` : options.host;
     const tls = options.tls;
-    this.client = new Client(`${tls ? 'https' : 'http'}://${host}:${options.port}`, {
-      pipelining: 1,
-      connect: tls ? { ca: tls.ca, rejectUnauthorized: !tls.insecure } : undefined,
-    });
+    this.origin = `${tls ? 'https' : 'http'}://${host}:${options.port}`;
+    this.clientOptions = { pipelining: 1 };
+    if (tls) this.clientOptions.connect = { ca: tls.ca, rejectUnauthorized: !tls.insecure };
   }
 
   /**
@@ -170,6 +182,14 @@ export abstract class HttpBatchingSender<R extends HttpBatch> extends BatchingSe
 
   protected attempt(): void {
     if (this.destroyed) return;
+    if (this.client === undefined) {
+      loadUndici().then(({ Client }) => {
+        if (this.destroyed) return;
+        this.client ??= new Client(this.origin, this.clientOptions);
+        this.attempt();
+      });
+      return;
+    }
     const r = this.inFlight!;
     this.client.request({ method: 'POST', path: this.protocol.path, headers: r.headers, body: r.body }).then(
       async (res) => {
@@ -193,6 +213,6 @@ export abstract class HttpBatchingSender<R extends HttpBatch> extends BatchingSe
   }
 
   protected release(): Promise<void> {
-    return this.client.destroy();
+    return this.client?.destroy() ?? Promise.resolve();
   }
 }

@@ -52,6 +52,11 @@ def main():
         if not hasattr(eventlet.hubs._threadlocal, 'hub'):
             install_hub(mod)
 
+    # eventlet's listen() sets SO_REUSEPORT unless told not to: a second server restarted on a port another
+    # test's server took meanwhile would then share it silently, each answering half the requests. Without
+    # it, that bind fails (EADDRINUSE), get_socket() retries for bind_timeout, and the start fails loudly.
+    listen = wsgi.listen
+    wsgi.listen = lambda *args, **kwargs: listen(*args, reuse_port=False, **kwargs)
     install_hub(wsgi.get_hub())
     eventlet.hubs.use_hub = use_hub_once
     build_rings(swift_dir, device_dir, ports)
