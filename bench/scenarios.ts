@@ -225,6 +225,15 @@ export const SCENARIOS: Scenario[] = [
     (dir) => fileSink(dir, 'none', true, 'json', true),
     { source: 'syslog', load: Q1 },
   ),
+  // A diagnostic for a saturated machine: the same pipeline at a tenth of Q1 needs ~0.03 cores, so its latency is
+  // the pipeline's own (batch timeout, fdatasync, group commit) rather than time spent waiting for a CPU.
+  fluxoScenario(
+    'q1-syslog-tenth',
+    `Q1 pipeline at ${(Q1.rate / 10).toLocaleString('en-US')} lines/s for 20 s: the latency floor when CPU is short`,
+    false,
+    (dir) => fileSink(dir, 'none', true, 'json', true),
+    { source: 'syslog', load: { ...Q1, events: Q1.events / 10, rate: Q1.rate / 10 } },
+  ),
   {
     name: 'q1-syslog-ng',
     description: `Q1 load: syslog-ng network() (syslog parsed) → file, flow control, fsync(yes), disk-buffer(reliable(yes))`,

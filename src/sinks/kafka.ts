@@ -1,13 +1,14 @@
 import type { Producer } from '@platformatic/kafka';
 import { z } from 'zod';
 import { PathTemplate, templateString } from '../codecs/path-template.ts';
-import { loadTlsClientOptions, tlsClientOption } from '../codecs/tls.ts';
+import { nodeHasZstd } from '../codecs/zstd.ts';
 import { type ComponentContext, defineSink, type Sink } from '../core/component.ts';
 import { RetryableError } from '../core/errors.ts';
 import type { Event } from '../core/event.ts';
 import { lazyImport } from '../core/lazy-import.ts';
+import { kafkaBootstrapServers, kafkaClientOptions, kafkaClientShape } from '../core/net/kafka-client.ts';
 import { type Encoding, encodingOf, encodingOptions, type SendResult, type SinkRequest } from '../core/sink/index.ts';
-import { address, duration, size } from '../core/units.ts';
+import { duration, size } from '../core/units.ts';
 import { type KafkaMessage, partitionOf, readProduceError } from './kafka/produce.ts';
 
 /** The Kafka client loads when a kafka sink connects, not when Fluxo starts (see lazyImport). */
@@ -19,10 +20,7 @@ const { encoding, text_field } = encodingOptions(['ndjson', 'text'], { codec: 'n
 const TOPIC_NAME = /^[a-zA-Z0-9._-]{1,249}$/;
 
 const options = z.object({
-  bootstrap_servers: z
-    .array(address())
-    .min(1)
-    .describe('Brokers to learn the cluster from, `host:port` each; the client then talks to each partition leader.'),
+  bootstrap_servers: kafkaBootstrapServers(),
   topic: templateString().describe(
     'The topic of each event: a template with event fields (`logs-{{ app }}`) and strftime fields of its ' +
       '`timestamp`. An event whose topic cannot be rendered (a missing field) or is not a valid topic name ' +
@@ -43,23 +41,16 @@ const options = z.object({
   ),
   text_field,
   compression: z
-    .enum(['none', 'gzip', 'snappy', 'lz4'])
+    .enum(['none', 'gzip', 'snappy', 'lz4', 'zstd'])
     .default('none')
-    .describe(
-      'Compression of each record batch. zstd is not offered: the client needs node:zlib zstd, which Node 20 lacks.',
-    ),
-  client_id: z.string().min(1).default('fluxo').describe('The client id the brokers log and apply quotas to.'),
-  sasl: z
-    .strictObject({
-      mechanism: z.enum(['PLAIN', 'SCRAM-SHA-256', 'SCRAM-SHA-512']).describe('SASL mechanism.'),
-      username: z.string().min(1).describe('SASL user.'),
-      password: z.string().describe('SASL password; use `${KAFKA_PASSWORD}` to keep it out of the file.'),
+    // The Kafka client compresses zstd batches with node:zlib.
+    .refine((c) => c !== 'zstd' || nodeHasZstd, {
+      message: `zstd needs node:zlib's zstd (Node 22.15 or later); this is Node ${process.versions.node}: use lz4 or snappy, or a newer Node`,
     })
-    .optional()
     .describe(
-      'SASL authentication `{ mechanism, username, password }`; combine with `tls` (PLAIN sends the password).',
+      'Compression of each record batch. `zstd` needs Node 22.15 or later (the client compresses with node:zlib).',
     ),
-  tls: tlsClientOption(),
+  ...kafkaClientShape(),
   max_message_bytes: size()
     .default(1_000_000)
     .describe(
@@ -164,10 +155,8 @@ export class KafkaSink implements Sink {
 
   private async newProducer(): Promise<Producer<Buffer, Buffer, string, string>> {
     const { Producer, stringSerializers } = await kafkaClient();
-    const tls = loadTlsClientOptions(this.opts.tls, `sink ${this.context.id}`);
     return new Producer<Buffer, Buffer, string, string>({
-      clientId: this.opts.client_id,
-      bootstrapBrokers: this.opts.bootstrap_servers,
+      ...kafkaClientOptions(this.opts, `sink ${this.context.id}`),
       idempotent: true,
       acks: -1,
       // -1/-1 asks for a new producer id (0/0, the client's default, names an existing one to fence).
@@ -180,12 +169,7 @@ export class KafkaSink implements Sink {
       // the client advances on success only.
       retries: 2,
       retryDelay: 100,
-      timeout: this.opts.request_timeout,
-      requestTimeout: this.opts.request_timeout,
-      connectTimeout: this.opts.connect_timeout,
       serializers: { ...stringSerializers, key: undefined, value: undefined },
-      ...(tls === undefined ? {} : { tls }),
-      ...(this.opts.sasl === undefined ? {} : { sasl: { ...this.opts.sasl } }),
     });
   }
 

@@ -1,127 +1,20 @@
-import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
+import type { JetStreamManager } from '@nats-io/jetstream';
 import type { MsgHdrs, NatsConnection } from '@nats-io/transport-node';
-import { z } from 'zod';
-import { checkPathTemplate, PathTemplate } from '../codecs/path-template.ts';
-import { tlsClientOption } from '../codecs/tls.ts';
+import { PathTemplate } from '../codecs/path-template.ts';
 import { type ComponentContext, defineSink, type Sink } from '../core/component.ts';
 import { FluxoError, RetryableError } from '../core/errors.ts';
 import type { Event } from '../core/event.ts';
 import { lazyImport } from '../core/lazy-import.ts';
-import {
-  type Encoding,
-  encodingOf,
-  encodingOptions,
-  Semaphore,
-  type SendResult,
-  type SinkRequest,
-} from '../core/sink/index.ts';
-import { duration, size } from '../core/units.ts';
-import { connectError, natsAuthOption, natsConnectionOptions } from './nats/connection.ts';
+import { type Encoding, encodingOf, type SendResult, type SinkRequest } from '../core/sink/index.ts';
+import { connectError, natsConnectionOptions } from './nats/connection.ts';
+import { type NatsSinkOptions, natsSinkOptions, safeSubject } from './nats/options.ts';
+import { JetStreamPublisher } from './nats/publisher.ts';
 
-/** Characters a published subject cannot hold: token separators are `.`, `*` and `>` are wildcards. */
 /** The NATS client loads when a nats sink connects, not when Fluxo starts (see lazyImport). */
 const natsClient = lazyImport(() => import('@nats-io/transport-node'));
 const jetStreamClient = lazyImport(() => import('@nats-io/jetstream'));
 
-const SUBJECT_UNSAFE = /[\s*>]/;
-
-function checkSubjectTemplate(value: string): string | undefined {
-  const problem = checkPathTemplate(value);
-  if (problem !== undefined) return problem.replace('path template', 'subject template');
-  // Fields render to tokens made safe at publish time; only the literal parts are checked here.
-  const literal = value.replace(/\{\{[^}]*\}\}/g, 'f');
-  if (SUBJECT_UNSAFE.test(literal))
-    return `subject "${value}" holds whitespace, "*" or ">" (no wildcards when publishing)`;
-  if (literal.startsWith('.') || literal.endsWith('.') || literal.includes('..')) {
-    return `subject "${value}" has an empty token (a leading, trailing or doubled ".")`;
-  }
-  return undefined;
-}
-
-const subject = z
-  .string()
-  .min(1)
-  .superRefine((value, ctx) => {
-    const problem = checkSubjectTemplate(value);
-    if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem });
-  });
-
-const { encoding, text_field } = encodingOptions(['ndjson', 'text'], { codec: 'ndjson', aliases: { json: 'ndjson' } });
-
-const natsSinkOptions = z.object({
-  servers: z
-    .array(z.string().min(1))
-    .min(1)
-    .default(['nats://127.0.0.1:4222'])
-    .describe(
-      'NATS servers, `host:port` or `nats://host:port` (`tls://` for TLS); the client picks one and fails over.',
-    ),
-  subject: subject.describe(
-    'Subject each event is published to: a template with event fields (`logs.{{ app }}`) and strftime fields ' +
-      'of its `timestamp` (%Y %m %d %H …). Whitespace, `*` and `>` in values become `_`; a value with `.` adds tokens.',
-  ),
-  encoding: encoding.describe(
-    'One event per message: `ndjson` (or `json`), the event as one JSON object; `text`, its `text_field` ' +
-      '(`message` by default) as it is when a string, JSON otherwise.',
-  ),
-  text_field,
-  headers: z
-    .record(z.string().min(1), z.string().min(1))
-    .default({})
-    .describe(
-      'Message headers from event fields: header name → field (`a.b` for nested), e.g. `{ X-Host: host }`. A ' +
-        'string is sent as it is, another value as JSON, a missing field not at all. `Nats-Msg-Id` is always `_id`.',
-    ),
-  max_inflight: z
-    .number()
-    .int()
-    .positive()
-    .default(256)
-    .describe('Most publishes awaiting their PubAck at once (for the whole sink).'),
-  ack_timeout: duration()
-    .default(5_000)
-    .describe(
-      'How long to wait for the PubAck of one message; past it that message is retried (with the same ' +
-        '`Nats-Msg-Id`, so the stream drops it if the first one was stored).',
-    ),
-  create_stream: z
-    .object({
-      name: z.string().min(1).describe('The stream’s name.'),
-      subjects: z
-        .array(z.string().min(1))
-        .min(1)
-        .optional()
-        .describe('Subjects it captures (wildcards allowed); default: `subject` when it has no fields, else required.'),
-      storage: z.enum(['file', 'memory']).default('file').describe('`file` (survives a restart) or `memory`.'),
-      duplicate_window: duration()
-        .default(120_000)
-        .describe(
-          'How long the stream remembers `Nats-Msg-Id`s to drop duplicates (retries within it are stored once).',
-        ),
-      max_age: duration().default(0).describe('Messages older than this are removed; 0: kept.'),
-      max_bytes: size().optional().describe('Most bytes the stream holds (oldest removed first).'),
-      max_msg_size: size().optional().describe('Largest message the stream takes; larger ones are dead-lettered.'),
-      replicas: z.number().int().min(1).max(5).default(1).describe('Replicas in a JetStream cluster.'),
-    })
-    .optional()
-    .describe(
-      'Create the stream at connect when it does not exist (an existing stream is left as it is). Absent: a ' +
-        'stream must already capture `subject`, or the sink reports FLUXO_NATS_STREAM_MISSING and retries.',
-    ),
-  auth: natsAuthOption(),
-  tls: tlsClientOption(),
-  connect_timeout: duration().default(5_000).describe('How long to wait for a connection and its handshake.'),
-  reconnect_wait: duration()
-    .default(1_000)
-    .describe('Time between reconnect attempts (plus jitter) after a connection is lost; the client retries forever.'),
-  name: z
-    .string()
-    .min(1)
-    .optional()
-    .describe('Connection name shown by the server (`nats server report`); default: the sink id.'),
-});
-
-export type NatsSinkOptions = z.infer<typeof natsSinkOptions>;
+export type { NatsSinkOptions } from './nats/options.ts';
 
 /** A JetStream error code that says the message itself is bad: retrying cannot store it. */
 const PERMANENT_JS_CODES = new Set([
@@ -147,10 +40,9 @@ export class NatsSink implements Sink {
   readonly encoding: Encoding;
   private readonly template: PathTemplate;
   private readonly headerFields: [string, string[]][];
-  private readonly inflight: Semaphore;
   private readonly what: string;
   private nc: NatsConnection | undefined;
-  private js: JetStreamClient | undefined;
+  private publisher: JetStreamPublisher | undefined;
   /** The client library's header factory, once connect() loaded it. */
   private natsHeaders: (() => MsgHdrs) | undefined;
   private jsm: JetStreamManager | undefined;
@@ -165,7 +57,6 @@ export class NatsSink implements Sink {
     this.what = `sink ${context.id}`;
     this.template = new PathTemplate(options.subject);
     this.headerFields = Object.entries(options.headers).map(([name, field]) => [name, field.split('.')]);
-    this.inflight = new Semaphore(options.max_inflight);
     if (options.create_stream && !options.create_stream.subjects && this.dynamicSubject) {
       throw new FluxoError(
         'FLUXO_SINK_INVALID_OPTIONS',
@@ -189,7 +80,7 @@ export class NatsSink implements Sink {
   async connect(signal: AbortSignal): Promise<void> {
     if (this.nc && !this.nc.isClosed()) return;
     const options = natsConnectionOptions(this.options, this.context.id, this.what);
-    const [{ connect, headers }, { jetstream, jetstreamManager }] = await Promise.all([
+    const [{ connect, createInbox, headers }, { jetstreamManager }] = await Promise.all([
       natsClient(),
       jetStreamClient(),
     ]);
@@ -208,7 +99,7 @@ export class NatsSink implements Sink {
       const jsm = await jetstreamManager(nc, { timeout: this.options.connect_timeout });
       await this.ensureStream(jsm);
       this.jsm = jsm;
-      this.js = jetstream(nc, { timeout: this.options.ack_timeout });
+      this.publisher = new JetStreamPublisher(nc, createInbox(), this.options.ack_timeout, this.options.max_inflight);
       this.nc = nc;
     } catch (error) {
       await nc.close().catch(() => {});
@@ -225,8 +116,8 @@ export class NatsSink implements Sink {
   }
 
   async send(request: SinkRequest, signal: AbortSignal): Promise<SendResult | undefined> {
-    const js = this.js;
-    if (!js) throw new RetryableError(`${this.what}: not connected to NATS`);
+    const publisher = this.publisher;
+    if (!publisher) throw new RetryableError(`${this.what}: not connected to NATS`);
     const { subjects, headers, missingField } = request.memo(() => this.prepare(request.events));
     const lines = request.lines();
     const { bytes, offsets } = lines;
@@ -235,7 +126,6 @@ export class NatsSink implements Sink {
     const retry: number[] = [];
     let failure: unknown;
     const pending: Promise<void>[] = [];
-    const timeout = this.options.ack_timeout;
     let aborted: (() => void) | undefined;
     const abort = new Promise<never>((_, reject) => {
       aborted = () => reject(signal.reason ?? new Error('aborted'));
@@ -253,32 +143,25 @@ export class NatsSink implements Sink {
           });
           continue;
         }
-        const slot = this.inflight.acquire();
-        try {
-          await Promise.race([slot, abort]);
-        } catch (error) {
-          void slot.then(() => this.inflight.release());
-          throw error;
-        }
+        // Waits only when max_inflight publishes are out: the rest of a batch is queued in the same turn, so
+        // the client writes it to the socket at once.
+        while (publisher.full) await Promise.race([publisher.room(), abort]);
         const payload = bytes.subarray(offsets[i]!, offsets[i + 1]! - 1);
         pending.push(
-          js
-            .publish(to, payload, { msgID: request.events[i]!._id as string, headers: headers[i]!, timeout })
-            .then(
-              (ack) => {
-                this.published.inc();
-                if (ack.duplicate) this.duplicates.inc();
-              },
-              (error: unknown) => {
-                const reason = permanentReason(error);
-                if (reason !== undefined) rejected.push({ index: i, reason: `nats ${to}: ${reason}` });
-                else {
-                  retry.push(i);
-                  failure ??= this.publishError(error, to);
-                }
-              },
-            )
-            .finally(() => this.inflight.release()),
+          publisher.publish(to, payload, headers[i]!).then(
+            (ack) => {
+              this.published.inc();
+              if (ack.duplicate) this.duplicates.inc();
+            },
+            (error: unknown) => {
+              const reason = permanentReason(error);
+              if (reason !== undefined) rejected.push({ index: i, reason: `nats ${to}: ${reason}` });
+              else {
+                retry.push(i);
+                failure ??= this.publishError(error, to);
+              }
+            },
+          ),
         );
       }
       await Promise.race([Promise.all(pending), abort]);
@@ -293,7 +176,8 @@ export class NatsSink implements Sink {
   async stop(): Promise<void> {
     const nc = this.nc;
     this.nc = undefined;
-    this.js = undefined;
+    this.publisher?.close();
+    this.publisher = undefined;
     this.jsm = undefined;
     if (!nc || nc.isClosed()) return;
     // close() flushes first; a server that stopped answering must not hold the shutdown.
@@ -319,6 +203,8 @@ export class NatsSink implements Sink {
       subjects[i] = rendered === undefined ? undefined : safeSubject(rendered);
       if (rendered === undefined) missingField ??= this.template.missingField;
       const h = this.natsHeaders!();
+      // The stream's duplicate window drops a retried publish by this id.
+      if (typeof event._id === 'string' && event._id !== '') h.set('Nats-Msg-Id', event._id);
       for (const [name, path] of fields) {
         const value = fieldAt(event, path);
         if (value !== undefined) h.set(name, value);
@@ -405,16 +291,6 @@ function fieldAt(event: Event, path: string[]): string | undefined {
   } catch {
     return undefined;
   }
-}
-
-/** A rendered subject made publishable: wildcards and whitespace from values become `_`, empty tokens `_`. */
-export function safeSubject(rendered: string): string {
-  if (!SUBJECT_UNSAFE.test(rendered) && !rendered.includes('..') && !rendered.endsWith('.')) return rendered;
-  return rendered
-    .replace(/[\s*>]/g, '_')
-    .split('.')
-    .map((t) => (t === '' ? '_' : t))
-    .join('.');
 }
 
 export const natsSink = defineSink({

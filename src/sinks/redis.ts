@@ -2,10 +2,10 @@ import { createHash } from 'node:crypto';
 import type { RedisClientType } from 'redis';
 import { z } from 'zod';
 import { PathTemplate, templateString } from '../codecs/path-template.ts';
-import { loadTlsClientOptions, tlsClientOption } from '../codecs/tls.ts';
+import { tlsClientOption } from '../codecs/tls.ts';
 import { type ComponentContext, defineSink, type Sink } from '../core/component.ts';
 import { FluxoError, RetryableError } from '../core/errors.ts';
-import { lazyImport } from '../core/lazy-import.ts';
+import { closeRedis, connectRedis, describeRedisError, redisModule } from '../core/net/redis-connection.ts';
 import {
   type Encoding,
   encodingOf,
@@ -108,9 +108,6 @@ export type RedisSinkOptions = z.infer<typeof options>;
  * a duplicate. KEYS[1]: marker, KEYS[2]: stream or list; ARGV[1]: ttl ms, ARGV[2]: the command, ARGV[3..]: its
  * arguments after the key. Returns false for a duplicate.
  */
-/** node-redis loads when a redis sink connects, not when Fluxo starts (see lazyImport). */
-const redisClient = lazyImport(() => import('redis'));
-
 const DEDUPE_SCRIPT = `if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) then return false end
 local r = redis.pcall(ARGV[2], KEYS[2], unpack(ARGV, 3))
 if type(r) == 'table' and r.err then redis.call('DEL', KEYS[1]) end
@@ -166,53 +163,15 @@ export class RedisSink implements Sink {
   }
 
   /**
-   * Opens a new client. The first connection is not retried by node-redis (the runner retries connect() with
-   * its backoff, so a server down at start is neither a crash nor a busy loop); once connected, a lost
-   * connection is re-opened by node-redis with a capped exponential backoff, and writes meanwhile fail at once
-   * (no offline queue) so the runner backs off and retries them.
+   * Opens a new client (see connectRedis): the runner retries a failed connect with its backoff; once
+   * connected, writes during an outage fail at once so the runner backs off and retries them.
    */
   async connect(signal: AbortSignal): Promise<void> {
-    const url = new URL(this.opts.endpoint);
-    const tls = loadTlsClientOptions(
-      url.protocol === 'rediss:' ? (this.opts.tls ?? { enabled: true }) : undefined,
-      `sink ${this.context.id}`,
-    );
-    let ready = false;
-    const host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
-    const port = url.port === '' ? 6379 : Number(url.port);
-    const socket = {
-      host,
-      port,
-      connectTimeout: this.opts.connect_timeout,
-      reconnectStrategy: (retries: number) =>
-        ready ? Math.min(50 * 2 ** Math.min(retries, 10), 2_000) + Math.floor(Math.random() * 50) : false,
-      ...(tls === undefined ? {} : { tls: true as const, ...tls, servername: host }),
-    };
-    const { createClient, ErrorReply } = await redisClient();
-    this.ErrorReply = ErrorReply;
-    const client = createClient({
-      socket,
-      username: this.opts.username ?? (url.username === '' ? undefined : decodeURIComponent(url.username)),
-      password:
-        (this.opts.password || undefined) ?? (url.password === '' ? undefined : decodeURIComponent(url.password)),
-      database: this.opts.database,
-      disableOfflineQueue: true,
-    }) as unknown as RedisClientType;
-    client.on('error', (error: Error) => {
+    this.ErrorReply = (await redisModule()).ErrorReply;
+    const onError = (error: Error) =>
       this.context.logger.debug({ sink: this.context.id, err: error.message }, 'redis connection error');
-    });
-    const abort = () => client.destroy();
-    signal.addEventListener('abort', abort, { once: true });
-    try {
-      await client.connect();
-    } catch (error) {
-      client.destroy();
-      throw new RetryableError(`${this.shown}: ${describeError(error)}`, { cause: error });
-    } finally {
-      signal.removeEventListener('abort', abort);
-    }
-    ready = true;
-    this.client = client;
+    // Each write is bounded by the kit's attempt timeout (and aborted through `signal` in send()).
+    this.client = await connectRedis(this.opts, `sink ${this.context.id}`, onError, signal, false);
   }
 
   async healthcheck(signal: AbortSignal): Promise<void> {
@@ -247,13 +206,13 @@ export class RedisSink implements Sink {
       }
     }
     if (retry.length === commands.length && retry.length > 0) {
-      throw new RetryableError(`${this.shown}: ${describeError(error)}`, { cause: error });
+      throw new RetryableError(`${this.shown}: ${describeRedisError(error)}`, { cause: error });
     }
     if (rejected.length === 0 && retry.length === 0) return undefined;
     return {
       rejected,
       retry,
-      error: error === undefined ? undefined : new RetryableError(`${this.shown}: ${describeError(error)}`),
+      error: error === undefined ? undefined : new RetryableError(`${this.shown}: ${describeRedisError(error)}`),
     };
   }
 
@@ -263,18 +222,7 @@ export class RedisSink implements Sink {
     if (client === undefined) return;
     // The runner settled every send before stop(), so a command still unanswered belongs to an aborted attempt
     // (a stalled server): close gracefully, but never wait on it for long.
-    let timer: NodeJS.Timeout | undefined;
-    const closed = await Promise.race([
-      client.close().then(
-        () => true,
-        () => false,
-      ),
-      new Promise<boolean>((resolve) => {
-        timer = setTimeout(() => resolve(false), 1_000);
-      }),
-    ]);
-    clearTimeout(timer);
-    if (!closed) client.destroy();
+    await closeRedis(client);
   }
 
   private requireClient(): RedisClientType {
@@ -345,14 +293,6 @@ function abortable<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
       },
     );
   });
-}
-
-function describeError(error: unknown): string {
-  const e = error as NodeJS.ErrnoException & { cause?: NodeJS.ErrnoException; errors?: Error[] };
-  const inner = e?.errors?.[0] ?? e;
-  const message = inner?.message || e?.code || String(error);
-  const code = (inner as NodeJS.ErrnoException)?.code;
-  return code && !message.includes(code) ? `${code}: ${message}` : message;
 }
 
 export const redisSink = defineSink({

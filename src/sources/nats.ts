@@ -1,16 +1,16 @@
-import type { Consumer, ConsumerMessages, JetStreamManager, JsMsg } from '@nats-io/jetstream';
+import type { Consumer, ConsumerMessages, JsMsg } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { z } from 'zod';
-import { tlsClientOption } from '../codecs/tls.ts';
 import type { AckStatus } from '../core/ack.ts';
 import { defineSource, type Source, type SourceContext } from '../core/component.ts';
-import { FluxoError } from '../core/errors.ts';
 import type { Event } from '../core/event.ts';
+import { type HeldBatch, HeldMessages } from '../core/held-messages.ts';
 import { lazyImport } from '../core/lazy-import.ts';
-import { connectError, natsAuthOption, natsConnectionOptions } from '../core/net/nats-connection.ts';
+import { connectError, natsConnectionOptions, natsConnectionShape } from '../core/net/nats-connection.ts';
 import { RateLimitedWarnings } from '../core/rate-limited-warnings.ts';
 import { backoffDelay, sleep } from '../core/retry.ts';
 import { duration } from '../core/units.ts';
+import { type ConsumerLog, durableConsumer } from './nats/consumer.ts';
 import { decodeMessage } from './nats/decode.ts';
 
 const options = z.object({
@@ -93,33 +93,15 @@ const options = z.object({
         '`nats.delivered` (1 the first time) and `nats.headers`; `timestamp` (when the stream stored it), `host`, ' +
         '`source_type` where missing; `_id` is the payload’s `_id`, else `Nats-Msg-Id`, else `<stream>:<seq>`.',
     ),
-  auth: natsAuthOption(),
-  tls: tlsClientOption(),
-  connect_timeout: duration().default(5_000).describe('How long to wait for a connection and its handshake.'),
-  reconnect_wait: duration()
-    .default(1_000)
-    .describe('Time between reconnect attempts (plus jitter) after a connection is lost; the client retries forever.'),
-  name: z
-    .string()
-    .min(1)
-    .optional()
-    .describe('Connection name shown by the server (`nats server report`); default: the source id.'),
+  ...natsConnectionShape('source'),
 });
 
 export type NatsSourceOptions = z.infer<typeof options>;
 
 /** The NATS client loads when a nats source starts, not when Fluxo starts (see lazyImport). */
 const natsClient = lazyImport(() => import('@nats-io/transport-node'));
-const jetStreamClient = lazyImport(() => import('@nats-io/jetstream'));
 
 const RETRY = { initialBackoffMs: 200, maxBackoffMs: 10_000, maxAttempts: 0 };
-const STREAM_NOT_FOUND = 10059;
-const CONSUMER_NOT_FOUND = 10014;
-
-interface Held {
-  msgs: JsMsg[];
-  since: number;
-}
 
 /**
  * Reads a durable JetStream pull consumer. A pull asks for at most `batch_size` messages and never for more
@@ -132,9 +114,8 @@ export class NatsSource implements Source {
   private readonly abort = new AbortController();
   private readonly warnings: RateLimitedWarnings;
   private readonly what: string;
-  private readonly held = new Set<Held>();
-  private heldMessages = 0;
-  private roomWaiters: (() => void)[] = [];
+  private readonly held: HeldMessages<JsMsg>;
+  private readonly consumerLog: ConsumerLog;
   private nc: NatsConnection | undefined;
   private fetching: ConsumerMessages | undefined;
   private loop: Promise<void> | undefined;
@@ -153,6 +134,8 @@ export class NatsSource implements Source {
   ) {
     this.what = `source ${ctx.id}`;
     this.warnings = new RateLimitedWarnings(ctx.logger);
+    this.held = new HeldMessages(opts.max_ack_pending);
+    this.consumerLog = { info: (fields, message) => ctx.logger.info({ source: ctx.id, ...fields }, message) };
     this.acked = ctx.metrics.counter(
       'fluxo_nats_source_messages_acked_total',
       'Messages acknowledged to JetStream after every sink settled their events.',
@@ -186,10 +169,10 @@ export class NatsSource implements Source {
   async stop(): Promise<void> {
     this.abort.abort();
     void this.fetching?.close().catch(() => {});
-    this.wakeRoomWaiters();
+    this.held.wake();
     await this.loop;
     // Settles still to come need the connection for their acks; it closes when the last one came.
-    if (this.heldMessages === 0) await this.close();
+    if (this.held.count === 0) await this.close();
     else {
       this.closeFallback = setTimeout(() => void this.close(), 30_000);
       this.closeFallback.unref();
@@ -202,7 +185,7 @@ export class NatsSource implements Source {
     while (!signal.aborted) {
       try {
         const nc = await this.connection();
-        const consumer = await this.consumer(nc);
+        const consumer = await durableConsumer(nc, this.opts, this.what, this.consumerLog);
         attempt = 0;
         await this.consume(consumer);
       } catch (error) {
@@ -235,81 +218,12 @@ export class NatsSource implements Source {
     return nc;
   }
 
-  /** The durable consumer, created when missing (create_consumer); a missing stream is an error naming it. */
-  private async consumer(nc: NatsConnection): Promise<Consumer> {
-    const o = this.opts;
-    const { jetstream, jetstreamManager } = await jetStreamClient();
-    const jsm = await jetstreamManager(nc, { timeout: o.connect_timeout });
-    try {
-      await jsm.streams.info(o.stream);
-    } catch (error) {
-      if ((error as { code?: number }).code !== STREAM_NOT_FOUND) throw error;
-      throw new FluxoError(
-        'FLUXO_NATS_STREAM_MISSING',
-        `${this.what}: JetStream stream "${o.stream}" does not exist on ${o.servers.join(', ')}: create it ` +
-          `(nats stream add ${o.stream}, or a nats sink with create_stream); retrying`,
-        { cause: error },
-      );
-    }
-    await this.ensureConsumer(jsm);
-    return jetstream(nc, { timeout: o.connect_timeout }).consumers.get(o.stream, o.durable);
-  }
-
-  private async ensureConsumer(jsm: JetStreamManager): Promise<void> {
-    const o = this.opts;
-    try {
-      const info = await jsm.consumers.info(o.stream, o.durable);
-      const c = info.config;
-      if (c.ack_policy !== 'explicit') {
-        throw new FluxoError(
-          'FLUXO_SOURCE_INVALID_OPTIONS',
-          `${this.what}: consumer "${o.durable}" on stream "${o.stream}" has ack_policy ${c.ack_policy}: the source ` +
-            'acknowledges each message and needs ack_policy explicit',
-        );
-      }
-      if (c.max_ack_pending !== o.max_ack_pending || c.ack_wait !== o.ack_wait * 1_000_000) {
-        this.ctx.logger.info(
-          { source: this.ctx.id, max_ack_pending: c.max_ack_pending, ack_wait_ms: (c.ack_wait ?? 0) / 1_000_000 },
-          'nats source: the existing consumer keeps its own ack_wait and max_ack_pending',
-        );
-      }
-      return;
-    } catch (error) {
-      if ((error as { code?: number }).code !== CONSUMER_NOT_FOUND) throw error;
-      if (!o.create_consumer) {
-        throw new FluxoError(
-          'FLUXO_SOURCE_INVALID_OPTIONS',
-          `${this.what}: durable consumer "${o.durable}" does not exist on stream "${o.stream}" and ` +
-            'create_consumer is false: create it (nats consumer add) or set create_consumer; retrying',
-          { cause: error },
-        );
-      }
-    }
-    try {
-      await jsm.consumers.add(o.stream, {
-        durable_name: o.durable,
-        ack_policy: 'explicit',
-        ack_wait: o.ack_wait * 1_000_000,
-        max_ack_pending: o.max_ack_pending,
-        deliver_policy: o.deliver_policy,
-        ...(o.filter_subject === undefined ? {} : { filter_subject: o.filter_subject }),
-      });
-      this.ctx.logger.info({ source: this.ctx.id, stream: o.stream, durable: o.durable }, 'nats consumer created');
-    } catch (error) {
-      // Another process on the same durable may have created it a moment before: that one is as good.
-      await jsm.consumers.info(o.stream, o.durable).catch(() => {
-        throw error;
-      });
-    }
-  }
-
   private async consume(consumer: Consumer): Promise<void> {
     const signal = this.abort.signal;
-    const max = this.opts.max_ack_pending;
     while (!signal.aborted) {
-      await this.waitForRoom();
+      await this.held.waitForRoom(signal);
       if (signal.aborted) return;
-      const room = Math.min(this.opts.batch_size, max - this.heldMessages);
+      const room = Math.min(this.opts.batch_size, this.held.room());
       const messages = await consumer.fetch({ max_messages: room, expires: this.opts.fetch_wait });
       this.pullEndsAt = Date.now() + this.opts.fetch_wait;
       this.fetching = messages;
@@ -359,9 +273,7 @@ export class NatsSource implements Source {
       bytes += m.data.length;
     }
     if (events.length === 0) return;
-    const held: Held = { msgs: taken, since: Date.now() };
-    this.held.add(held);
-    this.heldMessages += taken.length;
+    const held = this.held.hold(taken);
     try {
       await this.ctx.emit(events, { bytes, onSettled: (status) => this.settle(held, status) });
     } catch (error) {
@@ -371,19 +283,18 @@ export class NatsSource implements Source {
     }
   }
 
-  private settle(held: Held, status: AckStatus): void {
-    if (!this.held.delete(held)) return;
+  private settle(held: HeldBatch<JsMsg>, status: AckStatus): void {
+    if (!this.held.settle(held)) return;
     if (status === 'delivered') {
-      for (const m of held.msgs) m.ack();
-      this.acked.inc(held.msgs.length);
+      for (const m of held.items) m.ack();
+      this.acked.inc(held.items.length);
     } else {
       const delay = this.nakDelay();
-      for (const m of held.msgs) m.nak(delay);
-      this.nacked.inc(held.msgs.length);
+      for (const m of held.items) m.nak(delay);
+      this.nacked.inc(held.items.length);
     }
-    this.heldMessages -= held.msgs.length;
-    this.wakeRoomWaiters();
-    if (this.abort.signal.aborted && this.heldMessages === 0) void this.close();
+    this.held.release(held);
+    if (this.abort.signal.aborted && this.held.count === 0) void this.close();
   }
 
   /**
@@ -397,16 +308,7 @@ export class NatsSource implements Source {
 
   private keepAlive(every: number): void {
     const due = Date.now() - every;
-    for (const held of this.held) if (held.since <= due) for (const m of held.msgs) m.working();
-  }
-
-  private waitForRoom(): Promise<void> {
-    if (this.heldMessages < this.opts.max_ack_pending || this.abort.signal.aborted) return Promise.resolve();
-    return new Promise((resolve) => this.roomWaiters.push(resolve));
-  }
-
-  private wakeRoomWaiters(): void {
-    for (const resolve of this.roomWaiters.splice(0)) resolve();
+    for (const held of this.held.batches()) if (held.since <= due) for (const m of held.items) m.working();
   }
 
   /** Flushes the acks still buffered and closes; bounded, so a dead server cannot hold the shutdown. */

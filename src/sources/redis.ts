@@ -1,94 +1,19 @@
 import type { RedisClientType } from 'redis';
-import { z } from 'zod';
-import { tlsClientOption } from '../codecs/tls.ts';
 import type { AckStatus } from '../core/ack.ts';
 import { defineSource, type Source, type SourceContext } from '../core/component.ts';
 import { FluxoError } from '../core/errors.ts';
 import { type Event, HOSTNAME } from '../core/event.ts';
+import { type HeldBatch, HeldMessages } from '../core/held-messages.ts';
+import { closeRedis, connectRedis, describeRedisError } from '../core/net/redis-connection.ts';
 import { RateLimitedWarnings } from '../core/rate-limited-warnings.ts';
 import { backoffDelay, sleep } from '../core/retry.ts';
 import { redactUrl } from '../core/sink/index.ts';
-import { duration, urlString } from '../core/units.ts';
-import { closeRedis, connectRedis, describeRedisError } from './redis/client.ts';
-import { decodeEntry } from './redis/decode.ts';
+import { decodeEntry, type Entry, entryList, streamEntries } from './redis/decode.ts';
+import { type RedisSourceOptions, redisSourceOptions } from './redis/options.ts';
 
-const options = z.object({
-  endpoint: urlString(['redis', 'rediss'])
-    .default('redis://127.0.0.1:6379')
-    .describe('The server, `redis://host:port` (or `rediss://host:port` for TLS).'),
-  username: z.string().min(1).optional().describe('ACL user name (Redis 6+); absent: the `default` user.'),
-  password: z.string().optional().describe('Password (AUTH); use `${REDIS_PASSWORD}` to keep it out of the file.'),
-  database: z.number().int().nonnegative().default(0).describe('Database number (SELECT).'),
-  tls: tlsClientOption(),
-  key: z.string().min(1).describe('The stream to read (one key; run one source per stream for several).'),
-  group: z
-    .string()
-    .min(1)
-    .describe(
-      'Consumer group. Every Fluxo process in the same group shares the stream: each entry goes to one of them.',
-    ),
-  consumer: z
-    .string()
-    .min(1)
-    .optional()
-    .describe(
-      'This process’s consumer name in the group; default `<hostname>-<pid>`. A stable name (e.g. from ' +
-        '`${HOSTNAME}`) lets a restarted process re-read at once what it had not acknowledged; otherwise another ' +
-        'member claims it after `claim_idle`.',
-    ),
-  start_id: z
-    .string()
-    .regex(/^(\$|0|\d+(-\d+)?)$/, 'start_id is $, 0 or an entry id')
-    .default('0')
-    .describe(
-      'Where a group the source creates starts (`XGROUP CREATE … MKSTREAM`): `0`, every entry the stream holds; ' +
-        '`$`, only entries added later. An existing group keeps its position.',
-    ),
-  count: z.number().int().positive().default(100).describe('Most entries one read asks for (`COUNT`).'),
-  block: duration()
-    .default(2_000)
-    .refine((ms) => ms > 0, 'block must be more than 0')
-    .describe('How long one read waits for new entries on an idle stream (`BLOCK`).'),
-  claim_idle: duration()
-    .default(60_000)
-    .refine((ms) => ms >= 100, 'claim_idle is at least 100ms')
-    .describe(
-      'Entries another member read and has not acknowledged for this long (a dead process) are claimed ' +
-        '(`XAUTOCLAIM`) and delivered by this one. Entries this process holds are kept fresh meanwhile.',
-    ),
-  max_pending: z
-    .number()
-    .int()
-    .positive()
-    .default(1_000)
-    .describe('Most entries read and not yet acknowledged that this process holds: the backpressure bound.'),
-  decoding: z
-    .enum(['json', 'text'])
-    .default('json')
-    .describe(
-      '`json`: `message_field` holds a JSON object (what a redis sink writes) whose fields become the event (the ' +
-        'entry’s other fields are added where it has none); an entry without one is dead-lettered with the reason ' +
-        'and acknowledged. `text`: every entry field becomes an event field, as a string. Either way `redis.key` and ' +
-        '`redis.id` say where it came from; `timestamp` (the entry id’s time), `host`, `source_type` are set where ' +
-        'missing; `_id` is the event’s own `_id`, else the entry’s `_id` field, else `<key>:<entry id>`.',
-    ),
-  message_field: z
-    .string()
-    .min(1)
-    .default('message')
-    .describe('With `decoding: json`: the entry field that holds the JSON event.'),
-  connect_timeout: duration().default(5_000).describe('How long to wait for a connection (and its TLS and AUTH).'),
-});
-
-export type RedisSourceOptions = z.infer<typeof options>;
+export type { RedisSourceOptions } from './redis/options.ts';
 
 const RETRY = { initialBackoffMs: 100, maxBackoffMs: 5_000, maxAttempts: 0 };
-
-type Entry = [id: string, fields: string[] | null];
-
-interface Held {
-  ids: string[];
-}
 
 /**
  * Reads a Redis stream through a consumer group. At start (and after a lost connection) it re-reads its own
@@ -102,10 +27,8 @@ export class RedisSource implements Source {
   private readonly warnings: RateLimitedWarnings;
   private readonly what: string;
   private readonly consumer: string;
-  private readonly held = new Set<Held>();
-  /** Ids in the pipeline: a re-read or a claim of one of them is not emitted twice. */
-  private readonly heldIds = new Set<string>();
-  private roomWaiters: (() => void)[] = [];
+  /** Entry ids in the pipeline: a re-read or a claim of one of them is not emitted twice. */
+  private readonly held: HeldMessages<string>;
   /** XACKs that failed (a lost connection), sent again by the loop. */
   private unacked: string[] = [];
   private main: RedisClientType | undefined;
@@ -131,6 +54,7 @@ export class RedisSource implements Source {
     // Resolved here, not as a schema default: the generated docs would show the generating host's name.
     this.consumer = opts.consumer ?? `${HOSTNAME}-${process.pid}`;
     this.warnings = new RateLimitedWarnings(ctx.logger);
+    this.held = new HeldMessages(opts.max_pending, (id) => id);
     const url = new URL(opts.endpoint);
     if (opts.tls?.enabled && url.protocol === 'redis:') {
       throw new FluxoError(
@@ -174,9 +98,9 @@ export class RedisSource implements Source {
     // A blocked XREADGROUP ends only with its connection. Entries it was being handed stay pending, for the
     // next start's re-read or another member's claim.
     this.reader?.destroy();
-    this.wakeRoomWaiters();
+    this.held.wake();
     await this.loop;
-    if (this.heldIds.size === 0) await this.close();
+    if (this.held.count === 0) await this.close();
     else {
       this.closeFallback = setTimeout(() => void this.close(), 30_000);
       this.closeFallback.unref();
@@ -229,11 +153,11 @@ export class RedisSource implements Source {
     // Own pending entries first: what this consumer read before a restart or a lost connection.
     let history: string | undefined = '0';
     while (!signal.aborted) {
-      await this.waitForRoom();
+      await this.held.waitForRoom(signal);
       if (signal.aborted) return;
       await this.retryAcks();
       if (Date.now() >= this.nextClaimAt) await this.claim();
-      const room = Math.min(o.count, o.max_pending - this.heldIds.size);
+      const room = Math.min(o.count, this.held.room());
       if (room <= 0) continue;
       const args = ['XREADGROUP', 'GROUP', o.group, this.consumer, 'COUNT', String(room)];
       if (history === undefined) args.push('BLOCK', String(o.block));
@@ -259,7 +183,7 @@ export class RedisSource implements Source {
   /** One XAUTOCLAIM step per turn of the loop until the cursor wraps, then a pause of claim_idle/2. */
   private async claim(): Promise<void> {
     const o = this.opts;
-    const room = Math.min(o.count, o.max_pending - this.heldIds.size);
+    const room = Math.min(o.count, this.held.room());
     if (room <= 0) return;
     const reply = (await this.main!.sendCommand([
       'XAUTOCLAIM',
@@ -275,7 +199,7 @@ export class RedisSource implements Source {
     this.claimCursor = next;
     if (next === '0-0') this.nextClaimAt = Date.now() + Math.max(50, Math.floor(o.claim_idle / 2));
     const entries = entryList(reply[1]);
-    const fresh = entries.filter(([id]) => !this.heldIds.has(id));
+    const fresh = entries.filter(([id]) => !this.held.has(id));
     if (fresh.length > 0) {
       this.claimed.inc(fresh.length);
       this.ctx.logger.info({ source: this.ctx.id, entries: fresh.length }, 'redis source claimed idle entries');
@@ -291,7 +215,7 @@ export class RedisSource implements Source {
     const done: string[] = [];
     let bytes = 0;
     for (const [id, fields] of entries) {
-      if (this.heldIds.has(id)) continue;
+      if (this.held.has(id)) continue;
       if (fields === null) {
         // The stream lost it (trimmed, XDEL) while it was pending: nothing is left to deliver.
         this.vanished.inc();
@@ -311,9 +235,7 @@ export class RedisSource implements Source {
     }
     if (done.length > 0) void this.ack(done);
     if (events.length === 0) return;
-    const held: Held = { ids };
-    this.held.add(held);
-    for (const id of ids) this.heldIds.add(id);
+    const held = this.held.hold(ids);
     try {
       await this.ctx.emit(events, { bytes, onSettled: (status) => this.settle(held, status) });
     } catch (error) {
@@ -322,17 +244,16 @@ export class RedisSource implements Source {
     }
   }
 
-  private settle(held: Held, status: AckStatus): void {
-    if (!this.held.delete(held)) return;
+  private settle(held: HeldBatch<string>, status: AckStatus): void {
+    if (!this.held.settle(held)) return;
     const release = () => {
-      for (const id of held.ids) this.heldIds.delete(id);
-      if (this.releasedDuringRead !== undefined) for (const id of held.ids) this.releasedDuringRead.add(id);
-      this.wakeRoomWaiters();
-      if (this.abort.signal.aborted && this.heldIds.size === 0) void this.close();
+      if (this.releasedDuringRead !== undefined) for (const id of held.items) this.releasedDuringRead.add(id);
+      this.held.release(held);
+      if (this.abort.signal.aborted && this.held.count === 0) void this.close();
     };
     // Held until the XACK is answered: a re-read over the other connection meanwhile would still see them
     // pending. A failed batch stays pending: re-read at the next start, or claimed after claim_idle.
-    if (status === 'delivered') void this.ack(held.ids).then(release);
+    if (status === 'delivered') void this.ack([...held.items]).then(release);
     else release();
   }
 
@@ -375,8 +296,8 @@ export class RedisSource implements Source {
    */
   private async keepHeld(): Promise<void> {
     const client = this.main;
-    if (client === undefined || this.heldIds.size === 0) return;
-    const ids = [...this.heldIds];
+    if (client === undefined || this.held.count === 0) return;
+    const ids = this.held.heldKeys();
     const o = this.opts;
     try {
       for (let i = 0; i < ids.length; i += 500) {
@@ -385,15 +306,6 @@ export class RedisSource implements Source {
     } catch (error) {
       this.ctx.logger.debug({ source: this.ctx.id, err: describeRedisError(error) }, 'redis source: XCLAIM failed');
     }
-  }
-
-  private waitForRoom(): Promise<void> {
-    if (this.heldIds.size < this.opts.max_pending || this.abort.signal.aborted) return Promise.resolve();
-    return new Promise((resolve) => this.roomWaiters.push(resolve));
-  }
-
-  private wakeRoomWaiters(): void {
-    for (const resolve of this.roomWaiters.splice(0)) resolve();
   }
 
   private close(): Promise<void> {
@@ -412,34 +324,12 @@ export class RedisSource implements Source {
   }
 }
 
-/**
- * Entries of an XREADGROUP reply for one stream: `[[key, [[id, [f, v, …]] | [id, null], …]]]` on the wire, which
- * node-redis hands over as `{ key: [...] }`; null when a BLOCK ran out.
- */
-function streamEntries(reply: unknown): Entry[] {
-  if (reply === null || typeof reply !== 'object') return [];
-  if (Array.isArray(reply)) return reply.length === 0 ? [] : entryList((reply[0] as unknown[])[1]);
-  if (reply instanceof Map) return entryList([...reply.values()][0]);
-  return entryList(Object.values(reply)[0]);
-}
-
-function entryList(list: unknown): Entry[] {
-  if (!Array.isArray(list)) return [];
-  const out: Entry[] = [];
-  for (const item of list) {
-    if (!Array.isArray(item)) continue;
-    const fields = item[1];
-    out.push([String(item[0]), Array.isArray(fields) ? fields.map(String) : null]);
-  }
-  return out;
-}
-
 export const redisSource = defineSource({
   kind: 'source',
   type: 'redis',
   description:
     'Reads a Redis stream through a consumer group shared by every process in it; XACKs each entry after every sink settled it, claims what dead members left.',
-  options,
+  options: redisSourceOptions,
   example: `sources:
   from_agents:
     type: redis

@@ -1,9 +1,14 @@
 import assert from 'node:assert/strict';
 import { describe, it, type TestContext } from 'node:test';
+import zlib from 'node:zlib';
 import { stringify } from 'yaml';
+import { ConfigError, formatProblem } from '../../src/config/errors.ts';
+import { loadConfigTexts } from '../../src/config/load.ts';
 import type { Event } from '../../src/core/event.ts';
+import { createRegistry } from '../../src/core/pipeline-config.ts';
 import { murmur2, partitionOf } from '../../src/sinks/kafka/produce.ts';
 import { kafkaSink } from '../../src/sinks/kafka.ts';
+import { manualSource } from '../helpers/components.ts';
 import { tempDir } from '../helpers/context.ts';
 import { testPipeline, until } from '../helpers/pipeline.ts';
 import { type KafkaMessage, type KafkaMockCluster, startKafkaMock } from '../helpers/servers/kafka.ts';
@@ -211,6 +216,38 @@ describe('kafka sink', { timeout: 120_000 }, () => {
     assert.equal(dead.length, 1);
     assert.equal(dead[0]!._id, 'no-app');
     assert.match(String((dead[0]!._dead_letter as { reason: string }).reason), /no field app/);
+  });
+
+  it('compresses with zstd where node:zlib has it, and says which Node it needs where it does not', async (t) => {
+    if (typeof (zlib as unknown as Record<string, unknown>).zstdCompressSync !== 'function') {
+      const text = [
+        'sources: { in: { type: manual } }',
+        'sinks:',
+        '  out: { type: kafka, inputs: [in], bootstrap_servers: ["127.0.0.1:9092"], topic: t, compression: zstd }',
+      ].join('\n');
+      const registry = createRegistry([manualSource(new Map()), kafkaSink]);
+      assert.throws(
+        () => loadConfigTexts([{ file: 'fluxo.yaml', text }], registry, {}),
+        (error: unknown) => {
+          assert.ok(error instanceof ConfigError, String(error));
+          const said = error.problems.map(formatProblem).join('\n');
+          assert.match(said, /fluxo\.yaml:3/, 'the file and line');
+          assert.match(said, /compression/, 'the key');
+          assert.match(said, /Node 22\.15/, 'what it needs');
+          return true;
+        },
+      );
+      return;
+    }
+    const c = await startKafkaMock(t, 1);
+    if (!c) return;
+    await c.createTopic('zstd', 2);
+    const p = await pipeline(t, { bootstrap_servers: c.bootstrap, topic: 'zstd', compression: 'zstd' });
+    await p.sender(0).emit(numbered(1, 200));
+    await until(() => p.acks().length === 1, 'the batch settled');
+    assert.deepEqual(p.acks(), ['delivered']);
+    // Read back by librdkafka (the mock's dump), which decompresses the zstd batches.
+    assertEachOnce(await c.messages('zstd'), 1, 200);
   });
 
   it('dead-letters what the broker refuses as too large, and only that', async (t) => {

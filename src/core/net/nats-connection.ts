@@ -2,8 +2,9 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type { Authenticator, NodeConnectionOptions } from '@nats-io/transport-node';
 import { z } from 'zod';
-import type { TlsConfig } from '../../codecs/tls.ts';
+import { type TlsConfig, tlsClientOption } from '../../codecs/tls.ts';
 import { FluxoError, RetryableError } from '../errors.ts';
+import { duration } from '../units.ts';
 
 // How the nats sink and the nats source reach their servers: the auth option, the client's connection options,
 // and what a failed connect means. Moved here from src/sinks/nats/ so both components share it.
@@ -19,6 +20,21 @@ export interface NatsConnectionConfig {
   auth?: NatsAuth | undefined;
   tls?: TlsConfig | undefined;
 }
+
+/** `auth`, `tls`, `connect_timeout`, `reconnect_wait` and `name`: the same in the nats sink and the nats source. */
+export const natsConnectionShape = (kind: 'sink' | 'source') => ({
+  auth: natsAuthOption(),
+  tls: tlsClientOption(),
+  connect_timeout: duration().default(5_000).describe('How long to wait for a connection and its handshake.'),
+  reconnect_wait: duration()
+    .default(1_000)
+    .describe('Time between reconnect attempts (plus jitter) after a connection is lost; the client retries forever.'),
+  name: z
+    .string()
+    .min(1)
+    .optional()
+    .describe(`Connection name shown by the server (\`nats server report\`); default: the ${kind} id.`),
+});
 
 /** The `auth` option: token, user and password, NKey, or a creds file. */
 export function natsAuthOption() {

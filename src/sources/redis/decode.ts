@@ -77,3 +77,28 @@ export function decodeEntry(
   if (typeof event._id !== 'string' || event._id === '') event._id = fallbackId;
   return { event };
 }
+
+/** A stream entry as a reply holds it: its id and its fields (null when the stream lost it meanwhile). */
+export type Entry = [id: string, fields: string[] | null];
+
+/**
+ * Entries of an XREADGROUP reply for one stream: `[[key, [[id, [f, v, …]] | [id, null], …]]]` on the wire, which
+ * node-redis hands over as `{ key: [...] }`; null when a BLOCK ran out.
+ */
+export function streamEntries(reply: unknown): Entry[] {
+  if (reply === null || typeof reply !== 'object') return [];
+  if (Array.isArray(reply)) return reply.length === 0 ? [] : entryList((reply[0] as unknown[])[1]);
+  if (reply instanceof Map) return entryList([...reply.values()][0]);
+  return entryList(Object.values(reply)[0]);
+}
+
+export function entryList(list: unknown): Entry[] {
+  if (!Array.isArray(list)) return [];
+  const out: Entry[] = [];
+  for (const item of list) {
+    if (!Array.isArray(item)) continue;
+    const fields = item[1];
+    out.push([String(item[0]), Array.isArray(fields) ? fields.map(String) : null]);
+  }
+  return out;
+}

@@ -12,13 +12,24 @@ export interface Translator {
   readonly broker: number;
   /** False for a client version that is not flexible (no tagged fields in headers); true when absent. */
   readonly flexible?: boolean;
-  /** Body of the client's request (header done) → body of the broker's; returns what the answer needs of it. */
-  request(r: Reader, w: Writer): unknown;
+  /**
+   * Body of the client's request (header done) → body of the broker's; returns what the answer needs of it.
+   * `state` is shared by every connection to one cluster's shim.
+   */
+  request(r: Reader, w: Writer, state: Map<string, unknown>): unknown;
   /** Body of the broker's answer (after the correlation id) → body of the client's. */
-  response(r: Reader, w: Writer, shimAddress: (host: string, port: number) => number, request: unknown): void;
+  response(
+    r: Reader,
+    w: Writer,
+    shimAddress: (host: string, port: number) => number,
+    request: unknown,
+    state: Map<string, unknown>,
+  ): void;
 }
 
 const str = (r: Reader) => r.compactStr();
+
+const INVALID_REQUEST = 42;
 
 function carray(r: Reader, each: () => void): number {
   const n = r.compactCount();
@@ -110,21 +121,40 @@ export const GROUP_TRANSLATORS: Record<number, Translator> = {
       w.tags();
     },
   },
-  // SyncGroup v4 → v3
+  // SyncGroup v4 → v3. The mock answers a follower's SyncGroup that arrives after the leader's with
+  // INVALID_REQUEST (its group is already "up"), where a broker hands the follower its assignment: the shim
+  // keeps each generation's assignments from the leader's request and answers such a follower with its own.
   14: {
     client: 4,
     broker: 3,
-    request(r, w) {
-      w.str(str(r)).i32(r.i32()).str(str(r)).str(str(r));
+    request(r, w, state) {
+      const group = str(r);
+      const generation = r.i32();
+      const member = str(r);
+      w.str(group).i32(generation).str(member).str(str(r));
       const n = r.compactCount();
       w.i32(n);
+      const assignments = new Map<string, Buffer | null>();
       for (let i = 0; i < n; i++) {
-        w.str(str(r)).bytes(r.compactBytes());
+        const id = str(r);
+        const assignment = r.compactBytes();
+        assignments.set(id ?? '', assignment);
+        w.str(id).bytes(assignment);
         r.skipTags();
       }
+      const key = `sync ${group} ${generation}`;
+      if (n > 0) state.set(key, assignments);
+      return { key, member };
     },
-    response(r, w) {
-      w.i32(r.i32()).i16(r.i16()).compactBytes(r.bytes()).tags();
+    response(r, w, _shimAddress, request, state) {
+      const { key, member } = request as { key: string; member: string };
+      const throttle = r.i32();
+      const error = r.i16();
+      const assignment = r.bytes();
+      const fromLeader = (state.get(key) as Map<string, Buffer | null> | undefined)?.get(member);
+      if (error === INVALID_REQUEST && fromLeader !== undefined) w.i32(throttle).i16(0).compactBytes(fromLeader);
+      else w.i32(throttle).i16(error).compactBytes(assignment);
+      w.tags();
     },
   },
   // OffsetCommit v8 → v7
@@ -206,6 +236,31 @@ export const GROUP_TRANSLATORS: Record<number, Translator> = {
         w.tags();
       }
       w.i16(r.i16()).tags().tags();
+    },
+  },
+  // ListOffsets v5 → v5: the same version, but librdkafka 2.0.2's mock writes each partition's leader_epoch as
+  // an int64 where the protocol has an int32, so every partition after the first is misread by a client.
+  2: {
+    client: 5,
+    broker: 5,
+    flexible: false,
+    request(r, w) {
+      w.raw(r.raw(r.buf.length - r.offset));
+    },
+    response(r, w) {
+      w.i32(r.i32());
+      const topics = r.i32();
+      w.i32(topics);
+      for (let t = 0; t < topics; t++) {
+        w.str(r.str());
+        const partitions = r.i32();
+        w.i32(partitions);
+        for (let p = 0; p < partitions; p++) {
+          w.i32(r.i32()).i16(r.i16()).raw(r.raw(8)).raw(r.raw(8));
+          const epoch = r.raw(8);
+          w.i32(epoch.readInt32BE(4));
+        }
+      }
     },
   },
   // Fetch v12 → v11

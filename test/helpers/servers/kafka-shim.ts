@@ -227,6 +227,8 @@ export async function startKafkaShim(upstream: string[]): Promise<KafkaShim> {
   const produceAttempts: Buffer[] = [];
   let loseAnswerAt: number | undefined;
   let failAt: { code: number; index: number; count: number } | undefined;
+  // What group translators remember across requests of this cluster (see SyncGroup in kafka-shim-group.ts).
+  const groupState = new Map<string, unknown>();
 
   const listen = async (i: number) => {
     const [host, port] = upstream[i]!.split(':') as [string, string];
@@ -335,7 +337,7 @@ export async function startKafkaShim(upstream: string[]): Promise<KafkaShim> {
           const clientId = r.str();
           if (translator.flexible !== false) r.skipTags();
           const w = new Writer().i16(apiKey).i16(translator.broker).i32(correlationId).str(clientId);
-          pending[pending.length - 1]!.context = translator.request(r, w);
+          pending[pending.length - 1]!.context = translator.request(r, w, groupState);
           broker.write(w.frame());
           return;
         }
@@ -373,7 +375,7 @@ export async function startKafkaShim(upstream: string[]): Promise<KafkaShim> {
           // flexible answers carry response header v1: the correlation id, then tagged fields
           const w = new Writer().i32(r.i32());
           if (GROUP_TRANSLATORS[req.apiKey]!.flexible !== false) w.tags();
-          GROUP_TRANSLATORS[req.apiKey]!.response(r, w, shimPort, req.context);
+          GROUP_TRANSLATORS[req.apiKey]!.response(r, w, shimPort, req.context, groupState);
           out = w.frame();
         } else {
           const len = Buffer.alloc(4);

@@ -1,11 +1,12 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { writeFileSync } from 'node:fs';
-import { createServer, connect as tcpConnect } from 'node:net';
+import { connect as tcpConnect } from 'node:net';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { tempDir } from '../context.ts';
 import { requireProgram } from '../external.ts';
+import { freePort } from '../net.ts';
 
 export interface NatsServerOptions {
   /** Leave it down: `restart()` starts it (a destination that is down at start). */
@@ -14,11 +15,15 @@ export interface NatsServerOptions {
   authorization?: string;
   /** More server config text, e.g. `tls { cert_file: …, key_file: … }`. */
   config?: string;
+  /** Require TLS with this certificate (the same as `config: 'tls { … }'`); clients dial `tlsUrl`. */
+  tls?: { certFile: string; keyFile: string };
 }
 
 export interface NatsServer {
   readonly port: number;
   readonly url: string;
+  /** `tls://127.0.0.1:<port>`: the URL a client uses to demand TLS. */
+  readonly tlsUrl: string;
   /** The JetStream store directory, kept across restarts. */
   readonly storeDir: string;
   /** SIGKILL: no flush, no goodbye. */
@@ -26,15 +31,6 @@ export interface NatsServer {
   /** Starts the server again on the same port with the same store; waits until it accepts connections. */
   restart(): Promise<void>;
   stop(): Promise<void>;
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const port = (server.address() as { port: number }).port;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
 }
 
 /** Resolves once a TCP connection to the port succeeds and the server greets with INFO. */
@@ -70,7 +66,8 @@ export async function startNatsServer(
   const storeDir = join(dir, 'store');
   const port = await freePort();
   const config = join(dir, 'nats.conf');
-  const text = [options.authorization ? `authorization { ${options.authorization} }` : '', options.config ?? '']
+  const tls = options.tls ? `tls { cert_file: "${options.tls.certFile}", key_file: "${options.tls.keyFile}" }` : '';
+  const text = [options.authorization ? `authorization { ${options.authorization} }` : '', options.config ?? '', tls]
     .filter((l) => l !== '')
     .join('\n');
   if (text !== '') writeFileSync(config, `${text}\n`);
@@ -101,6 +98,7 @@ export async function startNatsServer(
   return {
     port,
     url: `nats://127.0.0.1:${port}`,
+    tlsUrl: `tls://127.0.0.1:${port}`,
     storeDir,
     kill9: () => kill('SIGKILL'),
     restart: async () => {

@@ -1,0 +1,51 @@
+import { z } from 'zod';
+import { loadTlsClientOptions, tlsClientOption } from '../../codecs/tls.ts';
+import { address } from '../units.ts';
+
+// How the kafka sink and the kafka source reach their brokers: the option names they share and the client's
+// connection options made from them.
+
+export const kafkaBootstrapServers = () =>
+  z
+    .array(address())
+    .min(1)
+    .describe('Brokers to learn the cluster from, `host:port` each; the client then talks to each partition leader.');
+
+/** `client_id`, `sasl` and `tls`, the same in the sink and the source. */
+export const kafkaClientShape = () => ({
+  client_id: z.string().min(1).default('fluxo').describe('The client id the brokers log and apply quotas to.'),
+  sasl: z
+    .strictObject({
+      mechanism: z.enum(['PLAIN', 'SCRAM-SHA-256', 'SCRAM-SHA-512']).describe('SASL mechanism.'),
+      username: z.string().min(1).describe('SASL user.'),
+      password: z.string().describe('SASL password; use `${KAFKA_PASSWORD}` to keep it out of the file.'),
+    })
+    .optional()
+    .describe(
+      'SASL authentication `{ mechanism, username, password }`; combine with `tls` (PLAIN sends the password).',
+    ),
+  tls: tlsClientOption(),
+});
+
+export interface KafkaClientConfig {
+  bootstrap_servers: string[];
+  client_id: string;
+  sasl?: { mechanism: 'PLAIN' | 'SCRAM-SHA-256' | 'SCRAM-SHA-512'; username: string; password: string } | undefined;
+  tls?: Parameters<typeof loadTlsClientOptions>[0];
+  request_timeout: number;
+  connect_timeout: number;
+}
+
+/** The options of @platformatic/kafka's clients (Producer, Consumer) that say how to reach and log in. */
+export function kafkaClientOptions(o: KafkaClientConfig, what: string) {
+  const tls = loadTlsClientOptions(o.tls, what);
+  return {
+    clientId: o.client_id,
+    bootstrapBrokers: o.bootstrap_servers,
+    timeout: o.request_timeout,
+    requestTimeout: o.request_timeout,
+    connectTimeout: o.connect_timeout,
+    ...(tls === undefined ? {} : { tls }),
+    ...(o.sasl === undefined ? {} : { sasl: { ...o.sasl } }),
+  };
+}
