@@ -13,7 +13,7 @@
  * its own CPU. The stores' CPU is not counted (they share the machine, so the figures are of this machine).
  */
 
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -24,7 +24,7 @@ import { FluxoProcess } from '../test/helpers/fluxo-process.ts';
 import { startClickHouse } from '../test/helpers/servers/clickhouse.ts';
 import { startPostgres } from '../test/helpers/servers/postgres.ts';
 import { fluxoRunsCompiled } from './lib/children.ts';
-import { cpuDelta, cpuTimes, loadAverage1m, machine } from './lib/proc.ts';
+import { CLK_TCK, type CpuTimes, cpuDelta, cpuTimes, loadAverage1m, machine } from './lib/proc.ts';
 import { openSockets } from './lib/sockets.ts';
 
 type Store = 'postgres' | 'clickhouse';
@@ -52,6 +52,37 @@ function scope() {
 interface StoreUnderTest {
   sink: string;
   rows(): Promise<number>;
+  /** CPU time of the store's processes so far. */
+  cpu(): CpuTimes;
+}
+
+/**
+ * CPU of a process and its children (the postmaster and its backends, each of which is its own session): every
+ * live one's own time, plus what the parent collected of children that exited (cutime/cstime), so a backend
+ * that ended within the window still counts.
+ */
+function treeCpu(leader: number): CpuTimes {
+  let user = 0;
+  let sys = 0;
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+    } catch {
+      continue;
+    }
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // f[1] is field 4 (ppid); utime 14, stime 15, cutime 16, cstime 17 are f[11..14].
+    if (Number(name) !== leader && Number(f[1]) !== leader) continue;
+    user += Number(f[11]);
+    sys += Number(f[12]);
+    if (Number(name) === leader) {
+      user += Number(f[13]);
+      sys += Number(f[14]);
+    }
+  }
+  return { user: user / CLK_TCK, sys: sys / CLK_TCK };
 }
 
 async function startStore(store: Store, t: TestContext): Promise<StoreUnderTest> {
@@ -66,6 +97,7 @@ async function startStore(store: Store, t: TestContext): Promise<StoreUnderTest>
     pool_size: ${CONCURRENCY + 1}
     concurrency: ${CONCURRENCY}`,
       rows: async () => Number((await pg.query<{ c: string }>('SELECT count(*) AS c FROM logs'))[0]!.c),
+      cpu: () => treeCpu(pg.pid!),
     };
   }
   const ch = (await startClickHouse(t))!;
@@ -79,6 +111,7 @@ async function startStore(store: Store, t: TestContext): Promise<StoreUnderTest>
     table: logs
     concurrency: ${CONCURRENCY}`,
     rows: async () => Number((await ch.query('SELECT count() FROM logs')).trim()),
+    cpu: () => cpuTimes(ch.pid!),
   };
 }
 
@@ -125,6 +158,7 @@ sinks:
     const sample = async () => ({
       at: performance.now(),
       cpu: cpuTimes(fluxo.child.pid!),
+      storeCpu: target.cpu(),
       delivered: await fluxo.metric('fluxo_component_sent_events_total', { component_id: 'out' }),
       rows: await target.rows(),
     });
@@ -137,6 +171,8 @@ sinks:
     const seconds = (b.at - a.at) / 1000;
     const cpu = cpuDelta(a.cpu, b.cpu);
     const cpuSeconds = cpu.user + cpu.sys;
+    const storeCpu = cpuDelta(a.storeCpu, b.storeCpu);
+    const storeSeconds = storeCpu.user + storeCpu.sys;
     return {
       bench: 'stores',
       scenario: `socket-${store}`,
@@ -144,6 +180,8 @@ sinks:
       delivered_per_s: Math.round((b.delivered - a.delivered) / seconds),
       events_per_cpu_s: Math.round((b.delivered - a.delivered) / cpuSeconds),
       fluxo_cpu_pct: Math.round((cpuSeconds / seconds) * 100),
+      rows_per_store_cpu_s: Math.round((b.rows - a.rows) / storeSeconds),
+      store_cpu_pct: Math.round((storeSeconds / seconds) * 100),
       batch_max_events: batch,
       concurrency: CONCURRENCY,
       seconds: Math.round(seconds * 10) / 10,

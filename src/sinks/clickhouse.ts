@@ -21,6 +21,7 @@ import {
   type ClickHouseAnswer,
   errorRow,
   FEATURE_QUERY,
+  isAuthFailure,
   isRowError,
   quoteName,
   quoteString,
@@ -76,6 +77,29 @@ const options = z.object({
         'acknowledged only once flushed. A server without it (before 21.11) gets ordinary inserts (logged).',
     ),
   connect_timeout: duration().default(5_000).describe('How long to wait for a connection (and its TLS).'),
+  create_table: z
+    .boolean()
+    .default(false)
+    .describe(
+      'Create the table at start when it does not exist, in the documented layout: `_id String` first, then ' +
+        'each of `columns`, `ENGINE = ReplacingMergeTree ORDER BY _id`. A server without `DateTime64` (before ' +
+        '20.1, e.g. 18.16) gets `DateTime` in its place (seconds), with a warning.',
+    ),
+  columns: z
+    .record(z.string().min(1), z.string().min(1))
+    .default({ timestamp: 'DateTime64(3)', host: 'String', message: 'String' })
+    .describe(
+      'With `create_table`: the columns besides `_id`, `{ name: ClickHouse type }`. Rows are JSONEachRow, so a ' +
+        'column is filled from the top-level event field of its name (a missing one gets the type’s default).',
+    ),
+  partition_by: z
+    .string()
+    .min(1)
+    .optional()
+    .describe(
+      'With `create_table`: a `PARTITION BY` expression, e.g. `toYYYYMMDD(timestamp)` (rows of a replay land in ' +
+        'the partition of their own timestamp, so FINAL still collapses them). Absent: one partition.',
+    ),
 });
 
 export type ClickHouseSinkOptions = z.infer<typeof options>;
@@ -104,6 +128,7 @@ export class ClickHouseSink implements Sink {
   private readonly headers: Record<string, string>;
   private readonly insert: string;
   private readonly shown: string;
+  private readonly user: string;
 
   constructor(
     private readonly opts: ClickHouseSinkOptions,
@@ -119,6 +144,7 @@ export class ClickHouseSink implements Sink {
       );
     }
     const user = url.username === '' ? opts.username : decodeURIComponent(url.username);
+    this.user = user;
     const password = opts.password ?? (url.password === '' ? '' : decodeURIComponent(url.password));
     url.username = '';
     url.password = '';
@@ -139,6 +165,7 @@ export class ClickHouseSink implements Sink {
       this.agent = new Agent({ connectTimeout: this.opts.connect_timeout, connect: tls ?? {} });
     }
     const features = readFeatures(await this.query(FEATURE_QUERY, signal));
+    if (this.opts.create_table) await this.createTable(features.version, signal);
     const engine = await this.query(
       `SELECT engine FROM system.tables WHERE database = ${quoteString(this.opts.database)} AND name = ` +
         `${quoteString(this.opts.table)} FORMAT TabSeparated`,
@@ -147,7 +174,8 @@ export class ClickHouseSink implements Sink {
     if (engine.trim() === '') {
       throw new RetryableError(
         `${this.shown}: the table does not exist; create it, e.g. CREATE TABLE ${this.opts.database}.${this.opts.table} ` +
-          '(_id String, timestamp DateTime, message String) ENGINE = ReplacingMergeTree ORDER BY _id',
+          '(_id String, timestamp DateTime, message String) ENGINE = ReplacingMergeTree ORDER BY _id, or set ' +
+          'create_table: true',
       );
     }
     if (this.features === undefined) {
@@ -283,9 +311,48 @@ export class ClickHouseSink implements Sink {
     const text = await res.body.text();
     if (res.statusCode !== 200) {
       const answer = readAnswer(res.statusCode, res.headers['x-clickhouse-exception-code'], text);
-      throw new RetryableError(`${this.shown}: HTTP ${answer.status}: ${answer.message}`);
+      const code = answer.code === undefined ? '' : ` code ${answer.code}`;
+      // A refused login is the setup's fault, not the events': retried with backoff (and logged) until the
+      // credentials are fixed, like any other connect error; never dead-lettered.
+      const hint = isAuthFailure(answer)
+        ? ` (authentication failed for user ${this.user}: check username and password)`
+        : '';
+      throw new RetryableError(`${this.shown}: HTTP ${answer.status}${code}: ${answer.message}${hint}`);
     }
     return text;
+  }
+
+  /**
+   * CREATE TABLE IF NOT EXISTS in the layout the dedup guarantee needs. Whether the server has DateTime64 is
+   * learnt from its answer (code 50, unknown type) rather than its version: a fork or backport may differ.
+   */
+  private async createTable(version: string, signal: AbortSignal): Promise<void> {
+    const name = `${quoteName(this.opts.database)}.${quoteName(this.opts.table)}`;
+    const partition = this.opts.partition_by === undefined ? '' : ` PARTITION BY ${this.opts.partition_by}`;
+    const sql = (columns: [string, string][]) =>
+      `CREATE TABLE IF NOT EXISTS ${name} (${[['_id', 'String'], ...columns]
+        .map(([column, type]) => `${quoteName(column)} ${type}`)
+        .join(', ')}) ENGINE = ReplacingMergeTree${partition} ORDER BY ${quoteName('_id')}`;
+    const columns = Object.entries(this.opts.columns).filter(([column]) => column !== '_id');
+    try {
+      await this.query(sql(columns), signal);
+    } catch (error) {
+      const withoutDateTime64 = columns.map(([c, t]): [string, string] => [
+        c,
+        t.replace(/\bDateTime64\(\d+\)/g, 'DateTime'),
+      ]);
+      if (
+        !/\bcode 50\b/.test(String((error as Error).message)) ||
+        withoutDateTime64.every(([, t], i) => t === columns[i]![1])
+      ) {
+        throw error;
+      }
+      await this.query(sql(withoutDateTime64), signal);
+      this.context.logger.warn(
+        { sink: this.context.id, version },
+        'this server has no DateTime64: the table was created with DateTime (whole seconds) instead',
+      );
+    }
   }
 
   private requireAgent(): Agent {

@@ -283,12 +283,17 @@ export class PostgresSink implements Sink {
     }
     let body = '';
     for (const i of part) body += prepared.rows[i]!;
+    if (!viaStage) {
+      // A COPY on its own is a transaction (autocommit): all its rows or none, in one round trip instead of
+      // three with BEGIN and COMMIT around it.
+      await pipeline(Readable.from([Buffer.from(body)]), client.query(this.copyFrom!(this.directCopySql)));
+      return;
+    }
     await client.query('BEGIN');
     try {
-      const copy = client.query(this.copyFrom!(viaStage ? this.copySql : this.directCopySql));
-      await pipeline(Readable.from([Buffer.from(body)]), copy);
+      await pipeline(Readable.from([Buffer.from(body)]), client.query(this.copyFrom!(this.copySql)));
       // One round trip: after an error in the INSERT the COMMIT of the same string is not run.
-      await client.query(viaStage ? `${this.insertSql}; COMMIT` : 'COMMIT');
+      await client.query(`${this.insertSql}; COMMIT`);
     } catch (error) {
       await client.query('ROLLBACK').catch(() => {});
       throw error;

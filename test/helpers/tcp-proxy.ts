@@ -2,6 +2,19 @@ import { once } from 'node:events';
 import { type AddressInfo, connect, createServer, type Server, type Socket } from 'node:net';
 
 /**
+ * How a protocol-aware test tells the requests in a client's byte stream apart: a chunk that begins a write
+ * (`attempt`), one that begins anything else (`other`), or one that continues the request before it (undefined).
+ */
+export type RequestKind = (chunk: Buffer) => 'attempt' | 'other' | undefined;
+
+export interface TcpProxyOptions {
+  /** Connect upstream as soon as a client connects, for protocols where the server speaks first (NATS's INFO). */
+  serverSpeaksFirst?: boolean;
+  /** Records the writes (see `writes()`) and lets `dropNextAttempt()` cut one, on any connection. */
+  requestKind?: RequestKind;
+}
+
+/**
  * A TCP proxy on 127.0.0.1 in front of a real server, to put faults between a client and it: hold the
  * server's answers (stall), drop a connection after it sent its request (a failed attempt), close a client
  * once the server answered the first time, or stop listening (down) and listen again on the same port (up).
@@ -16,13 +29,24 @@ export class TcpProxy {
   private stalled = false;
   private dropNext = false;
   private closeAfterFirstAnswer: number | undefined;
+  private readonly attemptParts: Buffer[][] = [];
+  private dropAttempt = false;
   port = 0;
 
   constructor(
     private readonly target: { host: string; port: number },
-    /** Connect upstream as soon as a client connects, for protocols where the server speaks first (NATS's INFO). */
-    private readonly options: { serverSpeaksFirst?: boolean } = {},
+    private readonly options: TcpProxyOptions = {},
   ) {}
+
+  /** With `requestKind`: the bytes of each write, in the order they began, whichever connection carried it. */
+  writes(): Buffer[] {
+    return this.attemptParts.map((parts) => Buffer.concat(parts));
+  }
+
+  /** With `requestKind`: the next write gets no answer and its connection is closed once its bytes arrived. */
+  dropNextAttempt(): void {
+    this.dropAttempt = true;
+  }
 
   get address(): string {
     return `127.0.0.1:${this.port}`;
@@ -107,12 +131,25 @@ export class TcpProxy {
       return up;
     };
     if (this.options.serverSpeaksFirst) upstream = open();
+    let write: Buffer[] | undefined;
     client.on('data', (data: Buffer) => {
       parts.push(data);
       if (parts.length === 1 && this.dropNext) {
         this.dropNext = false;
         dropping = true;
       }
+      const kind = this.options.requestKind?.(data);
+      if (kind === 'attempt') {
+        write = [];
+        this.attemptParts.push(write);
+        if (this.dropAttempt) {
+          this.dropAttempt = false;
+          dropping = true;
+        }
+      } else if (kind === 'other') {
+        write = undefined;
+      }
+      write?.push(Buffer.from(data));
       if (dropping) {
         // Let the whole request arrive, then hang up without an answer.
         setTimeout(() => client.destroy(), 50);
@@ -128,7 +165,7 @@ export class TcpProxy {
 export async function startProxy(
   t: { after: (fn: () => Promise<void>) => void },
   target: { host: string; port: number },
-  options: { serverSpeaksFirst?: boolean } = {},
+  options: TcpProxyOptions = {},
 ): Promise<TcpProxy> {
   const proxy = new TcpProxy(target, options);
   await proxy.up();

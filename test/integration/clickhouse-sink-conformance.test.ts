@@ -1,98 +1,26 @@
 import { spawnSync } from 'node:child_process';
-import { once } from 'node:events';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
 import type { TestContext } from 'node:test';
-import { request } from 'undici';
 import { clickhouseSink } from '../../src/sinks/clickhouse.ts';
 import { requireProgram } from '../helpers/external.ts';
 import { startClickHouse } from '../helpers/servers/clickhouse.ts';
 import { type Destination, type SinkHarness, sinkConformance } from '../helpers/sink-conformance.ts';
+import { startProxy } from '../helpers/tcp-proxy.ts';
 
 /**
- * An HTTP proxy in front of clickhouse-server: records the body of every INSERT (the attempts), can cut the
- * next INSERT's connection once its body arrived (the server never sees it), hold the server's answers, or
- * stop listening (down).
+ * What the TCP proxy needs to know of HTTP: a chunk that starts a request begins a write when its request line
+ * is an INSERT (the query is in the URL), anything else otherwise; the chunks between (headers, the body)
+ * continue it. Each write is then the whole request as the server would have seen it, and the next one can be
+ * cut once its bytes arrived (the server never sees it).
  */
-class ClickHouseFaultProxy {
-  readonly writes: Buffer[] = [];
-  port = 0;
-  private server: Server | undefined;
-  private readonly sockets = new Set<Socket>();
-  private held: (() => void)[] = [];
-  private stalled = false;
-  private failNext = false;
-
-  constructor(private readonly target: string) {}
-
-  async up(): Promise<void> {
-    const server = createServer((req, res) => void this.forward(req, res));
-    server.on('connection', (s) => {
-      this.sockets.add(s);
-      s.on('close', () => this.sockets.delete(s));
-    });
-    server.listen(this.port, '127.0.0.1');
-    await once(server, 'listening');
-    this.port = (server.address() as AddressInfo).port;
-    this.server = server;
-  }
-
-  async down(): Promise<void> {
-    const server = this.server;
-    this.server = undefined;
-    for (const s of this.sockets) s.destroy();
-    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
-  }
-
-  failNextWrite(): void {
-    this.failNext = true;
-  }
-
-  stall(): void {
-    this.stalled = true;
-  }
-
-  resume(): void {
-    this.stalled = false;
-    for (const release of this.held.splice(0)) release();
-  }
-
-  private async forward(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const parts: Buffer[] = [];
-    for await (const chunk of req) parts.push(chunk as Buffer);
-    const body = Buffer.concat(parts);
-    const isInsert = /INSERT/i.test(decodeURIComponent(req.url ?? ''));
-    if (isInsert) {
-      this.writes.push(body);
-      if (this.failNext) {
-        this.failNext = false;
-        req.socket.destroy();
-        return;
-      }
-    }
-    try {
-      const headers: Record<string, string> = {};
-      for (const [k, v] of Object.entries(req.headers)) {
-        if (typeof v === 'string' && !['host', 'connection', 'content-length', 'keep-alive'].includes(k))
-          headers[k] = v;
-      }
-      const answer = await request(`${this.target}${req.url}`, { method: req.method as 'POST', headers, body });
-      const text = await answer.body.arrayBuffer();
-      const pass = () => {
-        if (res.destroyed) return;
-        res.writeHead(answer.statusCode, { 'content-type': String(answer.headers['content-type'] ?? 'text/plain') });
-        res.end(Buffer.from(text));
-      };
-      if (this.stalled) this.held.push(pass);
-      else pass();
-    } catch {
-      req.socket.destroy();
-    }
-  }
-}
+const insertRequest = (chunk: Buffer) => {
+  const head = chunk.toString('latin1', 0, Math.min(chunk.length, 4096));
+  if (!/^(POST|GET) /.test(head)) return undefined;
+  const line = head.slice(0, head.indexOf('\r\n') >>> 0);
+  return /INSERT/i.test(decodeURIComponent(line.replace(/\+/g, ' '))) ? 'attempt' : 'other';
+};
 
 /**
- * A real clickhouse-server 18.16 behind an HTTP fault proxy. The table is a plain MergeTree so that a row
+ * A real clickhouse-server 18.16 behind a TCP fault proxy that tells HTTP requests apart. The table is a plain MergeTree so that a row
  * inserted twice shows twice; what it holds is read synchronously with curl.
  */
 const clickhouseHarness: SinkHarness = {
@@ -106,9 +34,7 @@ const clickhouseHarness: SinkHarness = {
       'CREATE TABLE conformance (_id String, message String, timestamp DateTime, n UInt32 DEFAULT 0) ' +
         'ENGINE = MergeTree ORDER BY tuple()',
     );
-    const proxy = new ClickHouseFaultProxy(ch.url);
-    await proxy.up();
-    t.after(() => proxy.down());
+    const proxy = await startProxy(t, { host: '127.0.0.1', port: ch.port }, { requestKind: insertRequest });
     if (down) await proxy.down();
     return {
       options: { endpoint: `http://127.0.0.1:${proxy.port}`, table: 'conformance', connect_timeout: '2s' },
@@ -118,8 +44,8 @@ const clickhouseHarness: SinkHarness = {
         });
         return out.stdout.split('\n').filter((l) => l !== '');
       },
-      attempts: () => [...proxy.writes],
-      failNextAttempt: () => proxy.failNextWrite(),
+      attempts: () => proxy.writes(),
+      failNextAttempt: () => proxy.dropNextAttempt(),
       stall: () => proxy.stall(),
       resume: () => proxy.resume(),
       up: () => proxy.up(),
@@ -133,5 +59,5 @@ const clickhouseHarness: SinkHarness = {
   },
 };
 
-// The clickhouse sink against a real clickhouse-server (behind an HTTP fault proxy), through the real Topology.
+// The clickhouse sink against a real clickhouse-server (behind a TCP fault proxy), through the real Topology.
 sinkConformance(clickhouseHarness);

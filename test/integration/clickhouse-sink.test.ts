@@ -2,12 +2,16 @@ import assert from 'node:assert/strict';
 import { describe, it, type TestContext } from 'node:test';
 import { stringify } from 'yaml';
 import type { AckStatus } from '../../src/core/ack.ts';
+import { RetryableError } from '../../src/core/errors.ts';
 import type { Event } from '../../src/core/event.ts';
 import { readAnswer, readFeatures } from '../../src/sinks/clickhouse/server.ts';
 import { clickhouseSink } from '../../src/sinks/clickhouse.ts';
 import { componentContext, recordingLogger, tempDir } from '../helpers/context.ts';
+import { requireProgram } from '../helpers/external.ts';
 import { testPipeline, until } from '../helpers/pipeline.ts';
 import { type ClickHouseServer, startClickHouse } from '../helpers/servers/clickhouse.ts';
+import { driven } from '../helpers/sink-driver.ts';
+import { makeTestCertificates } from './fixtures/syslog-tls-certs.ts';
 
 const never = new AbortController().signal;
 
@@ -144,6 +148,116 @@ describe('clickhouse sink', { timeout: 120_000 }, () => {
     assert.deepEqual(
       readFeatures('{"v":"24.3.1","s":["async_insert","insert_deduplication_token","wait_for_async_insert"]}\n'),
       { version: '24.3.1', deduplicationToken: true, asyncInsert: true },
+    );
+  });
+});
+
+describe('clickhouse sink: create_table, auth and TLS', { timeout: 120_000 }, () => {
+  it('create_table makes the documented layout (DateTime where 18.16 has no DateTime64) and delivers', async (t) => {
+    const ch = await startClickHouse(t);
+    if (!ch) return;
+    await ch.query('CREATE DATABASE serving');
+    const rec = recordingLogger('info');
+    const ctx = { ...componentContext('columnar', '/tmp'), logger: rec.logger };
+    const options = clickhouseSink.options.parse({
+      endpoint: ch.url,
+      database: 'serving',
+      table: 'Access',
+      create_table: true,
+      columns: { timestamp: 'DateTime64(3)', host: 'String', message: 'String', n: 'UInt32' },
+      partition_by: 'toYYYYMMDD(timestamp)',
+    });
+    const sink = clickhouseSink.build(options, ctx);
+    t.after(() => sink.stop());
+    await sink.connect!(never);
+    // A second connect finds the table there (IF NOT EXISTS) and changes nothing.
+    await sink.connect!(never);
+    const [table] = await ch.rows<{ engine: string; sorting_key: string; partition_key: string }>(
+      "SELECT engine, sorting_key, partition_key FROM system.tables WHERE database = 'serving' AND name = 'Access'",
+    );
+    assert.deepEqual(table, {
+      engine: 'ReplacingMergeTree',
+      sorting_key: '_id',
+      partition_key: 'toYYYYMMDD(timestamp)',
+    });
+    const types = await ch.rows<{ name: string; type: string }>(
+      "SELECT name, type FROM system.columns WHERE database = 'serving' AND table = 'Access'",
+    );
+    const version = (await ch.query('SELECT version()')).trim();
+    const hasDateTime64 = Number(version.split('.')[0]) >= 20;
+    assert.deepEqual(
+      types.map((c) => [c.name, c.type]),
+      [
+        ['_id', 'String'],
+        ['timestamp', hasDateTime64 ? 'DateTime64(3)' : 'DateTime'],
+        ['host', 'String'],
+        ['message', 'String'],
+        ['n', 'UInt32'],
+      ],
+    );
+    assert.equal(
+      rec.lines.some((l) => /no DateTime64/.test(String(l.msg))),
+      !hasDateTime64,
+    );
+    await driven(sink).write(events(1, 20), never);
+    await driven(sink).write(events(1, 20), never);
+    const [counted] = await ch.rows<{ c: string }>('SELECT count() AS c FROM serving.Access FINAL');
+    assert.equal(counted!.c, '20');
+    assert.throws(() => clickhouseSink.options.parse({ endpoint: ch.url, table: 't', columns: { n: '' } }), /columns/);
+  });
+
+  it('a wrong password fails with a clear authentication error; the right one delivers', async (t) => {
+    const ch = await startClickHouse(t, { password: 's3cret&<x' });
+    if (!ch) return;
+    await logsTable(ch);
+    const wrong = clickhouseSink.build(
+      clickhouseSink.options.parse({ endpoint: ch.url, table: 'logs', password: 'nope' }),
+      componentContext('wrong', '/tmp'),
+    );
+    t.after(() => wrong.stop());
+    await assert.rejects(wrong.connect!(never), (error: Error) => {
+      assert.ok(error instanceof RetryableError, 'a setup error is retried, never dead-lettered');
+      assert.match(error.message, /code 19[23]: .*authentication failed for user default: check username and password/);
+      assert.doesNotMatch(error.message, /nope/);
+      return true;
+    });
+    process.env.FLUXO_TEST_CH_PASSWORD = 's3cret&<x';
+    const p = await pipeline(t, ch, { password: '${FLUXO_TEST_CH_PASSWORD}' });
+    delete process.env.FLUXO_TEST_CH_PASSWORD;
+    const status = await p.emit(events(1, 10));
+    await until(() => status() !== undefined, 'the acknowledgement', 30_000);
+    assert.equal(status(), 'delivered');
+    assert.equal((await ch.rows('SELECT _id FROM logs')).length, 10);
+  });
+
+  it('https: verified against the CA it is given delivers; without that CA a clear certificate error', async (t) => {
+    const openssl = requireProgram(t, 'openssl', 'openssl');
+    if (!openssl) return;
+    const certs = makeTestCertificates(openssl, tempDir(t));
+    const ch = await startClickHouse(t, { tls: { crtFile: certs.serverCrt, keyFile: certs.serverKey } });
+    if (!ch) return;
+    await logsTable(ch);
+    const sink = clickhouseSink.build(
+      clickhouseSink.options.parse({ endpoint: ch.httpsUrl, table: 'logs', tls: { ca_file: certs.caFile } }),
+      componentContext('columnar', '/tmp'),
+    );
+    t.after(() => sink.stop());
+    await sink.connect!(never);
+    await driven(sink).write(events(1, 7), never);
+    assert.equal((await ch.rows('SELECT _id FROM logs')).length, 7);
+    const untrusted = clickhouseSink.build(
+      clickhouseSink.options.parse({ endpoint: ch.httpsUrl, table: 'logs' }),
+      componentContext('untrusted', '/tmp'),
+    );
+    t.after(() => untrusted.stop());
+    await assert.rejects(untrusted.connect!(never), /certificate/i);
+    assert.throws(
+      () =>
+        clickhouseSink.build(
+          clickhouseSink.options.parse({ endpoint: ch.url, table: 'logs', tls: { ca_file: certs.caFile } }),
+          componentContext('plain', '/tmp'),
+        ),
+      /tls is set but endpoint .* is http:\/\/; use https:\/\//,
     );
   });
 });

@@ -1,96 +1,18 @@
 import { spawnSync } from 'node:child_process';
-import { once } from 'node:events';
-import { type AddressInfo, connect, createServer, type Server, type Socket } from 'node:net';
 import type { TestContext } from 'node:test';
 import { postgresSink } from '../../src/sinks/postgres.ts';
 import { startPostgres } from '../helpers/servers/postgres.ts';
 import { type Destination, type SinkHarness, sinkConformance } from '../helpers/sink-conformance.ts';
+import { startProxy } from '../helpers/tcp-proxy.ts';
 
 const PSQL = '/usr/lib/postgresql/15/bin/psql';
 
 /**
- * A TCP proxy in front of PostgreSQL that knows one thing of the protocol: a client chunk that starts with a
- * CopyData message (`d`) carries a write's rows. Those chunks are the attempts; the next one can be cut before
- * the server sees it (the connection is closed, the transaction rolls back); the server's answers can be held;
- * and the proxy can stop listening (down).
+ * What the TCP proxy needs to know of PostgreSQL's protocol: a client chunk that starts with a CopyData message
+ * (`d`) carries a write's rows. Those chunks are the attempts; the next one can be cut before the server sees it
+ * (the connection is closed, the transaction rolls back).
  */
-class PgFaultProxy {
-  readonly writes: Buffer[] = [];
-  port = 0;
-  private server: Server | undefined;
-  private readonly sockets = new Set<Socket>();
-  private held: (() => void)[] = [];
-  private stalled = false;
-  private failNext = false;
-
-  constructor(private readonly targetPort: number) {}
-
-  async up(): Promise<void> {
-    const server = createServer((client) => this.accept(client));
-    server.listen(this.port, '127.0.0.1');
-    await once(server, 'listening');
-    this.port = (server.address() as AddressInfo).port;
-    this.server = server;
-  }
-
-  async down(): Promise<void> {
-    const server = this.server;
-    this.server = undefined;
-    for (const s of this.sockets) s.destroy();
-    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
-  }
-
-  failNextWrite(): void {
-    this.failNext = true;
-  }
-
-  stall(): void {
-    this.stalled = true;
-  }
-
-  resume(): void {
-    this.stalled = false;
-    for (const release of this.held.splice(0)) release();
-  }
-
-  private accept(client: Socket): void {
-    this.sockets.add(client);
-    const upstream = connect(this.targetPort, '127.0.0.1');
-    this.sockets.add(upstream);
-    const close = () => {
-      client.destroy();
-      upstream.destroy();
-    };
-    client.on('error', close);
-    upstream.on('error', close);
-    client.on('close', () => {
-      this.sockets.delete(client);
-      upstream.destroy();
-    });
-    upstream.on('close', () => {
-      this.sockets.delete(upstream);
-      client.destroy();
-    });
-    client.on('data', (data: Buffer) => {
-      if (data[0] === 0x64) {
-        this.writes.push(Buffer.from(data));
-        if (this.failNext) {
-          this.failNext = false;
-          close();
-          return;
-        }
-      }
-      upstream.write(data);
-    });
-    upstream.on('data', (data: Buffer) => {
-      const pass = () => {
-        if (!client.destroyed) client.write(data);
-      };
-      if (this.stalled) this.held.push(pass);
-      else pass();
-    });
-  }
-}
+const copyData = (chunk: Buffer) => (chunk[0] === 0x64 ? 'attempt' : 'other');
 
 /**
  * A BEFORE INSERT trigger that, once armed, refuses `p-4` with a data error (SQLSTATE 22023) the first time —
@@ -128,9 +50,7 @@ const postgresHarness: SinkHarness = {
     const pg = await startPostgres(t);
     if (!pg) throw new Error('PostgreSQL 15 is not installed');
     await pg.query(SETUP);
-    const proxy = new PgFaultProxy(pg.port);
-    await proxy.up();
-    t.after(() => proxy.down());
+    const proxy = await startProxy(t, { host: '127.0.0.1', port: pg.port }, { requestKind: copyData });
     if (down) await proxy.down();
     const psql = (sql: string) => {
       const out = spawnSync(PSQL, ['-h', '127.0.0.1', '-p', String(pg.port), '-U', 'postgres', '-Atc', sql], {
@@ -150,8 +70,8 @@ const postgresHarness: SinkHarness = {
         psql('SELECT _id FROM conformance ORDER BY seq')
           .split('\n')
           .filter((l) => l !== ''),
-      attempts: () => [...proxy.writes],
-      failNextAttempt: () => proxy.failNextWrite(),
+      attempts: () => proxy.writes(),
+      failNextAttempt: () => proxy.dropNextAttempt(),
       stall: () => proxy.stall(),
       resume: () => proxy.resume(),
       up: () => proxy.up(),

@@ -253,6 +253,66 @@ sinks:
     await assert.rejects(wrong.connect!(never), /certificate/);
   });
 
+  it('TLS with a scram password from ${PGPASSWORD}: the CA it is given delivers, without it a clear error', async (t) => {
+    const openssl = requireProgram(t, 'openssl', 'openssl');
+    if (!openssl) return;
+    const certs = makeTestCertificates(openssl, tempDir(t));
+    const pg = await startPostgres(t, {
+      password: 'tls pa$$',
+      tls: { crtFile: certs.serverCrt, keyFile: certs.serverKey },
+    });
+    if (!pg) return;
+    await logsTable(pg);
+    const yaml = `
+sources: { in: { type: manual } }
+sinks:
+  out:
+    type: postgres
+    inputs: [in]
+    endpoint: ${pg.url}
+    password: "\${PGPASSWORD}"
+    table: logs
+    columns: { message: message, n: n, ts: timestamp }
+    tls: { ca_file: ${certs.caFile} }
+    retry: { initial_backoff: 50ms, max_backoff: 200ms }
+    batch: { timeout: 0ms }
+`;
+    // Read when the config is loaded, then gone: the login cannot come from pg's own PGPASSWORD fallback.
+    process.env.PGPASSWORD = 'tls pa$$';
+    const p = testPipeline(yaml, tempDir(t), [postgresSink]);
+    delete process.env.PGPASSWORD;
+    t.after(() => p.topology.stop(2000));
+    await p.topology.start();
+    let status: AckStatus | undefined;
+    await p.source('in').ctx!.emit(events(1, 4), { onSettled: (s) => (status = s) });
+    await until(() => status !== undefined, 'the acknowledgement', 20_000);
+    assert.equal(status, 'delivered');
+    assert.deepEqual(await checkNumbers(pg, 4), { missing: [], twice: [], extra: [] });
+    const ssl = await pg.query<{ ssl: boolean }>(
+      "SELECT bool_and(s.ssl) AS ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.application_name = 'fluxo out'",
+    );
+    assert.deepEqual(ssl, [{ ssl: true }]);
+    // Without the CA the server's certificate is not trusted: connect fails and says why.
+    const untrusted = postgresSink.build(
+      postgresSink.options.parse({ endpoint: pg.url, table: 'logs', columns, password: 'tls pa$$', tls: {} }),
+      componentContext('untrusted', '/tmp'),
+    );
+    t.after(() => untrusted.stop());
+    await assert.rejects(untrusted.connect!(never), /self[- ]signed certificate|unable to verify|certificate/i);
+    const wrong = postgresSink.build(
+      postgresSink.options.parse({
+        endpoint: pg.url,
+        table: 'logs',
+        columns,
+        password: 'wrong',
+        tls: { ca_file: certs.caFile },
+      }),
+      componentContext('wrong', '/tmp'),
+    );
+    t.after(() => wrong.stop());
+    await assert.rejects(wrong.connect!(never), /28P01.*password authentication failed/);
+  });
+
   it('table names: schema-qualified, case kept, quotes for dots and quotes', () => {
     assert.equal(quoteTable('logs'), '"logs"');
     assert.equal(quoteTable('serving.Events'), '"serving"."Events"');

@@ -48,6 +48,16 @@ export function isRowError(answer: ClickHouseAnswer): boolean {
   return answer.code !== undefined && ROW_ERROR_CODES.has(answer.code);
 }
 
+/**
+ * A refused login: 192 UNKNOWN_USER, 193 WRONG_PASSWORD, 194 REQUIRED_PASSWORD (18.x–21.x), 516
+ * AUTHENTICATION_FAILED (newer), or a bare 401/403 from a proxy in front.
+ */
+const AUTH_CODES = new Set([192, 193, 194, 516]);
+
+export function isAuthFailure(answer: ClickHouseAnswer): boolean {
+  return (answer.code !== undefined && AUTH_CODES.has(answer.code)) || answer.status === 401 || answer.status === 403;
+}
+
 /** The 1-based row a parse error names (`(at row 3)`), a hint of where to split. */
 export function errorRow(answer: ClickHouseAnswer): number | undefined {
   const m = /\(at row (\d+)\)/.exec(answer.message);

@@ -1,28 +1,22 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { request } from 'undici';
 import { tempDir } from '../context.ts';
 import { requireProgram } from '../external.ts';
-
-/** A free TCP port on 127.0.0.1 (clickhouse-server cannot be told to pick one and say which). */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const port = (server.address() as { port: number }).port;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
+import { freePort } from '../net.ts';
 
 export interface ClickHouseServer {
   /** The HTTP interface's port. */
   readonly port: number;
+  /** The server's pid, while it runs. */
+  readonly pid: number | undefined;
   /** `http://127.0.0.1:<port>` */
   readonly url: string;
+  /** `https://127.0.0.1:<https port>` when started with `tls`. */
+  readonly httpsUrl: string | undefined;
   /** Runs one statement over HTTP and returns the body (TabSeparated unless the statement says FORMAT). */
   query(sql: string): Promise<string>;
   /** The rows of a SELECT as objects (`FORMAT JSONEachRow` is appended). */
@@ -35,7 +29,24 @@ export interface ClickHouseServer {
   start(): Promise<void>;
 }
 
-function configXml(dir: string, httpPort: number, tcpPort: number): string {
+function configXml(dir: string, httpPort: number, tcpPort: number, httpsPort: number | undefined): string {
+  // 18.16 reads its TLS server settings from Poco's openSSL section; no client section is needed.
+  const https =
+    httpsPort === undefined
+      ? ''
+      : `  <https_port>${httpsPort}</https_port>
+  <openSSL>
+    <server>
+      <certificateFile>${dir}/server.crt</certificateFile>
+      <privateKeyFile>${dir}/server.key</privateKeyFile>
+      <verificationMode>none</verificationMode>
+      <loadDefaultCAFile>false</loadDefaultCAFile>
+      <cacheSessions>true</cacheSessions>
+      <disableProtocols>sslv2,sslv3</disableProtocols>
+      <preferServerCiphers>true</preferServerCiphers>
+    </server>
+  </openSSL>
+`;
   return `<?xml version="1.0"?>
 <yandex>
   <logger>
@@ -48,7 +59,7 @@ function configXml(dir: string, httpPort: number, tcpPort: number): string {
   <listen_host>127.0.0.1</listen_host>
   <http_port>${httpPort}</http_port>
   <tcp_port>${tcpPort}</tcp_port>
-  <path>${dir}/data/</path>
+${https}  <path>${dir}/data/</path>
   <tmp_path>${dir}/tmp/</tmp_path>
   <user_files_path>${dir}/user_files/</user_files_path>
   <format_schema_path>${dir}/format_schemas/</format_schema_path>
@@ -63,12 +74,13 @@ function configXml(dir: string, httpPort: number, tcpPort: number): string {
 `;
 }
 
-const USERS_XML = `<?xml version="1.0"?>
+/** The users file: `default` from 127.0.0.1, with `password` when one is given (plain text, as 18.16 reads it). */
+const usersXml = (password: string) => `<?xml version="1.0"?>
 <yandex>
   <profiles><default><max_memory_usage>1000000000</max_memory_usage></default></profiles>
   <users>
     <default>
-      <password></password>
+      <password>${password.replace(/&/g, '&amp;').replace(/</g, '&lt;')}</password>
       <networks><ip>127.0.0.1</ip></networks>
       <profile>default</profile>
       <quota>default</quota>
@@ -88,12 +100,13 @@ const USERS_XML = `<?xml version="1.0"?>
 /**
  * Starts Debian's clickhouse-server (18.16) on 127.0.0.1 with free HTTP and native ports, its config, data and
  * logs in a temporary directory (no interserver port, no system service); killed when the test ends. `down:
- * true` leaves it stopped until start(). Resolves undefined (the test skipped) where it is not installed,
- * except in CI.
+ * true` leaves it stopped until start(). `password` gives the `default` user one (the helper's own queries
+ * send it). `tls` (PEM files) adds an HTTPS port beside the HTTP one. Resolves undefined (the test skipped)
+ * where it is not installed, except in CI.
  */
 export async function startClickHouse(
   t: TestContext,
-  options: { down?: boolean } = {},
+  options: { down?: boolean; password?: string; tls?: { crtFile: string; keyFile: string } } = {},
 ): Promise<ClickHouseServer | undefined> {
   const program = requireProgram(t, 'clickhouse-server', 'clickhouse-server');
   if (!program) return undefined;
@@ -101,9 +114,18 @@ export async function startClickHouse(
   for (const sub of ['data', 'tmp', 'user_files', 'format_schemas', 'log']) mkdirSync(join(dir, sub));
   const port = await freePort();
   const tcpPort = await freePort();
-  writeFileSync(join(dir, 'config.xml'), configXml(dir, port, tcpPort));
-  writeFileSync(join(dir, 'users.xml'), USERS_XML);
+  const httpsPort = options.tls ? await freePort() : undefined;
+  if (options.tls) {
+    copyFileSync(options.tls.crtFile, join(dir, 'server.crt'));
+    copyFileSync(options.tls.keyFile, join(dir, 'server.key'));
+  }
+  writeFileSync(join(dir, 'config.xml'), configXml(dir, port, tcpPort, httpsPort));
+  writeFileSync(join(dir, 'users.xml'), usersXml(options.password ?? ''));
   const url = `http://127.0.0.1:${port}`;
+  const auth =
+    options.password === undefined
+      ? {}
+      : { authorization: `Basic ${Buffer.from(`default:${options.password}`).toString('base64')}` };
   let child: ChildProcess | undefined;
   let output = '';
   const start = async () => {
@@ -146,14 +168,18 @@ export async function startClickHouse(
   t.after(() => kill9());
   if (!options.down) await start();
   const query = async (sql: string): Promise<string> => {
-    const res = await request(`${url}/`, { method: 'POST', body: sql });
+    const res = await request(`${url}/`, { method: 'POST', body: sql, headers: auth });
     const body = await res.body.text();
     if (res.statusCode !== 200) throw new Error(`clickhouse ${res.statusCode}: ${body.trim()}\n${sql}`);
     return body;
   };
   return {
     port,
+    get pid() {
+      return child?.exitCode === null && child.signalCode === null ? child.pid : undefined;
+    },
     url,
+    httpsUrl: httpsPort === undefined ? undefined : `https://127.0.0.1:${httpsPort}`,
     query,
     async rows<R>(sql: string): Promise<R[]> {
       const body = await query(`${sql} FORMAT JSONEachRow`);

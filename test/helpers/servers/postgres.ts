@@ -1,28 +1,20 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { chmodSync, chownSync, copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import pg from 'pg';
 import { tempDir } from '../context.ts';
 import { requireProgram } from '../external.ts';
+import { freePort } from '../net.ts';
 
 const BIN = '/usr/lib/postgresql/15/bin';
 
-/** A free TCP port on 127.0.0.1 (postgres cannot be told to pick one and say which). */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const port = (server.address() as { port: number }).port;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
-
 export interface PostgresServer {
   readonly port: number;
+  /** The postmaster's pid (the leader of its process group, backends included), while it runs. */
+  readonly pid: number | undefined;
   /** `postgres://postgres@127.0.0.1:<port>/postgres` (the password, when there is one, is not in it). */
   readonly url: string;
   /** A pool of the test's own, to read what the server holds (re-opens connections after a restart). */
@@ -193,6 +185,9 @@ export async function startPostgres(
   });
   return {
     port,
+    get pid() {
+      return child?.exitCode === null && child.signalCode === null ? child.pid : undefined;
+    },
     url: `postgres://postgres@127.0.0.1:${port}/postgres`,
     pool,
     async query<R extends pg.QueryResultRow>(sql: string, values?: unknown[]) {
