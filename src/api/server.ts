@@ -207,7 +207,8 @@ export class ApiServer {
         res.write(`${JSON.stringify({ component: id, output, event })}\n`);
         sent++;
       }
-      if (sent >= limit) finish();
+      // Not synchronously: removing a tap while the outlet iterates its taps would skip the next viewer's turn.
+      if (sent >= limit) queueMicrotask(finish);
     });
     if (!remove) {
       res

@@ -80,10 +80,30 @@ export interface LedgerRow {
   not_acknowledged: number;
   /** Dead-lettered by this source or a component downstream of it (they count as settled). */
   dead_lettered: number;
-  /** Dropped by a full buffer downstream with `when_full: drop_newest`. */
+  /** Everything lost, the sum of `drops`. */
   dropped: number;
+  /** `dropped` by cause, so the operator sees why. */
+  drops: LedgerDrops;
   /** Some downstream component also takes another source's events: its dead letters and drops show in both rows. */
   shared: boolean;
+}
+
+/**
+ * The causes of loss. `buffer_full` and `throttled` are accepted events (counted in `accepted`, settled as
+ * handled); the others never made it into the pipeline, so they are not in `accepted`: UDP datagrams (one or
+ * more events each) and unterminated lines or frames.
+ */
+export interface LedgerDrops {
+  /** Dropped by a full buffer downstream with `when_full: drop_newest`. */
+  buffer_full: number;
+  /** Over a throttle's budget downstream (and not rerouted to a consumed `<id>.dropped` output). */
+  throttled: number;
+  /** UDP datagrams dropped by Fluxo while the pipeline was blocked and 8 MiB were already held. */
+  udp_backlog: number;
+  /** UDP datagrams the kernel dropped from the socket's full receive queue (Linux /proc/net/udp; since the socket opened). */
+  udp_kernel: number;
+  /** Unterminated lines or frames dropped when a connection closed or was reset (TCP sources, stdin, relp). */
+  partial: number;
 }
 
 export interface PipelineSnapshot {

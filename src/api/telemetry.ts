@@ -5,10 +5,12 @@ import {
   DEAD_LETTER_NODE,
   type EdgeSnapshot,
   type GraphComponent,
+  type LedgerDrops,
   type LedgerRow,
   type PipelineSnapshot,
   quantileMs,
 } from './snapshot.ts';
+import { udpKernelDrops } from './udp-drops.ts';
 
 /** What the telemetry reads from the running pipeline: its metrics registry and its wiring. */
 export interface TelemetrySource {
@@ -33,6 +35,14 @@ interface RawComponent {
   bufferMaxEvents: number;
   bufferMaxBytes: number;
   dropped: number;
+  /** Sources: datagrams dropped from the 8 MiB hold while the pipeline was blocked. */
+  udpBacklogDropped: number;
+  /** Sources: datagrams the kernel dropped from the socket's full receive queue (/proc/net/udp). */
+  udpKernelDropped: number;
+  /** Sources: unterminated lines or frames dropped at a connection's close or reset. */
+  partialDropped: number;
+  /** Throttle transforms: events over budget. */
+  throttled: number;
   pendingAcks: number;
   acknowledged: number;
   failed: number;
@@ -137,6 +147,10 @@ export class PipelineTelemetry {
           bufferMaxEvents: 0,
           bufferMaxBytes: 0,
           dropped: 0,
+          udpBacklogDropped: 0,
+          udpKernelDropped: 0,
+          partialDropped: 0,
+          throttled: 0,
           pendingAcks: 0,
           acknowledged: 0,
           failed: 0,
@@ -169,6 +183,10 @@ export class PipelineTelemetry {
     await read('fluxo_buffer_max_events', (c, v) => (c.bufferMaxEvents = v.value));
     await read('fluxo_buffer_max_bytes', (c, v) => (c.bufferMaxBytes = v.value));
     await read('fluxo_buffer_dropped_events_total', (c, v) => (c.dropped += v.value));
+    for (const name of UDP_BACKLOG_DROPS) await read(name, (c, v) => (c.udpBacklogDropped += v.value));
+    for (const name of this.partialDropMetrics()) await read(name, (c, v) => (c.partialDropped += v.value));
+    await read('fluxo_throttled_events_total', (c, v) => (c.throttled += v.value));
+    for (const [id, n] of await udpKernelDrops(this.udpSources())) of(id).udpKernelDropped = n;
     await read('fluxo_pending_acknowledgements', (c, v) => (c.pendingAcks = v.value));
     await read('fluxo_source_acknowledged_events_total', (c, v) => (c.acknowledged += v.value));
     await read('fluxo_source_unacknowledged_events_total', (c, v) => (c.failed += v.value));
@@ -183,6 +201,21 @@ export class PipelineTelemetry {
       c.buckets[i] = (c.buckets[i] ?? 0) + v.value;
     });
     return { at: (this.options.clock ?? Date.now)(), components, bounds };
+  }
+
+  /** The sources listening on UDP, from the graph's endpoints (none: /proc is never read). */
+  private udpSources(): GraphComponent[] {
+    return this.source.graph().filter((g) => g.kind === 'source' && g.endpoint?.startsWith('udp ') === true);
+  }
+
+  /** `fluxo_<source>_partial_<unit>_dropped_total` of every stream source in the registry, named once each. */
+  private partialDropMetrics(): string[] {
+    const names: string[] = [];
+    for (const m of this.source.registry.getMetricsAsArray()) {
+      const name = (m as unknown as { name: string }).name;
+      if (PARTIAL_DROPS.test(name)) names.push(name);
+    }
+    return names;
   }
 
   private snapshotOf(now: RawSample): PipelineSnapshot {
@@ -211,6 +244,10 @@ export class PipelineTelemetry {
       bufferMaxEvents: 0,
       bufferMaxBytes: 0,
       dropped: 0,
+      udpBacklogDropped: 0,
+      udpKernelDropped: 0,
+      partialDropped: 0,
+      throttled: 0,
       pendingAcks: 0,
       acknowledged: 0,
       failed: 0,
@@ -322,15 +359,25 @@ export class PipelineTelemetry {
 
     const ledger: LedgerRow[] = [];
     const reachOf = new Map(graph.filter((g) => g.kind === 'source').map((g) => [g.id, downstream(g.id, graph)]));
+    // A throttle's over-budget events are lost unless something reads its `<id>.dropped` output.
+    const consumed = new Set(graph.flatMap((g) => g.inputs));
     for (const [id, reach] of reachOf) {
       const c = now.components.get(id) ?? empty();
       let deadLettered = c.deadLettered;
-      let dropped = 0;
+      const drops: LedgerDrops = {
+        buffer_full: 0,
+        throttled: 0,
+        udp_backlog: c.udpBacklogDropped,
+        udp_kernel: c.udpKernelDropped,
+        partial: c.partialDropped,
+      };
       for (const r of reach) {
         const d = now.components.get(r);
         deadLettered += d?.deadLettered ?? 0;
-        dropped += d?.dropped ?? 0;
+        drops.buffer_full += d?.dropped ?? 0;
+        if (!consumed.has(`${r}.dropped`)) drops.throttled += d?.throttled ?? 0;
       }
+      const dropped = drops.buffer_full + drops.throttled + drops.udp_backlog + drops.udp_kernel + drops.partial;
       ledger.push({
         source: id,
         accepted: c.received,
@@ -339,6 +386,7 @@ export class PipelineTelemetry {
         not_acknowledged: c.failed,
         dead_lettered: deadLettered,
         dropped,
+        drops,
         // A component fed by several sources counts its dead letters and drops in each of their rows.
         shared: [...reachOf].some(([other, r]) => other !== id && r.some((x) => reach.includes(x))),
       });
@@ -353,6 +401,10 @@ export class PipelineTelemetry {
     };
   }
 }
+
+/** The UDP listeners' hold-overflow counters (socket and syslog sources). */
+const UDP_BACKLOG_DROPS = ['fluxo_socket_udp_datagrams_dropped_total', 'fluxo_syslog_udp_datagrams_dropped_total'];
+const PARTIAL_DROPS = /^fluxo_[a-z]+_partial_[a-z]+_dropped_total$/;
 
 /** The transforms and sinks that events of `id` can reach. */
 function downstream(id: string, graph: readonly GraphComponent[]): string[] {

@@ -1,4 +1,5 @@
 import { type Command, InvalidArgumentError, Option } from 'commander';
+import { type ApiAuthOptions, addApiAuthOptions, apiAuthHeaders, unauthorizedHint } from './api-auth.ts';
 
 /**
  * `fluxo tap COMPONENT`: the live events of one component of a running Fluxo, from its API's
@@ -8,7 +9,7 @@ import { type Command, InvalidArgumentError, Option } from 'commander';
  * Tapping never slows the pipeline: the server skips events rather than wait for a slow reader.
  */
 
-export interface TapOptions {
+export interface TapOptions extends ApiAuthOptions {
   api: string;
   limit: number;
   sample: number;
@@ -45,7 +46,7 @@ export async function streamTap(
   const url = `${base}/tap?component=${encodeURIComponent(component)}&limit=${options.limit}&sample=${options.sample}`;
   let response: Response;
   try {
-    response = await fetch(url, { signal });
+    response = await fetch(url, { signal, headers: apiAuthHeaders(options) });
   } catch (error) {
     if (signal.aborted) return 0;
     const cause = (error as { cause?: { code?: string } }).cause?.code ?? (error as Error).message;
@@ -56,7 +57,8 @@ export async function streamTap(
   }
   if (response.status !== 200 || !response.body) {
     const text = (await response.text().catch(() => '')).trim();
-    err.write(`fluxo tap: ${response.status} from ${base}/tap: ${text || response.statusText}\n`);
+    const hint = response.status === 401 ? unauthorizedHint(options) : '';
+    err.write(`fluxo tap: ${response.status} from ${base}/tap: ${text || response.statusText}${hint}\n`);
     return 1;
   }
   err.write(
@@ -102,11 +104,12 @@ export async function streamTap(
 }
 
 export function registerTapCommand(program: Command): void {
-  program
+  const command = program
     .command('tap')
     .description("stream a running Fluxo's live events of one component as NDJSON (sampled, limited)")
     .argument('<component>', 'component id (source, transform or sink) as in the config')
-    .addOption(new Option('--api <url>', 'the Fluxo API (api.address), or $FLUXO_API').default(DEFAULT_API))
+    .addOption(new Option('--api <url>', 'the Fluxo API (api.address), or $FLUXO_API').default(DEFAULT_API));
+  addApiAuthOptions(command)
     .addOption(
       new Option('--limit <n>', 'stop after this many events (at most 10000)')
         .argParser(positiveInt('--limit'))
@@ -119,7 +122,8 @@ export function registerTapCommand(program: Command): void {
 Examples:
   fluxo tap access --limit 20                    the next 20 events out of transform "access"
   fluxo tap by_status --sample 100 | jq .event   every 100th event of a route, all outputs
-  fluxo tap master --api 10.0.0.5:8686           what sink "master" receives on another host`,
+  fluxo tap master --api 10.0.0.5:8686 --token "$FLUXO_API_TOKEN"
+                                                 what sink "master" receives on another host (api.auth)`,
     )
     .action(async (component: string, opts: TapOptions) => {
       const controller = new AbortController();

@@ -1,5 +1,6 @@
 import { type Command, Option } from 'commander';
-import type { ComponentSnapshot, PipelineSnapshot } from '../api/snapshot.ts';
+import type { ComponentSnapshot, LedgerDrops, LedgerRow, PipelineSnapshot } from '../api/snapshot.ts';
+import { type ApiAuthOptions, addApiAuthOptions, apiAuthHeaders, unauthorizedHint } from './api-auth.ts';
 import { apiBase, DEFAULT_API } from './tap.ts';
 
 /**
@@ -8,10 +9,8 @@ import { apiBase, DEFAULT_API } from './tap.ts';
  * SSH and in tmux; keys sort the table, `q` quits.
  */
 
-export interface TopOptions {
+export interface TopOptions extends ApiAuthOptions {
   api: string;
-  token?: string;
-  user?: string;
   once?: boolean;
 }
 
@@ -146,11 +145,26 @@ export function renderTop(
       fit(
         `  ${l.source.padEnd(20)} accepted ${num(l.accepted).padStart(7)}  acknowledged ${num(l.acknowledged).padStart(7)}  ` +
           `in flight ${num(l.in_flight).padStart(6)}  not acked ${num(l.not_acknowledged).padStart(5)}  ` +
-          `dead-lettered ${num(l.dead_lettered).padStart(5)}  dropped ${num(l.dropped).padStart(5)}`,
+          `dead-lettered ${num(l.dead_lettered).padStart(5)}  dropped ${num(l.dropped).padStart(5)}${dropCauses(l)}`,
       ),
     );
   }
   return lines;
+}
+
+const DROP_CAUSES: [keyof LedgerDrops, string][] = [
+  ['buffer_full', 'buffer full'],
+  ['throttled', 'throttled'],
+  ['udp_backlog', 'udp backlog'],
+  ['udp_kernel', 'udp kernel'],
+  ['partial', 'partial'],
+];
+
+/** ` (buffer full 12, udp kernel 3)`: the non-zero causes of a ledger row's drops; '' without drops. */
+function dropCauses(l: LedgerRow): string {
+  // An older server's snapshot has no split.
+  const parts = DROP_CAUSES.filter(([k]) => (l.drops?.[k] ?? 0) > 0).map(([k, name]) => `${name} ${num(l.drops[k])}`);
+  return parts.length > 0 ? ` (${parts.join(', ')})` : '';
 }
 
 /** Reads `GET /api/events` and calls `onSnapshot` for each; resolves when the stream ends, rejects on failure. */
@@ -197,9 +211,7 @@ class TopError extends Error {
 /** Runs `fluxo top` until `q`, Ctrl-C or (with --once) the first snapshot; resolves with the exit code. */
 export async function top(options: TopOptions, stdin: NodeJS.ReadStream, stdout: NodeJS.WriteStream): Promise<number> {
   const base = apiBase(options.api);
-  const headers: Record<string, string> = {};
-  if (options.token) headers.authorization = `Bearer ${options.token}`;
-  else if (options.user) headers.authorization = `Basic ${Buffer.from(options.user).toString('base64')}`;
+  const headers = apiAuthHeaders(options);
   const url = `${base}/api/events`;
   const abort = new AbortController();
   const interactive = !options.once && stdout.isTTY === true;
@@ -272,7 +284,7 @@ export async function top(options: TopOptions, stdin: NodeJS.ReadStream, stdout:
           abort.abort();
           if (interactive) stdout.write(`${ALT_SCREEN_OFF}${CURSOR_SHOW}`);
           process.stderr.write(
-            `fluxo top: ${message}${error instanceof TopError && error.fatal ? ' (give --token or --user)' : ''}\n`,
+            `fluxo top: ${message}${error instanceof TopError && error.fatal ? unauthorizedHint(options) : ''}\n`,
           );
           return exitCode;
         }
@@ -296,12 +308,11 @@ export async function top(options: TopOptions, stdin: NodeJS.ReadStream, stdout:
 }
 
 export function registerTopCommand(program: Command): void {
-  program
+  const command = program
     .command('top')
     .description("a live terminal view of a running Fluxo's components: rates, buffers, errors, latency")
-    .addOption(new Option('--api <url>', 'the API of the running Fluxo (its api.address)').default(DEFAULT_API))
-    .addOption(new Option('--token <token>', 'with api.auth strategy bearer: the token').env('FLUXO_API_TOKEN'))
-    .addOption(new Option('--user <user:password>', 'with api.auth strategy basic: user and password'))
+    .addOption(new Option('--api <url>', 'the API of the running Fluxo (its api.address)').default(DEFAULT_API));
+  addApiAuthOptions(command)
     .addOption(new Option('--once', 'print one snapshot as plain text and exit (scripts, no terminal needed)'))
     .addHelpText(
       'after',

@@ -111,7 +111,8 @@ describe('dashboard in a real browser', () => {
     // The stalled sink: its buffer fills (and keeps filling), it is marked, and its timeouts count as errors.
     const fill = () => attr(page, '[data-node="stalled"]', 'data-fill').then(Number);
     const f1 = await eventually(fill, (v) => v > 0, 'stalled buffer above 0');
-    await eventually(fill, (v) => v > f1, 'stalled buffer fill rising');
+    // On a slow machine the page may first see it already full (drop_newest keeps it at 1): nothing left to rise.
+    if (f1 < 1) await eventually(fill, (v) => v > f1, 'stalled buffer fill rising');
     await eventually(
       () => attr(page, '[data-node="stalled"]', 'data-stalled'),
       (v) => v === 'true',
@@ -125,6 +126,13 @@ describe('dashboard in a real browser', () => {
       'an error count',
     );
     assert.match((await page.textContent('[data-node="stalled"] text.errors'))!, /errors [1-9]/);
+    // Its full drop_newest buffer drops: the ledger shows them under their cause, not just as a total.
+    const cause = '#ledger tr[data-source="gen"] [data-cause="buffer_full"]';
+    await page.waitForSelector(cause, { timeout: 90_000 });
+    assert.match((await page.textContent(cause))!, /^buffer full [1-9]/);
+    assert.ok(Number(await attr(page, '#ledger tr[data-source="gen"] td[data-dropped]', 'data-dropped')) > 0);
+    assert.match((await attr(page, '#ledger tr[data-source="gen"] td[data-dropped]', 'title'))!, /buffer full: [1-9]/);
+    assert.equal(await page.$('#ledger tr[data-source="gen"] [data-cause="udp_kernel"]'), null, 'no other cause');
     assert.equal(await attr(page, '[data-node="counter"]', 'data-errors'), '0');
     assert.equal(await attr(page, '[data-node="counter"]', 'data-stalled'), 'false');
 

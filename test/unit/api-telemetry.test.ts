@@ -104,11 +104,53 @@ describe('PipelineTelemetry snapshots', () => {
         not_acknowledged: 0,
         dead_lettered: 10,
         dropped: 0,
+        drops: { buffer_full: 0, throttled: 0, udp_backlog: 0, udp_kernel: 0, partial: 0 },
         shared: false,
       },
     ]);
     // The SSE payload is this object as JSON: it survives the round trip unchanged.
     assert.deepEqual(JSON.parse(JSON.stringify(s)), s);
+  });
+
+  it('splits the ledger’s drops by cause: buffer full, throttle (unless rerouted and read), UDP backlog, partial lines', async () => {
+    const metrics = new PipelineMetrics({ defaultMetrics: false });
+    const udp = metrics.forComponent('udp', 'source', 'socket');
+    const tcp = metrics.forComponent('tcp', 'source', 'socket');
+    const calm = metrics.forComponent('calm', 'transform', 'throttle');
+    const kept = metrics.forComponent('kept', 'transform', 'throttle');
+    const k = metrics.forComponent('k', 'sink', 'http');
+    const telemetry = new PipelineTelemetry({
+      registry: metrics.registry,
+      graph: () => [
+        // Not a UDP endpoint on this machine: the kernel column stays 0 whatever /proc says.
+        { id: 'udp', kind: 'source', type: 'socket', inputs: [] },
+        { id: 'tcp', kind: 'source', type: 'socket', inputs: [] },
+        { id: 'calm', kind: 'transform', type: 'throttle', inputs: ['udp'] },
+        { id: 'kept', kind: 'transform', type: 'throttle', inputs: ['tcp'] },
+        {
+          id: 'k',
+          kind: 'sink',
+          type: 'http',
+          inputs: ['calm'],
+          buffer: { type: 'memory', max_events: 10, when_full: 'drop_newest' },
+        },
+        { id: 'side', kind: 'sink', type: 'blackhole', inputs: ['kept', 'kept.dropped'] },
+      ],
+      oldestUnsettled: () => new Map(),
+      state: () => 'running',
+    });
+    k.bufferDropped.inc(7);
+    calm.counter('fluxo_throttled_events_total', 'throttled').inc(5);
+    kept.counter('fluxo_throttled_events_total', 'throttled').inc(11);
+    udp.counter('fluxo_socket_udp_datagrams_dropped_total', 'udp').inc(3);
+    tcp.counter('fluxo_socket_partial_lines_dropped_total', 'partial').inc(2);
+    const s = await telemetry.sample();
+    const row = (id: string) => s.ledger.find((l) => l.source === id)!;
+    assert.deepEqual(row('udp').drops, { buffer_full: 7, throttled: 5, udp_backlog: 3, udp_kernel: 0, partial: 0 });
+    assert.equal(row('udp').dropped, 15);
+    // kept's over-budget events went to kept.dropped, which a sink reads: not lost.
+    assert.deepEqual(row('tcp').drops, { buffer_full: 0, throttled: 0, udp_backlog: 0, udp_kernel: 0, partial: 2 });
+    assert.equal(row('tcp').dropped, 2);
   });
 
   it('marks a sink stalled once it has held events without delivering any for 3 s, and clears it on delivery', async () => {

@@ -1,5 +1,5 @@
 import type { HistoryDump } from '../history.ts';
-import type { ComponentSnapshot, PipelineSnapshot } from '../snapshot.ts';
+import type { ComponentSnapshot, LedgerDrops, PipelineSnapshot } from '../snapshot.ts';
 
 /**
  * The dashboard's browser code. It runs in the page, not in Node: script.ts serves its source text
@@ -388,6 +388,14 @@ export function dashboardClient(): void {
     }
   }
 
+  const DROP_CAUSES: [keyof LedgerDrops, string, string][] = [
+    ['buffer_full', 'buffer full', 'a sink buffer with when_full: drop_newest was full'],
+    ['throttled', 'throttled', 'over a throttle budget'],
+    ['udp_backlog', 'udp backlog', 'datagrams dropped while the pipeline was blocked'],
+    ['udp_kernel', 'udp kernel', "datagrams the kernel dropped from the socket's full receive queue"],
+    ['partial', 'partial', 'unterminated lines or frames at a connection close'],
+  ];
+
   function renderLedger(s: PipelineSnapshot): void {
     const body = byId('ledger').querySelector('tbody')!;
     body.textContent = '';
@@ -398,7 +406,18 @@ export function dashboardClient(): void {
         ? 'shares downstream components with another source: their dead letters and drops count in both rows'
         : '';
       for (const v of [l.accepted, l.acknowledged, l.in_flight]) html('td', num(v), undefined, tr);
-      for (const v of [l.not_acknowledged, l.dead_lettered, l.dropped]) html('td', num(v), v > 0 ? 'bad' : '', tr);
+      for (const v of [l.not_acknowledged, l.dead_lettered]) html('td', num(v), v > 0 ? 'bad' : '', tr);
+      const dropped = html('td', num(l.dropped), l.dropped > 0 ? 'bad' : '', tr);
+      dropped.setAttribute('data-dropped', String(l.dropped));
+      const causes: string[] = [];
+      for (const [key, name, why] of DROP_CAUSES) {
+        const n = l.drops?.[key] ?? 0;
+        causes.push(`${name}: ${n} (${why})`);
+        if (n === 0) continue;
+        const line = html('div', `${name} ${num(n)}`, 'cause small', dropped);
+        line.setAttribute('data-cause', key);
+      }
+      dropped.title = causes.join('\n');
     }
   }
 

@@ -18,6 +18,7 @@ header h1 { font-size: 1.15rem; margin: 0; letter-spacing: .02em; }
 .spacer { flex: 1; }
 .muted { color: var(--muted); }
 .small { font-size: .85em; }
+#ledger .cause { font-weight: 400; white-space: nowrap; }
 .pill { padding: .1rem .55rem; border-radius: 999px; border: 1px solid var(--line); font-size: .8rem; }
 .pill.ok { color: var(--ok); border-color: var(--ok); }
 .pill.bad, .pill.off { color: var(--bad); border-color: var(--bad); }

@@ -48,11 +48,13 @@ export const DASHBOARD_HTML = `<!doctype html>
   </section>
   <section class="card">
     <h2>Loss ledger</h2>
-    <p class="muted small">Per source: every accepted event ends acknowledged, in flight, dead-lettered or dropped.</p>
+    <p class="muted small">Per source: every accepted event ends acknowledged, in flight, dead-lettered or dropped.
+      Drops show their cause: buffer full (drop_newest), throttled, UDP datagrams lost in Fluxo's backlog or the
+      kernel's receive queue (never accepted), partial lines at a connection close.</p>
     <div class="table-wrap">
       <table id="ledger" class="data">
         <thead><tr><th>source</th><th>accepted</th><th>acknowledged</th><th>in flight</th><th>not acked</th>
-          <th>dead-lettered</th><th>dropped</th></tr></thead>
+          <th>dead-lettered</th><th title="under the total: its causes; hover for all of them">dropped, by cause</th></tr></thead>
         <tbody></tbody>
       </table>
     </div>
