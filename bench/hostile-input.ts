@@ -11,13 +11,14 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { connect, createServer, type Socket } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { gzipSync } from 'node:zlib';
 import { pack } from 'msgpackr';
 import { request } from 'undici';
+import { freePort } from '../test/helpers/net.ts';
 import { FLUXO_BIN, ROOT } from './lib/children.ts';
 import { machine, vmMiB } from './lib/proc.ts';
 
@@ -26,14 +27,6 @@ interface Ports {
   otlp: number;
   forward: number;
   syslog: number;
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer().listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as { port: number };
-  server.close();
-  return port;
 }
 
 async function startFluxo(): Promise<{ child: ChildProcess; ports: Ports; dir: string }> {

@@ -17,9 +17,10 @@
 import { type ChildProcess, execFile, execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readdirSync, readSync, writeFileSync } from 'node:fs';
-import { connect, createServer } from 'node:net';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { freePort } from '../../test/helpers/net.ts';
 import type { ServerUnderTest } from './children.ts';
 
 export const SYSLOG_NG_PACKAGE = 'syslog-ng-core';
@@ -139,17 +140,6 @@ export interface SyslogNgOptions {
   diskBuffer: boolean;
   maxConnections?: number;
   echo?: boolean;
-}
-
-/** A free TCP port on 127.0.0.1: syslog-ng cannot listen on port 0 and tell which port it got. */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as { port: number };
-  server.close();
-  await once(server, 'close');
-  return port;
 }
 
 export const SYSLOG_NG_SOURCE = 's_bench';

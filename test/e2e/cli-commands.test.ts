@@ -6,11 +6,13 @@ import { connect } from 'node:net';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { renderComponentsDoc } from '../../src/config/docs.ts';
-import { registry } from '../../src/registry.ts';
+import { fullRegistry } from '../../src/registry.ts';
 import { tempDir } from '../helpers/context.ts';
 import { duckQuery, sqlString } from '../helpers/duckdb.ts';
-import { FluxoProcess, readNdjsonDir } from '../helpers/fluxo-process.ts';
+import { readNdjsonDir, runDefaultConfig } from '../helpers/fluxo-process.ts';
 import { sendNumberedLines } from '../helpers/tcp-senders.ts';
+
+const registry = await fullRegistry();
 
 const ROOT = new URL('../..', import.meta.url).pathname;
 const BIN = join(ROOT, 'bin/fluxo.js');
@@ -133,19 +135,7 @@ describe('fluxo CLI', () => {
 
   it('run with the default config: banner, an access line parsed into the master dataset, /health, /metrics, SIGINT exits 0', async (t) => {
     const dir = tempDir(t);
-    const ports = '127.0.0.1:0';
-    const p = new FluxoProcess(['run', '-c', join(ROOT, 'fluxo.yaml')], {
-      cwd: dir,
-      env: {
-        FLUXO_DATA_DIR: join(dir, 'data'),
-        FLUXO_API_ADDRESS: ports,
-        FLUXO_SYSLOG_ADDRESS: ports,
-        FLUXO_HTTP_ADDRESS: ports,
-        FLUXO_FORWARD_ADDRESS: ports,
-        FLUXO_OTLP_ADDRESS: ports,
-      },
-    });
-    t.after(() => p.stop('SIGKILL'));
+    const p = runDefaultConfig(t, dir);
     const syslogPort = await p.port('syslog_tcp');
     for (const id of ['syslog_udp', 'web_http', 'agents', 'otel']) await p.port(id);
     assert.match(p.stderr, /sink master \(file\): writing to .*\/master\/dt=%Y-%m-%d\/hour=%H\/part\.parquet/);

@@ -1,13 +1,12 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { once } from 'node:events';
 import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import { tempDir } from '../helpers/context.ts';
 import { requireProgram } from '../helpers/external.ts';
 import { checkSequence, FluxoProcess, readNdjsonDir } from '../helpers/fluxo-process.ts';
+import { freePort } from '../helpers/net.ts';
 import { startRsyslogd } from '../helpers/rsyslog.ts';
 
 const TOTAL = 20_000;
@@ -25,15 +24,6 @@ function requireOmrelp(t: TestContext): boolean {
   if (process.env.CI === 'true') throw new Error(`${message}; CI must install it in .ci/run`);
   t.skip(message);
   return false;
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as { port: number };
-  await new Promise((r) => server.close(r));
-  return port;
 }
 
 /** Every number in the output so far, in-progress files included; a torn last line of a killed run is skipped. */

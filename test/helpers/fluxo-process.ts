@@ -26,6 +26,35 @@ export function runFluxo(
   return fluxo;
 }
 
+/** The repository's own fluxo.yaml, the config `npm start` runs. */
+export const DEFAULT_CONFIG = new URL('../../fluxo.yaml', import.meta.url).pathname;
+
+/**
+ * `fluxo run` on the repository's own fluxo.yaml, its data under `<dir>/data` and every listener (the API
+ * too) on a free port, through the variables the file reads; `env` adds or overrides. Killed when the test ends.
+ */
+export function runDefaultConfig(
+  t: { after: (fn: () => unknown) => void },
+  dir: string,
+  env: Record<string, string> = {},
+): FluxoProcess {
+  const free = '127.0.0.1:0';
+  const fluxo = new FluxoProcess(['run', '-c', DEFAULT_CONFIG], {
+    cwd: dir,
+    env: {
+      FLUXO_DATA_DIR: join(dir, 'data'),
+      FLUXO_API_ADDRESS: free,
+      FLUXO_SYSLOG_ADDRESS: free,
+      FLUXO_HTTP_ADDRESS: free,
+      FLUXO_FORWARD_ADDRESS: free,
+      FLUXO_OTLP_ADDRESS: free,
+      ...env,
+    },
+  });
+  t.after(() => fluxo.stop('SIGKILL'));
+  return fluxo;
+}
+
 /** A `fluxo` CLI child process, as a user runs it. Collects stderr and parses the start-up banner. */
 export class FluxoProcess {
   readonly child: ChildProcess;
