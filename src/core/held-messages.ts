@@ -7,6 +7,8 @@
  */
 export interface HeldBatch<T> {
   readonly items: readonly T[];
+  /** The messages it holds: one per item unless hold() was told otherwise. */
+  readonly count: number;
   /** When it was handed to the pipeline (Date.now()). */
   readonly since: number;
 }
@@ -46,10 +48,11 @@ export class HeldMessages<T> {
     return this.unsettled;
   }
 
-  hold(items: readonly T[]): HeldBatch<T> {
-    const batch: HeldBatch<T> = { items, since: Date.now() };
+  /** `count`: the messages `items` stand for, when an item is not one message (a range of offsets). */
+  hold(items: readonly T[], count = items.length): HeldBatch<T> {
+    const batch: HeldBatch<T> = { items, count, since: Date.now() };
     this.unsettled.add(batch);
-    this.held += items.length;
+    this.held += count;
     if (this.key !== undefined) for (const item of items) this.keys.add(this.key(item));
     return batch;
   }
@@ -61,7 +64,7 @@ export class HeldMessages<T> {
 
   /** Gives the batch's room back and wakes a source waiting for it. */
   release(batch: HeldBatch<T>): void {
-    this.held -= batch.items.length;
+    this.held -= batch.count;
     if (this.key !== undefined) for (const item of batch.items) this.keys.delete(this.key(item));
     this.wake();
   }
@@ -72,8 +75,48 @@ export class HeldMessages<T> {
     return new Promise((resolve) => this.waiters.push(resolve));
   }
 
+  /** Resolves at the next wake(), or after `maxMs`. */
+  nextRelease(maxMs: number): Promise<void> {
+    return new Promise((resolve) => {
+      this.waiters.push(resolve);
+      setTimeout(resolve, maxMs).unref();
+    });
+  }
+
   /** Wakes every waiter (room was given back, or the source stops). */
   wake(): void {
     for (const resolve of this.waiters.splice(0)) resolve();
+  }
+}
+
+/**
+ * How a stopping stream source closes its connection: the settles still to come need it for their acks or
+ * commits, so it closes once the last held message is released, or after `graceMs` at the latest.
+ */
+export class CloseWhenReleased {
+  private stopping = false;
+  private fallback: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly close: () => Promise<void>,
+    private readonly graceMs = 30_000,
+  ) {}
+
+  /** At stop(), with the number of messages held then: closes at once when none. */
+  async stop(held: number): Promise<void> {
+    this.stopping = true;
+    if (held === 0) return this.closeNow();
+    this.fallback = setTimeout(() => void this.closeNow(), this.graceMs);
+    this.fallback.unref();
+  }
+
+  /** After a release, with the number still held: closes once a stopping source holds none. */
+  released(held: number): void {
+    if (this.stopping && held === 0) void this.closeNow();
+  }
+
+  private closeNow(): Promise<void> {
+    clearTimeout(this.fallback);
+    return this.close();
   }
 }

@@ -7,6 +7,7 @@ import { RetryableError } from '../core/errors.ts';
 import type { Event } from '../core/event.ts';
 import { lazyImport } from '../core/lazy-import.ts';
 import { kafkaBootstrapServers, kafkaClientOptions, kafkaClientShape } from '../core/net/kafka-client.ts';
+import { abortable, settledWithin } from '../core/retry.ts';
 import { type Encoding, encodingOf, encodingOptions, type SendResult, type SinkRequest } from '../core/sink/index.ts';
 import { duration, size } from '../core/units.ts';
 import { type KafkaMessage, partitionOf, readProduceError } from './kafka/produce.ts';
@@ -145,9 +146,7 @@ export class KafkaSink implements Sink {
   async stop(): Promise<void> {
     // The runner settled every send before stop(); one still unanswered belongs to an aborted attempt (a
     // stalled broker): give it a moment, never wait on it for long.
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([this.sending, new Promise((resolve) => (timer = setTimeout(resolve, 1_000)))]);
-    clearTimeout(timer);
+    await settledWithin(this.sending, 1_000);
     const producer = this.producer;
     this.producer = undefined;
     if (producer) await closeQuietly(producer);
@@ -324,25 +323,6 @@ export class KafkaSink implements Sink {
     if (old) await closeQuietly(old);
     return producer;
   }
-}
-
-/** Resolves as `promise`, or rejects with the signal's reason once it aborts (the request stays in flight). */
-function abortable<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(signal.reason);
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener('abort', onAbort, { once: true });
-    promise.then(
-      (value) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(value);
-      },
-      (error) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(error);
-      },
-    );
-  });
 }
 
 /** Closes without waiting for requests in flight (their answers no longer matter). */

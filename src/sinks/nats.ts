@@ -5,6 +5,7 @@ import { type ComponentContext, defineSink, type Sink } from '../core/component.
 import { FluxoError, RetryableError } from '../core/errors.ts';
 import type { Event } from '../core/event.ts';
 import { lazyImport } from '../core/lazy-import.ts';
+import { settledWithin } from '../core/retry.ts';
 import { type Encoding, encodingOf, type SendResult, type SinkRequest } from '../core/sink/index.ts';
 import { connectError, natsConnectionOptions } from './nats/connection.ts';
 import { type NatsSinkOptions, natsSinkOptions, safeSubject } from './nats/options.ts';
@@ -181,14 +182,7 @@ export class NatsSink implements Sink {
     this.jsm = undefined;
     if (!nc || nc.isClosed()) return;
     // close() flushes first; a server that stopped answering must not hold the shutdown.
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([
-      nc.close(),
-      new Promise<void>((resolve) => {
-        timer = setTimeout(resolve, 1_000);
-      }),
-    ]);
-    clearTimeout(timer);
+    await settledWithin(nc.close(), 1_000);
   }
 
   private prepare(events: readonly Event[]): Prepared {

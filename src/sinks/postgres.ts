@@ -5,6 +5,7 @@ import { loadTlsClientOptions } from '../codecs/tls.ts';
 import { type ComponentContext, defineSink, type Sink } from '../core/component.ts';
 import { FluxoError, RetryableError } from '../core/errors.ts';
 import { lazyImport } from '../core/lazy-import.ts';
+import { abortable, settledWithin } from '../core/retry.ts';
 import { type Encoding, redactUrl, type SendResult, type SinkRequest } from '../core/sink/index.ts';
 import { copyLine, describePgError, isRowError, type PgError, rowReason } from './postgres/errors.ts';
 import { options, type PostgresSinkOptions } from './postgres/options.ts';
@@ -109,23 +110,13 @@ export class PostgresSink implements Sink {
     }
     const client = await this.acquire(signal);
     try {
-      if (this.opts.create_table) await client.query(this.createSql());
-      const list = this.sources.map((s) => quoteIdent(s.column)).join(', ');
-      await client.query(`SELECT ${list} FROM ${this.table} WHERE false`);
-      const unique = await client.query(
-        `SELECT 1 FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
-          WHERE i.indrelid = $1::regclass AND i.indisunique AND i.indnatts = 1 AND a.attname = $2`,
-        [this.table, this.opts.id_column],
-      );
-      if (unique.rowCount === 0) {
-        throw new RetryableError(
-          `${this.shown}: ${this.opts.id_column} has no primary key or unique index, which ON CONFLICT needs ` +
-            `(ALTER TABLE ${this.table} ADD PRIMARY KEY (${quoteIdent(this.opts.id_column)}))`,
-        );
-      }
+      // A server that stops answering mid-connect must not hold a stop: the abort ends the wait and the
+      // connection (released broken below).
+      await abortable(this.checkTable(client), signal);
       client.release();
     } catch (error) {
       client.release(true);
+      if (signal.aborted) throw signal.reason;
       if (error instanceof RetryableError) throw error;
       // The runner retries connect() with backoff and logs this: a missing table or column is named.
       const hint = (error as { code?: string }).code === '42P01' ? ' (create it, or set create_table: true)' : '';
@@ -133,10 +124,28 @@ export class PostgresSink implements Sink {
     }
   }
 
+  /** The table exists, has the columns written, and a unique key on the id column (which ON CONFLICT needs). */
+  private async checkTable(client: PoolClient): Promise<void> {
+    if (this.opts.create_table) await client.query(this.createSql());
+    const list = this.sources.map((s) => quoteIdent(s.column)).join(', ');
+    await client.query(`SELECT ${list} FROM ${this.table} WHERE false`);
+    const unique = await client.query(
+      `SELECT 1 FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+        WHERE i.indrelid = $1::regclass AND i.indisunique AND i.indnatts = 1 AND a.attname = $2`,
+      [this.table, this.opts.id_column],
+    );
+    if (unique.rowCount === 0) {
+      throw new RetryableError(
+        `${this.shown}: ${this.opts.id_column} has no primary key or unique index, which ON CONFLICT needs ` +
+          `(ALTER TABLE ${this.table} ADD PRIMARY KEY (${quoteIdent(this.opts.id_column)}))`,
+      );
+    }
+  }
+
   async healthcheck(signal: AbortSignal): Promise<void> {
     const client = await this.acquire(signal);
     try {
-      await client.query('SELECT 1');
+      await abortable(client.query('SELECT 1'), signal);
       client.release();
     } catch (error) {
       client.release(true);
@@ -220,14 +229,7 @@ export class PostgresSink implements Sink {
     this.pool = undefined;
     if (pool === undefined) return;
     // The runner settled every send before stop(): a connection still busy belongs to an aborted attempt.
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([
-      pool.end().catch(() => {}),
-      new Promise<void>((resolve) => {
-        timer = setTimeout(resolve, 1_000);
-      }),
-    ]);
-    clearTimeout(timer);
+    await settledWithin(pool.end(), 1_000);
   }
 
   /** A pooled connection; one that arrives after an abort goes straight back. */
@@ -317,28 +319,6 @@ export class PostgresSink implements Sink {
     if (this.opts.mode === 'jsonb') defs.push(`${quoteIdent(this.opts.jsonb_column)} jsonb`);
     return `CREATE TABLE IF NOT EXISTS ${this.table} (${defs.join(', ')})`;
   }
-}
-
-/** Resolves as `promise`, or rejects with the signal's reason once it aborts (the promise is left to settle). */
-function abortable<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) {
-    promise.catch(() => {});
-    return Promise.reject(signal.reason);
-  }
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener('abort', onAbort, { once: true });
-    promise.then(
-      (value) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(value);
-      },
-      (error) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(error);
-      },
-    );
-  });
 }
 
 export const postgresSink = defineSink({

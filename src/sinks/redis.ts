@@ -6,6 +6,7 @@ import { tlsClientOption } from '../codecs/tls.ts';
 import { type ComponentContext, defineSink, type Sink } from '../core/component.ts';
 import { FluxoError, RetryableError } from '../core/errors.ts';
 import { closeRedis, connectRedis, describeRedisError, redisModule } from '../core/net/redis-connection.ts';
+import { abortable } from '../core/retry.ts';
 import {
   type Encoding,
   encodingOf,
@@ -274,25 +275,6 @@ export class RedisSink implements Sink {
     }
     return { commands, index, rejected };
   }
-}
-
-/** Resolves as `promise`, or rejects with the signal's reason once it aborts (the commands stay in flight). */
-function abortable<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(signal.reason);
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener('abort', onAbort, { once: true });
-    promise.then(
-      (value) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(value);
-      },
-      (error) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(error);
-      },
-    );
-  });
 }
 
 export const redisSink = defineSink({

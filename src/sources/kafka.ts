@@ -4,10 +4,11 @@ import type { AckStatus } from '../core/ack.ts';
 import { defineSource, type Source, type SourceContext } from '../core/component.ts';
 import { FluxoError } from '../core/errors.ts';
 import type { Event } from '../core/event.ts';
+import { CloseWhenReleased, type HeldBatch, HeldMessages } from '../core/held-messages.ts';
 import { lazyImport } from '../core/lazy-import.ts';
 import { kafkaBootstrapServers, kafkaClientOptions, kafkaClientShape } from '../core/net/kafka-client.ts';
 import { RateLimitedWarnings } from '../core/rate-limited-warnings.ts';
-import { backoffDelay, sleep } from '../core/retry.ts';
+import { backoffDelay, settledWithin, sleep } from '../core/retry.ts';
 import { duration } from '../core/units.ts';
 import { decodeMessage } from './kafka/decode.ts';
 import { type OffsetRange, PartitionOffsets } from './kafka/offsets.ts';
@@ -90,11 +91,6 @@ type KafkaConsumer = Consumer<Buffer, Buffer, Buffer, Buffer>;
 type KafkaStream = MessagesStream<Buffer, Buffer, Buffer, Buffer>;
 type KafkaMessage = Message<Buffer, Buffer, Buffer, Buffer>;
 
-interface Held {
-  count: number;
-  ranges: [PartitionOffsets, OffsetRange][];
-}
-
 const keyOf = (topic: string, partition: number) => `${topic}:${partition}`;
 
 /**
@@ -110,9 +106,8 @@ export class KafkaSource implements Source {
   private readonly warnings: RateLimitedWarnings;
   private readonly what: string;
   private readonly tracks = new Map<string, PartitionOffsets>();
-  private readonly held = new Set<Held>();
-  private heldMessages = 0;
-  private roomWaiters: (() => void)[] = [];
+  /** Items: each partition's offset range of a batch; counted in messages. */
+  private readonly held: HeldMessages<[PartitionOffsets, OffsetRange]>;
   private consumer: KafkaConsumer | undefined;
   private stream: KafkaStream | undefined;
   private loop: Promise<void> | undefined;
@@ -120,7 +115,7 @@ export class KafkaSource implements Source {
   private committing: Promise<void> = Promise.resolve();
   /** A batch failed while running: the stream is reopened at the committed offsets to read it again. */
   private reopen = false;
-  private closeFallback: NodeJS.Timeout | undefined;
+  private readonly closer = new CloseWhenReleased(() => this.close());
   private closing: Promise<void> | undefined;
   private readonly committedTotal;
   private readonly malformed;
@@ -131,6 +126,7 @@ export class KafkaSource implements Source {
     private readonly ctx: SourceContext,
   ) {
     this.what = `source ${ctx.id}`;
+    this.held = new HeldMessages(opts.max_inflight);
     if (opts.rebalance_timeout < opts.session_timeout) {
       throw new FluxoError(
         'FLUXO_SOURCE_INVALID_OPTIONS',
@@ -176,15 +172,11 @@ export class KafkaSource implements Source {
 
   async stop(): Promise<void> {
     this.abort.abort();
-    this.wakeRoomWaiters();
+    this.held.wake();
     void this.stream?.close().catch(() => {});
     await this.loop;
     // Settles still to come need the group membership for their commits; it ends when the last one came.
-    if (this.heldMessages === 0) await this.close();
-    else {
-      this.closeFallback = setTimeout(() => void this.close(), 30_000);
-      this.closeFallback.unref();
-    }
+    await this.closer.stop(this.held.count);
   }
 
   private async run(): Promise<void> {
@@ -248,9 +240,9 @@ export class KafkaSource implements Source {
   private async consume(stream: KafkaStream): Promise<void> {
     const signal = this.abort.signal;
     while (!signal.aborted && !this.reopen) {
-      await this.waitForRoom();
+      await this.held.waitForRoom(signal);
       if (signal.aborted) return;
-      const room = Math.min(this.opts.batch_size, this.opts.max_inflight - this.heldMessages);
+      const room = Math.min(this.opts.batch_size, this.held.room());
       const batch = await readBatch(stream, room, signal);
       if (batch === undefined) {
         if (signal.aborted) return;
@@ -289,17 +281,16 @@ export class KafkaSource implements Source {
       bytes += m.value?.length ?? 0;
     }
     if (taken === 0) return;
-    const held: Held = { count: taken, ranges: [] };
+    const ranges: [PartitionOffsets, OffsetRange][] = [];
     for (const [key, span] of spans) {
       let track = this.tracks.get(key);
       if (track === undefined) {
         track = new PartitionOffsets(span.topic, span.partition, span.from);
         this.tracks.set(key, track);
       }
-      held.ranges.push([track, track.add(span.from, span.to)]);
+      ranges.push([track, track.add(span.from, span.to)]);
     }
-    this.held.add(held);
-    this.heldMessages += taken;
+    const held = this.held.hold(ranges, taken);
     // Only dead letters: nothing waits in the pipeline, the offsets are done.
     if (events.length === 0) return this.settle(held, 'delivered');
     try {
@@ -311,13 +302,12 @@ export class KafkaSource implements Source {
     }
   }
 
-  private settle(held: Held, status: AckStatus): void {
-    if (!this.held.delete(held)) return;
-    for (const [track, range] of held.ranges) track.settle(range, status === 'delivered');
+  private settle(held: HeldBatch<[PartitionOffsets, OffsetRange]>, status: AckStatus): void {
+    if (!this.held.settle(held)) return;
+    for (const [track, range] of held.items) track.settle(range, status === 'delivered');
     if (status !== 'delivered' && !this.abort.signal.aborted) this.reopen = true;
-    this.heldMessages -= held.count;
-    this.wakeRoomWaiters();
-    if (this.abort.signal.aborted && this.heldMessages === 0) void this.close();
+    this.held.release(held);
+    this.closer.released(this.held.count);
   }
 
   /** The partitions the group gave this member in its current generation. */
@@ -344,10 +334,7 @@ export class KafkaSource implements Source {
   private async revoke(track: PartitionOffsets): Promise<void> {
     const deadline = Date.now() + this.opts.rebalance_timeout;
     while (track.pending > 0 && Date.now() < deadline && !this.abort.signal.aborted) {
-      await new Promise<void>((resolve) => {
-        this.roomWaiters.push(resolve);
-        setTimeout(resolve, 100).unref();
-      });
+      await this.held.nextRelease(100);
     }
     if (track.pending > 0) {
       this.givenUp.inc(track.pending);
@@ -393,33 +380,18 @@ export class KafkaSource implements Source {
     return run;
   }
 
-  private waitForRoom(): Promise<void> {
-    if (this.heldMessages < this.opts.max_inflight || this.abort.signal.aborted) return Promise.resolve();
-    return new Promise((resolve) => this.roomWaiters.push(resolve));
-  }
-
-  private wakeRoomWaiters(): void {
-    for (const resolve of this.roomWaiters.splice(0)) resolve();
-  }
-
   /** The last commit, then leaves the group; bounded, so an unreachable cluster cannot hold the shutdown. */
   private close(): Promise<void> {
     this.closing ??= (async () => {
       clearInterval(this.commitTimer);
-      clearTimeout(this.closeFallback);
       const consumer = this.consumer;
       if (consumer === undefined) return;
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([
+      await settledWithin(
         this.commit()
           .catch(() => {})
-          .then(() => consumer.close(true))
-          .catch(() => {}),
-        new Promise<void>((resolve) => {
-          timer = setTimeout(resolve, 5_000);
-        }),
-      ]);
-      clearTimeout(timer);
+          .then(() => consumer.close(true)),
+        5_000,
+      );
     })();
     return this.closing;
   }

@@ -4,11 +4,11 @@ import { z } from 'zod';
 import type { AckStatus } from '../core/ack.ts';
 import { defineSource, type Source, type SourceContext } from '../core/component.ts';
 import type { Event } from '../core/event.ts';
-import { type HeldBatch, HeldMessages } from '../core/held-messages.ts';
+import { CloseWhenReleased, type HeldBatch, HeldMessages } from '../core/held-messages.ts';
 import { lazyImport } from '../core/lazy-import.ts';
 import { connectError, natsConnectionOptions, natsConnectionShape } from '../core/net/nats-connection.ts';
 import { RateLimitedWarnings } from '../core/rate-limited-warnings.ts';
-import { backoffDelay, sleep } from '../core/retry.ts';
+import { backoffDelay, settledWithin, sleep } from '../core/retry.ts';
 import { duration } from '../core/units.ts';
 import { type ConsumerLog, durableConsumer } from './nats/consumer.ts';
 import { decodeMessage } from './nats/decode.ts';
@@ -122,7 +122,7 @@ export class NatsSource implements Source {
   private heartbeat: NodeJS.Timeout | undefined;
   /** When the last pull request expires on the server. */
   private pullEndsAt = 0;
-  private closeFallback: NodeJS.Timeout | undefined;
+  private readonly closer = new CloseWhenReleased(() => this.close());
   private closing: Promise<void> | undefined;
   private readonly acked;
   private readonly nacked;
@@ -172,11 +172,7 @@ export class NatsSource implements Source {
     this.held.wake();
     await this.loop;
     // Settles still to come need the connection for their acks; it closes when the last one came.
-    if (this.held.count === 0) await this.close();
-    else {
-      this.closeFallback = setTimeout(() => void this.close(), 30_000);
-      this.closeFallback.unref();
-    }
+    await this.closer.stop(this.held.count);
   }
 
   private async run(): Promise<void> {
@@ -294,7 +290,7 @@ export class NatsSource implements Source {
       this.nacked.inc(held.items.length);
     }
     this.held.release(held);
-    if (this.abort.signal.aborted && this.held.count === 0) void this.close();
+    this.closer.released(this.held.count);
   }
 
   /**
@@ -315,22 +311,16 @@ export class NatsSource implements Source {
   private close(): Promise<void> {
     this.closing ??= (async () => {
       clearInterval(this.heartbeat);
-      clearTimeout(this.closeFallback);
       const nc = this.nc;
       if (nc === undefined || nc.isClosed()) return;
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([
-        // close() alone may drop the acks still in the outbound buffer: flush them first.
+      // close() alone may drop the acks still in the outbound buffer: flush them first.
+      await settledWithin(
         nc
           .flush()
           .catch(() => {})
-          .then(() => nc.close())
-          .catch(() => {}),
-        new Promise<void>((resolve) => {
-          timer = setTimeout(resolve, 2_000);
-        }),
-      ]);
-      clearTimeout(timer);
+          .then(() => nc.close()),
+        2_000,
+      );
     })();
     return this.closing;
   }

@@ -3,7 +3,7 @@ import type { AckStatus } from '../core/ack.ts';
 import { defineSource, type Source, type SourceContext } from '../core/component.ts';
 import { FluxoError } from '../core/errors.ts';
 import { type Event, HOSTNAME } from '../core/event.ts';
-import { type HeldBatch, HeldMessages } from '../core/held-messages.ts';
+import { CloseWhenReleased, type HeldBatch, HeldMessages } from '../core/held-messages.ts';
 import { closeRedis, connectRedis, describeRedisError } from '../core/net/redis-connection.ts';
 import { RateLimitedWarnings } from '../core/rate-limited-warnings.ts';
 import { backoffDelay, sleep } from '../core/retry.ts';
@@ -35,7 +35,7 @@ export class RedisSource implements Source {
   private reader: RedisClientType | undefined;
   private loop: Promise<void> | undefined;
   private refresh: NodeJS.Timeout | undefined;
-  private closeFallback: NodeJS.Timeout | undefined;
+  private readonly closer = new CloseWhenReleased(() => this.close());
   private closing: Promise<void> | undefined;
   private nextClaimAt = 0;
   /** While a re-read of own pending entries is in flight: the ids acknowledged meanwhile. */
@@ -100,11 +100,7 @@ export class RedisSource implements Source {
     this.reader?.destroy();
     this.held.wake();
     await this.loop;
-    if (this.held.count === 0) await this.close();
-    else {
-      this.closeFallback = setTimeout(() => void this.close(), 30_000);
-      this.closeFallback.unref();
-    }
+    await this.closer.stop(this.held.count);
   }
 
   private async run(): Promise<void> {
@@ -249,7 +245,7 @@ export class RedisSource implements Source {
     const release = () => {
       if (this.releasedDuringRead !== undefined) for (const id of held.items) this.releasedDuringRead.add(id);
       this.held.release(held);
-      if (this.abort.signal.aborted && this.held.count === 0) void this.close();
+      this.closer.released(this.held.count);
     };
     // Held until the XACK is answered: a re-read over the other connection meanwhile would still see them
     // pending. A failed batch stays pending: re-read at the next start, or claimed after claim_idle.
@@ -311,7 +307,6 @@ export class RedisSource implements Source {
   private close(): Promise<void> {
     this.closing ??= (async () => {
       clearInterval(this.refresh);
-      clearTimeout(this.closeFallback);
       this.reader?.destroy();
       const main = this.main;
       if (main === undefined) return;

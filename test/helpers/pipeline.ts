@@ -1,13 +1,16 @@
 import type { Logger } from 'pino';
+import { stringify } from 'yaml';
 import { buffers } from '../../src/buffers/index.ts';
 import { loadConfigTexts } from '../../src/config/load.ts';
+import type { AckStatus } from '../../src/core/ack.ts';
 import type { ComponentDefinition } from '../../src/core/component.ts';
+import type { Event } from '../../src/core/event.ts';
 import { PipelineMetrics } from '../../src/core/metrics.ts';
 import { createRegistry, type PipelineConfig } from '../../src/core/pipeline-config.ts';
 import { Topology } from '../../src/core/topology.ts';
 import { filterTransform } from '../../src/transforms/filter.ts';
 import { type ControlledSinkHandle, controlledSink, type ManualSourceHandle, manualSource } from './components.ts';
-import { testLogger } from './context.ts';
+import { recordingLogger, testLogger } from './context.ts';
 
 /**
  * A Topology built from YAML with the test components (`manual` source, `controlled` sink), the real filter,
@@ -49,4 +52,40 @@ export async function until(check: () => boolean, what: string, maxMs = 10_000):
     if (Date.now() > end) throw new Error(`timed out waiting for: ${what}`);
     await new Promise((r) => setTimeout(r, 2));
   }
+}
+
+/**
+ * `manual` source `in` → the real sink `out` (`sink`: its whole config, `inputs` added), fast retries and no
+ * linger unless `sink` says otherwise; started, stopped after the test. `emit` resolves when the pipeline
+ * took the batch; `settled` collects each batch's acknowledgement; `lines` what the pipeline logged.
+ */
+export async function manualIntoSink(
+  t: { after: (fn: () => unknown) => void },
+  sink: Record<string, unknown>,
+  definitions: readonly ComponentDefinition[],
+  dataDir: string,
+) {
+  const { logger, lines } = recordingLogger('info');
+  const config = {
+    sources: { in: { type: 'manual' } },
+    sinks: {
+      out: {
+        inputs: ['in'],
+        retry: { initial_backoff: '20ms', max_backoff: '300ms' },
+        batch: { timeout: '0ms' },
+        ...sink,
+      },
+    },
+  };
+  const p = testPipeline(stringify(config), dataDir, definitions, logger);
+  t.after(() => p.topology.stop(2000));
+  await p.topology.start();
+  const settled: AckStatus[] = [];
+  const emit = (events: Event[]) =>
+    p.source('in').ctx!.emit(events, {
+      onSettled: (s) => {
+        settled.push(s);
+      },
+    });
+  return { ...p, lines, emit, settled };
 }

@@ -27,6 +27,7 @@ export class TcpProxy {
   private readonly sockets = new Set<Socket>();
   private held: (() => void)[] = [];
   private stalled = false;
+  private stallTrigger: ((chunk: Buffer) => boolean) | undefined;
   private dropNext = false;
   private closeAfterFirstAnswer: number | undefined;
   private readonly attemptParts: Buffer[][] = [];
@@ -77,7 +78,18 @@ export class TcpProxy {
     this.stalled = true;
   }
 
+  /** True while the server's answers are held. */
+  get stalling(): boolean {
+    return this.stalled;
+  }
+
+  /** Stalls (as stall()) from the first client chunk that `match` accepts on; resume() ends it. */
+  stallWhenClientSends(match: (chunk: Buffer) => boolean): void {
+    this.stallTrigger = match;
+  }
+
   resume(): void {
+    this.stallTrigger = undefined;
     this.stalled = false;
     for (const release of this.held.splice(0)) release();
   }
@@ -134,6 +146,10 @@ export class TcpProxy {
     let write: Buffer[] | undefined;
     client.on('data', (data: Buffer) => {
       parts.push(data);
+      if (this.stallTrigger?.(data)) {
+        this.stallTrigger = undefined;
+        this.stalled = true;
+      }
       if (parts.length === 1 && this.dropNext) {
         this.dropNext = false;
         dropping = true;

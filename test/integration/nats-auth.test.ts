@@ -5,7 +5,6 @@ import { describe, it, type TestContext } from 'node:test';
 import { encodeAccount, encodeOperator, encodeUser, fmtCreds } from '@nats-io/jwt';
 import { createAccount, createOperator, createUser } from '@nats-io/nkeys';
 import { stringify } from 'yaml';
-import type { AckStatus } from '../../src/core/ack.ts';
 import { FluxoError } from '../../src/core/errors.ts';
 import type { Event } from '../../src/core/event.ts';
 import { natsSink } from '../../src/sinks/nats.ts';
@@ -13,7 +12,7 @@ import { natsSource } from '../../src/sources/nats.ts';
 import { componentContext, recordingLogger, tempDir } from '../helpers/context.ts';
 import { requireProgram } from '../helpers/external.ts';
 import { checkSequence } from '../helpers/fluxo-process.ts';
-import { testPipeline, until } from '../helpers/pipeline.ts';
+import { manualIntoSink, testPipeline, until } from '../helpers/pipeline.ts';
 import { type NatsServer, type NatsServerOptions, startNatsServer } from '../helpers/servers/nats.ts';
 import { makeTestCertificates } from './fixtures/syslog-tls-certs.ts';
 
@@ -37,34 +36,15 @@ const numbered = (from: number, count: number): Event[] =>
   Array.from({ length: count }, (_, i) => ({ _id: `n-${from + i}`, message: `event ${from + i}`, n: from + i }));
 
 /** manual source `in` → nats sink `out` with `options`; resolves the acknowledgements of emit(). */
-async function sinkPipeline(t: TestContext, options: Record<string, unknown>) {
-  const { logger, lines } = recordingLogger('info');
-  const config = {
-    sources: { in: { type: 'manual' } },
-    sinks: {
-      out: {
-        type: 'nats',
-        inputs: ['in'],
-        subject: 'auth.app',
-        create_stream: { name: 'AUTH', subjects: ['auth.>'] },
-        retry: { initial_backoff: '20ms', max_backoff: '300ms' },
-        batch: { timeout: '0ms' },
-        connect_timeout: '2s',
-        ...options,
-      },
-    },
+function sinkPipeline(t: TestContext, options: Record<string, unknown>) {
+  const sink = {
+    type: 'nats',
+    subject: 'auth.app',
+    create_stream: { name: 'AUTH', subjects: ['auth.>'] },
+    connect_timeout: '2s',
+    ...options,
   };
-  const p = testPipeline(stringify(config), tempDir(t, 'fluxo-nats-auth-'), [natsSink], logger);
-  t.after(() => p.topology.stop(2000));
-  await p.topology.start();
-  const settled: AckStatus[] = [];
-  const emit = (events: Event[]) =>
-    p.source('in').ctx!.emit(events, {
-      onSettled: (s) => {
-        settled.push(s);
-      },
-    });
-  return { ...p, lines, emit, settled };
+  return manualIntoSink(t, sink, [natsSink], tempDir(t, 'fluxo-nats-auth-'));
 }
 
 /** nats source `in` (stream AUTH, its own durable) → controlled sink `out`. */

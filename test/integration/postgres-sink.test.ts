@@ -11,6 +11,7 @@ import { requireProgram } from '../helpers/external.ts';
 import { testPipeline, until } from '../helpers/pipeline.ts';
 import { type PostgresServer, startPostgres } from '../helpers/servers/postgres.ts';
 import { driven } from '../helpers/sink-driver.ts';
+import { startProxy } from '../helpers/tcp-proxy.ts';
 import { sendNumberedLines } from '../helpers/tcp-senders.ts';
 import { makeTestCertificates } from './fixtures/syslog-tls-certs.ts';
 
@@ -222,6 +223,39 @@ sinks:
     await sink.connect!(never);
     assert.throws(() => postgresSink.options.parse({ endpoint: pg.url, table: 't' }), /at least one column/);
     assert.throws(() => postgresSink.options.parse({ endpoint: 'http://x', table: 't', columns }), /postgres/);
+  });
+
+  it('a server that stops answering in the middle of connect or a healthcheck: an abort ends them', async (t) => {
+    // Without it, a stop during such a connect waited for the runner's connect forever (a conformance hang).
+    const pg = await startPostgres(t);
+    if (!pg) return;
+    await logsTable(pg);
+    const proxy = await startProxy(t, { host: '127.0.0.1', port: pg.port });
+    const endpoint = `postgres://postgres@127.0.0.1:${proxy.port}/postgres`;
+    const sink = postgresSink.build(
+      postgresSink.options.parse({ endpoint, table: 'logs', columns, connect_timeout: '2s' }),
+      componentContext('serving', '/tmp'),
+    );
+    t.after(() => sink.stop());
+    // The login passes; the answer to the first simple query ('Q', the table check) is held.
+    const isQuery = (chunk: Buffer) => chunk[0] === 0x51;
+    proxy.stallWhenClientSends(isQuery);
+    const abort = new AbortController();
+    const connecting = sink.connect!(abort.signal);
+    await until(() => proxy.stalling, 'the table check sent');
+    abort.abort(new Error('stopping'));
+    await assert.rejects(connecting, /stopping/);
+    proxy.resume();
+
+    await sink.connect!(never);
+    proxy.stallWhenClientSends(isQuery);
+    const checking = new AbortController();
+    const health = sink.healthcheck!(checking.signal);
+    await until(() => proxy.stalling, 'the healthcheck sent');
+    checking.abort(new Error('stopping'));
+    await assert.rejects(health, /stopping/);
+    proxy.resume();
+    await sink.healthcheck!(never);
   });
 
   it('TLS: verified against the CA it is given; without TLS the server refuses the login', async (t) => {

@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it, type TestContext } from 'node:test';
 import { stringify } from 'yaml';
-import type { AckStatus } from '../../src/core/ack.ts';
 import { RetryableError } from '../../src/core/errors.ts';
 import type { Event } from '../../src/core/event.ts';
 import { redisSink } from '../../src/sinks/redis.ts';
@@ -9,7 +8,7 @@ import { redisSource } from '../../src/sources/redis.ts';
 import { componentContext, recordingLogger, tempDir } from '../helpers/context.ts';
 import { requireProgram } from '../helpers/external.ts';
 import { checkSequence } from '../helpers/fluxo-process.ts';
-import { testPipeline, until } from '../helpers/pipeline.ts';
+import { manualIntoSink, testPipeline, until } from '../helpers/pipeline.ts';
 import { type RedisServer, type RedisServerOptions, startRedis } from '../helpers/servers/redis.ts';
 import { makeTestCertificates } from './fixtures/syslog-tls-certs.ts';
 
@@ -26,33 +25,9 @@ async function server(t: TestContext, options: RedisServerOptions): Promise<Redi
 const numbered = (from: number, count: number): Event[] =>
   Array.from({ length: count }, (_, i) => ({ _id: `n-${from + i}`, message: `event ${from + i}`, n: from + i }));
 
-async function sinkPipeline(t: TestContext, options: Record<string, unknown>) {
-  const { logger, lines } = recordingLogger('info');
-  const config = {
-    sources: { in: { type: 'manual' } },
-    sinks: {
-      out: {
-        type: 'redis',
-        inputs: ['in'],
-        key: 'logs',
-        retry: { initial_backoff: '20ms', max_backoff: '300ms' },
-        batch: { timeout: '0ms' },
-        connect_timeout: '2s',
-        ...options,
-      },
-    },
-  };
-  const p = testPipeline(stringify(config), tempDir(t, 'fluxo-redis-auth-'), [redisSink], logger);
-  t.after(() => p.topology.stop(2000));
-  await p.topology.start();
-  const settled: AckStatus[] = [];
-  const emit = (events: Event[]) =>
-    p.source('in').ctx!.emit(events, {
-      onSettled: (s) => {
-        settled.push(s);
-      },
-    });
-  return { ...p, lines, emit, settled };
+function sinkPipeline(t: TestContext, options: Record<string, unknown>) {
+  const sink = { type: 'redis', key: 'logs', connect_timeout: '2s', ...options };
+  return manualIntoSink(t, sink, [redisSink], tempDir(t, 'fluxo-redis-auth-'));
 }
 
 async function sourcePipeline(t: TestContext, group: string, options: Record<string, unknown>) {

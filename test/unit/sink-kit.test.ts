@@ -13,7 +13,7 @@ import type { SendResult, SinkRequest } from '../../src/core/sink/request.ts';
 import { SinkRunner } from '../../src/core/sink/runner.ts';
 import { Semaphore } from '../../src/core/sink/semaphore.ts';
 import { numbered } from '../helpers/components.ts';
-import { componentContext, recordingLogger, tempDir } from '../helpers/context.ts';
+import { componentContext, recordingLogger, tempDir, testLogger } from '../helpers/context.ts';
 import { testPipeline, until } from '../helpers/pipeline.ts';
 
 const fast = 'retry: { initial_backoff: 1ms, max_backoff: 5ms }';
@@ -379,4 +379,51 @@ describe('sink kit: a write that keeps failing the same way', () => {
     assert.ok(Date.now() - started < 1000, `drained in ${Date.now() - started} ms`);
     assert.deepEqual(statuses, ['failed']);
   });
+});
+
+describe('sink kit: a connect or healthcheck that never answers', () => {
+  for (const stuck of ['connect', 'healthcheck'] as const) {
+    it(`${stuck}: a drain past its deadline aborts it and returns, the batch released as failed`, async () => {
+      const ctx = componentContext('out', '/tmp');
+      const buffer = new MemoryBuffer({ maxEvents: 100, maxBytes: 1e9, whenFull: 'block' });
+      let asked = false;
+      // Ignores its signal, as a client library waiting on a server that stopped answering may.
+      const never = () => {
+        asked = true;
+        return new Promise<void>(() => {});
+      };
+      const sink: Sink = {
+        ...(stuck === 'connect' ? { connect: never } : { healthcheck: never }),
+        async send() {
+          throw new Error('not reached while connecting');
+        },
+        async stop() {},
+      };
+      const runner = new SinkRunner(
+        'out',
+        sink,
+        buffer,
+        {
+          batchMaxEvents: 100,
+          batchMaxBytes: 1e9,
+          batchTimeoutMs: 0,
+          timeoutMs: 0,
+          healthcheck: stuck === 'healthcheck',
+          concurrency: 1,
+          retry: { initialBackoffMs: 1, maxBackoffMs: 2, maxAttempts: 0 },
+          failureLogEveryMs: 200,
+        },
+        ctx.metrics,
+        testLogger(),
+        () => assert.fail('nothing is dead-lettered'),
+      );
+      const statuses: string[] = [];
+      buffer.push({ events: numbered(1, 3), ack: new Acknowledgement((s) => statuses.push(s)), bytes: 300 });
+      runner.start();
+      await until(() => asked, `the ${stuck} asked`);
+      // Without the runner's abortable connect this never returned: drain waits for the loops, they for the connect.
+      assert.equal(await runner.drain(Date.now() + 50), false);
+      assert.deepEqual(statuses, ['failed']);
+    });
+  }
 });

@@ -3,6 +3,7 @@ import type { RedisClientType } from 'redis';
 import { loadTlsClientOptions, type TlsConfig } from '../../codecs/tls.ts';
 import { RetryableError } from '../errors.ts';
 import { lazyImport } from '../lazy-import.ts';
+import { settledWithin } from '../retry.ts';
 import { redactUrl } from '../sink/index.ts';
 
 // How the redis sink and the redis source reach their server: one connect, one close, one way to word an error.
@@ -78,18 +79,7 @@ export async function connectRedis(
 
 /** Closes gracefully, but never waits long on a server that stopped answering. */
 export async function closeRedis(client: RedisClientType): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  const closed = await Promise.race([
-    client.close().then(
-      () => true,
-      () => false,
-    ),
-    new Promise<boolean>((resolve) => {
-      timer = setTimeout(() => resolve(false), 1_000);
-    }),
-  ]);
-  clearTimeout(timer);
-  if (!closed) client.destroy();
+  if (!(await settledWithin(client.close(), 1_000))) client.destroy();
 }
 
 /** The first inner error of an aggregate (a refused dual-stack connect), with its code where the text lacks it. */

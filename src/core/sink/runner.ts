@@ -5,7 +5,7 @@ import { FluxoError, PermanentError, RetryableError } from '../errors.ts';
 import type { Event } from '../event.ts';
 import type { ComponentMetrics } from '../metrics.ts';
 import { RateLimitedWarnings } from '../rate-limited-warnings.ts';
-import { backoffDelay, type RetryPolicy, sleep } from '../retry.ts';
+import { abortable, backoffDelay, type RetryPolicy, sleep } from '../retry.ts';
 import type { SinkBuffer } from './buffer.ts';
 import { encodeEvents, scanLines, UNENCODABLE_REASON } from './encoding.ts';
 import { PreparedRequest, type SendResult } from './request.ts';
@@ -87,7 +87,9 @@ export class SinkRunner {
       for (let attempt = 0; ; attempt++) {
         if (signal.aborted) return false;
         try {
-          await sink.connect(signal);
+          // A sink whose connect ignores the abort must not hold a stop (drain waits for the loops, which wait
+          // for the connect).
+          await abortable(sink.connect(signal), signal);
           if (attempt > 0) this.logger.info({ sink: this.id, attempts: attempt + 1 }, 'sink connected');
           break;
         } catch (error) {
@@ -101,7 +103,7 @@ export class SinkRunner {
     }
     if (this.options.healthcheck && sink.healthcheck) {
       try {
-        await sink.healthcheck(signal);
+        await abortable(sink.healthcheck(signal), signal);
       } catch (error) {
         if (signal.aborted) return false;
         this.metrics.error('healthcheck_failed');
