@@ -6,7 +6,13 @@ import { type ComponentContext, defineSink, type Sink } from '../core/component.
 import { RetryableError } from '../core/errors.ts';
 import type { Event } from '../core/event.ts';
 import { lazyImport } from '../core/lazy-import.ts';
-import { kafkaBootstrapServers, kafkaClientOptions, kafkaClientShape } from '../core/net/kafka-client.ts';
+import {
+  describeKafkaError,
+  hearFailedConnections,
+  kafkaBootstrapServers,
+  kafkaClientOptions,
+  kafkaClientShape,
+} from '../core/net/kafka-client.ts';
 import { abortable, settledWithin } from '../core/retry.ts';
 import { type Encoding, encodingOf, encodingOptions, type SendResult, type SinkRequest } from '../core/sink/index.ts';
 import { duration, size } from '../core/units.ts';
@@ -130,7 +136,9 @@ export class KafkaSink implements Sink {
       await producer.metadata({ topics: [] });
     } catch (error) {
       await closeQuietly(producer);
-      throw new RetryableError(`kafka ${this.opts.bootstrap_servers.join(',')}: ${describe(error)}`, { cause: error });
+      throw new RetryableError(`kafka ${this.opts.bootstrap_servers.join(',')}: ${describeKafkaError(error)}`, {
+        cause: error,
+      });
     }
     this.producer = producer;
   }
@@ -154,7 +162,7 @@ export class KafkaSink implements Sink {
 
   private async newProducer(): Promise<Producer<Buffer, Buffer, string, string>> {
     const { Producer, stringSerializers } = await kafkaClient();
-    return new Producer<Buffer, Buffer, string, string>({
+    const producer = new Producer<Buffer, Buffer, string, string>({
       ...kafkaClientOptions(this.opts, `sink ${this.context.id}`),
       idempotent: true,
       acks: -1,
@@ -170,6 +178,8 @@ export class KafkaSink implements Sink {
       retryDelay: 100,
       serializers: { ...stringSerializers, key: undefined, value: undefined },
     });
+    hearFailedConnections(producer);
+    return producer;
   }
 
   private prepare(request: SinkRequest): Prepared {
@@ -309,7 +319,9 @@ export class KafkaSink implements Sink {
     if (lost) await this.replaceProducer();
     if (rejected.length === 0 && retry.length === 0) return undefined;
     const error =
-      failure === undefined ? undefined : new RetryableError(`kafka: ${describe(failure)}`, { cause: failure });
+      failure === undefined
+        ? undefined
+        : new RetryableError(`kafka: ${describeKafkaError(failure)}`, { cause: failure });
     if (retry.length === events.length && error !== undefined) throw error;
     return { rejected, retry, error };
   }
@@ -328,16 +340,6 @@ export class KafkaSink implements Sink {
 /** Closes without waiting for requests in flight (their answers no longer matter). */
 function closeQuietly(producer: Producer<Buffer, Buffer, string, string>): Promise<void> {
   return new Promise((resolve) => producer.close(true, () => resolve()));
-}
-
-type Nested = Error & { errors?: Nested[] };
-
-function describe(error: unknown): string {
-  const e = error as Nested;
-  let inner: Nested | undefined = e;
-  while (inner?.errors?.[0] !== undefined) inner = inner.errors[0];
-  const message = inner?.message || String(error);
-  return inner !== e && e?.message ? `${e.message} ${message}` : message;
 }
 
 export const kafkaSink = defineSink({

@@ -6,7 +6,13 @@ import { FluxoError } from '../core/errors.ts';
 import type { Event } from '../core/event.ts';
 import { CloseWhenReleased, type HeldBatch, HeldMessages } from '../core/held-messages.ts';
 import { lazyImport } from '../core/lazy-import.ts';
-import { kafkaBootstrapServers, kafkaClientOptions, kafkaClientShape } from '../core/net/kafka-client.ts';
+import {
+  describeKafkaError,
+  hearFailedConnections,
+  kafkaBootstrapServers,
+  kafkaClientOptions,
+  kafkaClientShape,
+} from '../core/net/kafka-client.ts';
 import { RateLimitedWarnings } from '../core/rate-limited-warnings.ts';
 import { backoffDelay, settledWithin, sleep } from '../core/retry.ts';
 import { duration } from '../core/units.ts';
@@ -204,7 +210,7 @@ export class KafkaSource implements Source {
         const e = error as Error & { code?: string };
         this.warnings.warn(
           e.code ?? e.name ?? 'error',
-          { source: this.ctx.id, code: e.code, err: describe(e) },
+          { source: this.ctx.id, code: e.code, err: describeKafkaError(e) },
           'kafka source: cannot read; retrying',
         );
         await sleep(backoffDelay(RETRY, attempt++), signal).catch(() => {});
@@ -230,6 +236,7 @@ export class KafkaSource implements Source {
       retries: 3,
       retryDelay: 200,
     });
+    hearFailedConnections(consumer);
     // Before rejoining, what is already delivered is committed while the generation is still valid.
     consumer.on('consumer:group:rebalance', () => void this.commit());
     consumer.on('consumer:group:join', () => this.onAssigned(consumer));
@@ -363,7 +370,7 @@ export class KafkaSource implements Source {
       } catch (error) {
         this.warnings.warn(
           'commit',
-          { source: this.ctx.id, err: describe(error as Error) },
+          { source: this.ctx.id, err: describeKafkaError(error) },
           'kafka source: offset commit failed; retrying at the next one',
         );
         return;
@@ -424,15 +431,6 @@ async function readBatch(stream: KafkaStream, max: number, signal: AbortSignal):
     });
     if (failure !== undefined) throw failure;
   }
-}
-
-type Nested = Error & { errors?: Nested[] };
-
-function describe(error: Nested): string {
-  let inner: Nested | undefined = error;
-  while (inner?.errors?.[0] !== undefined) inner = inner.errors[0];
-  const message = inner?.message || String(error);
-  return inner !== error && error?.message ? `${error.message} ${message}` : message;
 }
 
 export const kafkaSource = defineSource({

@@ -49,3 +49,39 @@ export function kafkaClientOptions(o: KafkaClientConfig, what: string) {
     ...(o.sasl === undefined ? {} : { sasl: { ...o.sasl } }),
   };
 }
+
+type Nested = Error & { errors?: Nested[]; cause?: unknown; code?: unknown };
+
+/**
+ * The client's error with the one that caused it: @platformatic/kafka wraps a refused TLS handshake or login
+ * in "metadata failed 3 times" (`errors`) and "Connection to … failed" (`cause`); the reason an operator can act
+ * on (an unknown CA, the broker's "Authentication failed") is at the bottom.
+ */
+export function describeKafkaError(error: unknown): string {
+  const top = error as Nested;
+  let inner: Nested | undefined = top;
+  for (let depth = 0; depth < 10; depth++) {
+    const next: unknown = inner?.errors?.[0] ?? inner?.cause;
+    if (!(next instanceof Error)) break;
+    inner = next as Nested;
+  }
+  const code = typeof inner?.code === 'string' && !inner.message.includes(inner.code) ? ` (${inner.code})` : '';
+  const message = `${inner?.message || String(error)}${code}`;
+  return inner !== top && top?.message ? `${top.message} ${message}` : message;
+}
+
+/**
+ * @platformatic/kafka listens once for a connection's 'error': a connection that fails its TLS handshake or its
+ * SASL login can emit a second one as its socket closes, which nothing hears, and an unheard 'error' ends the
+ * process. The first error is reported to the request that needed the connection; later ones are dropped here.
+ */
+export function hearFailedConnections(client: {
+  on(
+    event: 'client:broker:failed',
+    listener: (payload: { connection: { on(e: 'error', l: () => void): unknown } }) => void,
+  ): unknown;
+}): void {
+  client.on('client:broker:failed', ({ connection }) => {
+    connection.on('error', () => {});
+  });
+}

@@ -1,6 +1,8 @@
 import { once } from 'node:events';
 import { createServer, type Server, type Socket, connect as tcpConnect } from 'node:net';
+import { createServer as createTlsServer } from 'node:tls';
 import { GROUP_TRANSLATORS } from './kafka-shim-group.ts';
+import { type SaslSession, type SaslUser, saslSession } from './kafka-shim-sasl.ts';
 
 /*
  * Debian 12's librdkafka 2.0.2 mock cluster speaks only the old, non-flexible versions of the Kafka protocol
@@ -13,12 +15,29 @@ import { GROUP_TRANSLATORS } from './kafka-shim-group.ts';
 const API_PRODUCE = 0;
 const API_METADATA = 3;
 const API_VERSIONS = 18;
+const API_SASL_HANDSHAKE = 17;
+const API_SASL_AUTHENTICATE = 36;
+const UNSUPPORTED_SASL_MECHANISM = 33;
+const ILLEGAL_SASL_STATE = 34;
+const SASL_AUTHENTICATION_FAILED = 58;
+
+/**
+ * What the mock cannot do and the shim does in front of it: a TLS listener (the client's TLS is real, the leg
+ * from the shim to the mock is plain loopback), and SASL as a broker with one user answers it (see
+ * kafka-shim-sasl.ts): until a connection has logged in, only ApiVersions and the SASL requests are answered.
+ */
+export interface ShimSecurity {
+  tls?: { cert: string | Buffer; key: string | Buffer };
+  sasl?: SaslUser;
+}
 
 /** What the shim advertises: the intersection of what the mock handles and what the client can use. */
 const ADVERTISED: Record<number, [number, number]> = {
   [API_PRODUCE]: [7, 7],
   [API_METADATA]: [9, 9],
   [API_VERSIONS]: [3, 3],
+  [API_SASL_HANDSHAKE]: [1, 1],
+  [API_SASL_AUTHENTICATE]: [2, 2],
   2: [5, 5], // ListOffsets v5: not flexible, passed through
   22: [4, 4], // InitProducerId: v4 is flexible and the mock parses it (librdkafka's own client uses it)
   ...Object.fromEntries(Object.entries(GROUP_TRANSLATORS).map(([k, t]) => [k, [t.client, t.client]])),
@@ -216,7 +235,7 @@ export interface KafkaShim {
 }
 
 /** Starts one loopback listener per mock broker; `upstream` is the mock's bootstrap list (broker 1 first). */
-export async function startKafkaShim(upstream: string[]): Promise<KafkaShim> {
+export async function startKafkaShim(upstream: string[], security: ShimSecurity = {}): Promise<KafkaShim> {
   const servers: (Server | undefined)[] = upstream.map(() => undefined);
   const ports: number[] = upstream.map(() => 0);
   const sockets = new Set<Socket>();
@@ -232,7 +251,9 @@ export async function startKafkaShim(upstream: string[]): Promise<KafkaShim> {
 
   const listen = async (i: number) => {
     const [host, port] = upstream[i]!.split(':') as [string, string];
-    const server = createServer((client) => proxy(client, host, Number(port), i));
+    const accept = (client: Socket) => proxy(client, host, Number(port), i);
+    const tls = security.tls;
+    const server: Server = tls ? createTlsServer({ cert: tls.cert, key: tls.key }, accept) : createServer(accept);
     server.listen(ports[i], '127.0.0.1');
     await once(server, 'listening');
     servers[i] = server;
@@ -283,6 +304,9 @@ export async function startKafkaShim(upstream: string[]): Promise<KafkaShim> {
     sockets.add(client);
     sockets.add(broker);
     const pending: Pending[] = [];
+    let sasl: SaslSession | undefined;
+    let authenticated = security.sasl === undefined;
+    let hangUpAfterAnswer = false;
     // Answers go back in request order even when one waits for beforeProduceAnswer.
     let answered: Promise<void> = Promise.resolve();
     const end = () => {
@@ -300,6 +324,41 @@ export async function startKafkaShim(upstream: string[]): Promise<KafkaShim> {
         });
       }
     };
+    /** The answer to a SaslHandshake v1 or SaslAuthenticate v2 (`r` after the correlation id); undefined: hang up. */
+    const saslAnswer = (r: Reader, apiKey: number, version: number, correlationId: number): Buffer | undefined => {
+      const user = security.sasl!;
+      if (apiKey === API_SASL_HANDSHAKE && version === 1) {
+        r.str(); // client id
+        const mechanism = r.str() ?? '';
+        sasl = saslSession(user, mechanism);
+        const w = new Writer()
+          .i32(correlationId)
+          .i16(sasl ? 0 : UNSUPPORTED_SASL_MECHANISM)
+          .i32(user.mechanisms.length);
+        for (const m of user.mechanisms) w.str(m);
+        return w.frame();
+      }
+      if (apiKey === API_SASL_AUTHENTICATE && version === 2) {
+        r.str(); // client id (header v2: a plain nullable string, then tagged fields)
+        r.skipTags();
+        const authBytes = r.compactBytes() ?? Buffer.alloc(0);
+        const w = new Writer().i32(correlationId).tags();
+        if (sasl === undefined) {
+          w.i16(ILLEGAL_SASL_STATE).compactStr('SaslAuthenticate before SaslHandshake').compactBytes(Buffer.alloc(0));
+        } else {
+          const step = sasl.step(authBytes);
+          if ('error' in step) {
+            w.i16(SASL_AUTHENTICATION_FAILED).compactStr(step.error).compactBytes(Buffer.alloc(0));
+            hangUpAfterAnswer = true;
+          } else {
+            w.i16(0).compactStr(null).compactBytes(step.bytes);
+            if (step.done) authenticated = true;
+          }
+        }
+        return w.raw(Buffer.alloc(8)).tags().frame();
+      }
+      return undefined;
+    };
     client.on('error', end).on('close', end);
     broker.on('error', end).on('close', end);
     client.on(
@@ -315,6 +374,19 @@ export async function startKafkaShim(upstream: string[]): Promise<KafkaShim> {
           lose = true;
         }
         pending.push({ apiKey, version, correlationId, lose });
+        if (!authenticated && apiKey !== API_VERSIONS) {
+          const answer = saslAnswer(r, apiKey, version, correlationId);
+          if (answer === undefined) {
+            // A broker closes a connection that sends anything else before it logged in.
+            end();
+            return;
+          }
+          pending[pending.length - 1]!.answer = answer;
+          flushSynthesized();
+          // A failed login: the answer goes out, then the connection closes, as a broker does.
+          if (hangUpAfterAnswer) answered = answered.then(() => new Promise((r) => setTimeout(r, 20))).then(end);
+          return;
+        }
         if (apiKey === API_VERSIONS) {
           // v0 request: header v1 with client id, empty body
           broker.write(new Writer().i16(API_VERSIONS).i16(0).i32(correlationId).str('fluxo-shim').frame());
@@ -450,6 +522,7 @@ export async function startKafkaShim(upstream: string[]): Promise<KafkaShim> {
     const keys = Object.keys(ADVERTISED)
       .map(Number)
       .filter((k) => k === API_VERSIONS || k === API_METADATA || supported.has(k));
+    if (security.sasl) keys.push(API_SASL_HANDSHAKE, API_SASL_AUTHENTICATE);
     // ApiVersions answers always use response header v0, even in flexible versions
     const w = new Writer()
       .i32(correlationId)
