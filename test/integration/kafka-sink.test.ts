@@ -11,7 +11,12 @@ import { kafkaSink } from '../../src/sinks/kafka.ts';
 import { manualSource } from '../helpers/components.ts';
 import { tempDir } from '../helpers/context.ts';
 import { testPipeline, until } from '../helpers/pipeline.ts';
-import { type KafkaMessage, type KafkaMockCluster, startKafkaMock } from '../helpers/servers/kafka.ts';
+import {
+  type KafkaMessage,
+  type KafkaMockCluster,
+  resentRecordValues,
+  startKafkaMock,
+} from '../helpers/servers/kafka.ts';
 
 const NOT_LEADER_OR_FOLLOWER = 6;
 const REQUEST_TIMED_OUT = 7;
@@ -68,19 +73,28 @@ async function pipeline(t: TestContext, options: Record<string, unknown>, sender
 
 const bodies = (messages: KafkaMessage[]) => messages.map((m) => JSON.parse(m.value!.toString()) as Event);
 
-function assertEachOnce(messages: KafkaMessage[], from: number, count: number): void {
+/**
+ * Every number from..from+count-1 in the topic once. `resent`: record values the producer re-sent with the same
+ * producer id and sequence (resentRecordValues), which may stand more than once on the mock.
+ */
+function assertEachOnce(messages: KafkaMessage[], from: number, count: number, resent = new Set<string>()): void {
   const seen = new Map<number, number>();
   for (const e of bodies(messages)) seen.set(e.n as number, (seen.get(e.n as number) ?? 0) + 1);
+  const byValue = new Map(
+    messages.map((m) => [(JSON.parse(m.value!.toString()) as Event).n as number, m.value!.toString()]),
+  );
   const missing: number[] = [];
   const twice: number[] = [];
+  let excused = 0;
   for (let n = from; n < from + count; n++) {
     const c = seen.get(n) ?? 0;
     if (c === 0) missing.push(n);
-    if (c > 1) twice.push(n);
+    else if (c > 1 && resent.has(byValue.get(n)!)) excused += c - 1;
+    else if (c > 1) twice.push(n);
   }
   assert.deepEqual(missing, [], `missing ${missing.length}: ${missing.slice(0, 20).join(',')}`);
   assert.deepEqual(twice, [], `more than once: ${twice.slice(0, 20).join(',')}`);
-  assert.equal(messages.length, count, 'messages in the topic');
+  assert.equal(messages.length, count + excused, 'messages in the topic');
 }
 
 async function cluster(t: TestContext, topic: string, partitions: number): Promise<KafkaMockCluster | undefined> {
@@ -152,7 +166,9 @@ describe('kafka sink', { timeout: 120_000 }, () => {
     });
     await until(() => p.acks().length === 48, 'every batch settled', 60_000);
     assert.deepEqual(new Set(p.acks()), new Set(['delivered']));
-    assertEachOnce(await c.messages('moving'), 1, total);
+    // A batch sent to the old leader comes again to the new one with the same producer id and sequence, which a
+    // broker writes once. The 2.0.2 mock now and then writes such a resend twice; any other duplicate is the sink's.
+    assertEachOnce(await c.messages('moving'), 1, total, resentRecordValues(c.shim));
   });
 
   it('loses nothing and duplicates nothing through injected retriable produce errors', async (t) => {
