@@ -25,29 +25,13 @@ import { startClickHouse } from '../test/helpers/servers/clickhouse.ts';
 import { startPostgres } from '../test/helpers/servers/postgres.ts';
 import { fluxoRunsCompiled } from './lib/children.ts';
 import { CLK_TCK, type CpuTimes, cpuDelta, cpuTimes, loadAverage1m, machine } from './lib/proc.ts';
+import { scope } from './lib/scope.ts';
 import { openSockets } from './lib/sockets.ts';
 
 type Store = 'postgres' | 'clickhouse';
 const SCENARIOS: Store[] = ['postgres', 'clickhouse'];
 /** Writes in flight per sink: both cores busy on the store's side while Fluxo encodes the next batches. */
 let CONCURRENCY = 3;
-
-/** What the server helpers need of a test context: cleanups, run in reverse at the end of the scenario. */
-function scope() {
-  const cleanups: (() => unknown)[] = [];
-  const t = {
-    after: (fn: () => unknown) => cleanups.push(fn),
-    skip: (message?: string) => {
-      throw new Error(message);
-    },
-  } as unknown as TestContext;
-  return {
-    t,
-    async close() {
-      for (const fn of cleanups.reverse()) await fn();
-    },
-  };
-}
 
 interface StoreUnderTest {
   sink: string;

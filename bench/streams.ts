@@ -33,27 +33,11 @@ import { startRedis } from '../test/helpers/servers/redis.ts';
 import { FluxoServer, fluxoRunsCompiled } from './lib/children.ts';
 import { latencyQuantiles } from './lib/metrics-text.ts';
 import { cpuDelta, cpuTimes, loadAverage1m, machine } from './lib/proc.ts';
+import { scope } from './lib/scope.ts';
 import { openSockets, startLoad } from './lib/sockets.ts';
 
 type Scenario = 'socket-nats' | 'socket-redis' | 'socket-kafka' | 'nats-blackhole' | 'redis-blackhole';
 const SCENARIOS: Scenario[] = ['socket-nats', 'socket-redis', 'socket-kafka', 'nats-blackhole', 'redis-blackhole'];
-
-/** What the server helpers need of a test context: cleanups, run in reverse at the end of the scenario. */
-function scope() {
-  const cleanups: (() => unknown)[] = [];
-  const t = {
-    after: (fn: () => unknown) => cleanups.push(fn),
-    skip: (message?: string) => {
-      throw new Error(message);
-    },
-  } as unknown as TestContext;
-  return {
-    t,
-    async close() {
-      for (const fn of cleanups.reverse()) await fn();
-    },
-  };
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
