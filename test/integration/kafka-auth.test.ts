@@ -5,7 +5,7 @@ import { stringify } from 'yaml';
 import type { Event } from '../../src/core/event.ts';
 import { kafkaSink } from '../../src/sinks/kafka.ts';
 import { kafkaSource } from '../../src/sources/kafka.ts';
-import { tempDir } from '../helpers/context.ts';
+import { recordingLogger, tempDir } from '../helpers/context.ts';
 import { requireProgram } from '../helpers/external.ts';
 import { manualIntoSink, testPipeline, until } from '../helpers/pipeline.ts';
 import { type KafkaMockCluster, startKafkaMock } from '../helpers/servers/kafka.ts';
@@ -123,7 +123,7 @@ describe('kafka TLS and SASL', { timeout: 120_000 }, () => {
     assert.deepEqual(await numbersIn(k), []);
   });
 
-  it('the kafka source logs in with SCRAM-SHA-256 over TLS and reads every record once', async (t) => {
+  it('the kafka source: a wrong password is refused with the reason; SCRAM-SHA-256 over TLS reads every record once', async (t) => {
     const certs = certificates(t);
     if (!certs) return;
     const tls = { cert: readFileSync(certs.serverCrt), key: readFileSync(certs.serverKey) };
@@ -147,6 +147,30 @@ describe('kafka TLS and SASL', { timeout: 120_000 }, () => {
       },
       sinks: { out: { type: 'controlled', inputs: ['in'] } },
     };
+    // First with a wrong password: the reason is logged, nothing is read, and the process lives on (a refused
+    // login's connection emits a second error the client does not listen for; see hearFailedConnections).
+    const wrong = recordingLogger('info');
+    const refusedConfig = {
+      ...config,
+      sources: { in: { ...config.sources.in, sasl: { ...secure.sasl, password: 'wrong' } } },
+    };
+    const refused = testPipeline(
+      stringify(refusedConfig),
+      tempDir(t, 'fluxo-kafka-auth-src-'),
+      [kafkaSource],
+      wrong.logger,
+    );
+    t.after(() => refused.topology.stop(2000));
+    await refused.topology.start();
+    await until(
+      () => wrong.lines.some((l) => /cannot read/.test(String(l.msg)) && /authentication failed/i.test(String(l.err))),
+      'the source logs the broker’s reason',
+      30_000,
+    );
+    await new Promise((r) => setTimeout(r, 500));
+    assert.equal(refused.sink('out').written.length, 0, 'nothing read with the wrong password');
+    await refused.topology.stop(2000);
+
     const p = testPipeline(stringify(config), tempDir(t, 'fluxo-kafka-auth-src-'), [kafkaSource]);
     t.after(() => p.topology.stop(2000));
     await p.topology.start();
