@@ -237,6 +237,16 @@ export class KafkaSource implements Source {
       retryDelay: 200,
     });
     hearFailedConnections(consumer);
+    // The client emits 'error' on the consumer when rejoining its group fails past its retries (the cluster
+    // gone during a rebalance); unheard, that ends the process. Logged with the reason instead.
+    consumer.on('error', (error: Error) => {
+      if (this.abort.signal.aborted) return;
+      this.warnings.warn(
+        'consumer-error',
+        { source: this.ctx.id, err: describeKafkaError(error) },
+        'kafka source: the consumer failed (e.g. rejoining its group); the client keeps trying',
+      );
+    });
     // Before rejoining, what is already delivered is committed while the generation is still valid.
     consumer.on('consumer:group:rebalance', () => void this.commit());
     consumer.on('consumer:group:join', () => this.onAssigned(consumer));
