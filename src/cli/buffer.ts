@@ -118,9 +118,11 @@ export function formatReports(reports: BufferReport[], now: number): string {
           ? r.inUseBy
             ? 'record being written (or torn)'
             : 'torn tail, truncated at the next start'
-          : d.offset === 0
-            ? 'damaged segment header; its records are read by their framing'
-            : 'damaged, skipped at replay';
+          : d.kind === 'missing_tail'
+            ? 'records missing from the end of the log'
+            : d.offset === 0
+              ? 'damaged segment header; its records are read by their framing'
+              : 'damaged, skipped at replay';
       lines.push(`${r.sink}: ${d.segment} offset ${d.offset}: ${d.reason} (${what}; ${d.bytes} bytes${lost})`);
     }
   }

@@ -118,6 +118,47 @@ describe('disk buffer resynchronisation', { timeout: 120_000 }, () => {
     assert.equal(corrupt, 1);
   });
 
+  it('damage in the last two records of the log, with nothing good after it, counts both (the ledger says what was written)', async (t) => {
+    // fast-check found it (seed -713367948): the cut at the end of the log was counted as one record.
+    const dir = tempDir(t);
+    await writeRecords(dir, 300, t);
+    assert.equal((await readLedger(dir)).state?.nextId, 301, 'the closing ledger holds the next id');
+    const path = join(dir, segmentFiles(dir).at(-1)!);
+    damage(path, (raw) => {
+      const offsets = recordOffsets(raw);
+      for (const at of offsets.slice(-2)) raw[at + RECORD_HEADER_BYTES + 3]! ^= 0x01;
+    });
+    const report = await inspectBuffer('out', dir);
+    assert.deepEqual(
+      report.damage.map((d) => [d.lostRecords, d.lostIds]),
+      [[2, [299, 300]]],
+    );
+    const { delivered, corrupt } = await reopenAndDrain(dir, t);
+    assert.deepEqual(delivered, range(1, 298));
+    assert.equal(corrupt, 2);
+    assert.deepEqual(await reopenAndDrain(dir, t), { delivered: [], corrupt: 0 }, 'reported once');
+  });
+
+  it('a log cut at a record boundary before the last written record reports the missing records', async (t) => {
+    const dir = tempDir(t);
+    await writeRecords(dir, 300, t);
+    const path = join(dir, segmentFiles(dir).at(-1)!);
+    const raw = readFileSync(path);
+    const offsets = recordOffsets(raw);
+    // The last three records are gone, the file ending cleanly after record 297 (a page the disk never kept).
+    writeFileSync(path, raw.subarray(0, offsets.at(-3)!));
+    const report = await inspectBuffer('out', dir);
+    assert.equal(report.damage.length, 1);
+    assert.equal(report.damage[0]!.kind, 'missing_tail');
+    assert.deepEqual(report.damage[0]!.lostIds, [298, 300]);
+    const { delivered, corrupt } = await reopenAndDrain(dir, t);
+    assert.deepEqual(delivered, range(1, 297));
+    assert.equal(corrupt, 3);
+    // Reported once: the next start finds the ledger past the log no more.
+    const again = await reopenAndDrain(dir, t);
+    assert.deepEqual(again, { delivered: [], corrupt: 0 });
+  });
+
   it('damage in the first record of the oldest segment, earlier segments acknowledged and deleted, counts that record only', async (t) => {
     const dir = tempDir(t);
     const maxSegmentSize = 4 * encodeRecord(numberedBatch(1001, 10).events).length + 16;

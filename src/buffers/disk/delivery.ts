@@ -118,9 +118,16 @@ export class DeliveryQueue {
     ackedId: number,
     /** The first record to read from disk (the replay), if any. */
     firstUnacked: { segment: Segment; offset: number } | undefined,
+    /**
+     * Ids no record holds: after the last record of the recovered log, up to the writer's first new id (a tail
+     * lost to damage, already reported). Once every record before them is acknowledged, so are they: the
+     * ledger then no longer says they were written and not acknowledged, and the next start reports nothing.
+     */
+    private readonly idsWithoutRecords: { after: number; through: number } | undefined = undefined,
   ) {
     this.ackedId = this.readId = this.lastQueuedId = ackedId;
     this.cold = firstUnacked ? { ...firstUnacked } : undefined;
+    if (!this.cold && this.skipIdsWithoutRecords()) this.readId = this.lastQueuedId = this.ackedId;
   }
 
   /** Records handed out and not yet settled. */
@@ -363,7 +370,15 @@ export class DeliveryQueue {
     }
     const before = this.ackedId;
     this.takeLateAcks();
+    this.skipIdsWithoutRecords();
     if (bytes > 0 || this.ackedId !== before) this.log.advanced(this.ackedId, events, bytes);
+  }
+
+  private skipIdsWithoutRecords(): boolean {
+    const gap = this.idsWithoutRecords;
+    if (!gap || this.ackedId < gap.after || this.ackedId >= gap.through) return false;
+    this.ackedId = gap.through;
+    return true;
   }
 
   /**

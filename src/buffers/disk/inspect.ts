@@ -48,7 +48,7 @@ export async function inspectBuffers(dataDir: string): Promise<BufferReport[]> {
 export async function inspectBuffer(sink: string, dir: string): Promise<BufferReport> {
   const { state, problem } = await readLedger(dir);
   const ackedId = state?.ackedId ?? 0;
-  const scan = await scanSegments(dir, ackedId, false);
+  const scan = await scanSegments(dir, ackedId, false, (state?.nextId ?? 1) - 1);
   let diskBytes = 0;
   for (const s of scan.segments) diskBytes += (await stat(s.path).catch(() => ({ size: 0 }))).size;
   const holder = readLockHolderSync(dir);

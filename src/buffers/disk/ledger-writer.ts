@@ -17,7 +17,7 @@ export interface LogPositions {
     readonly readingSegment: Segment | undefined;
   };
   /** The write side (SegmentWriter). */
-  readonly writer: { readonly next: number; readonly activeSegment: Segment | undefined };
+  readonly writer: { readonly written: number; readonly activeSegment: Segment | undefined };
 }
 
 /**
@@ -97,7 +97,7 @@ export class LedgerWriter {
       const { delivery, writer } = this.positions;
       const ackedId = delivery.ackedId;
       try {
-        await ledger.write({ ackedId, readId: delivery.readId, nextId: writer.next, updatedAt: Date.now() }, sync);
+        await ledger.write({ ackedId, readId: delivery.readId, nextId: writer.written, updatedAt: Date.now() }, sync);
         this.persistedAckedId = ackedId;
       } catch (error) {
         this.metrics?.component.error('ledger_write_failed');

@@ -18,6 +18,8 @@ export interface RecoveredLog {
   ackedId: number;
   /** The id the writer gives first: past everything on disk and everything the ledger says was given. */
   firstId: number;
+  /** The id of the last record in the log (0 when it has none). */
+  lastId: number;
   /** The records the sink has yet to acknowledge. */
   unacked: { events: number; bytes: number };
   timeline: TimelinePoint[];
@@ -52,7 +54,7 @@ export async function recoverLog(
       log.error({ dir, problem }, 'disk buffer: ledger unreadable, replaying every record on disk');
     }
     const ackedId = Math.max(state?.ackedId ?? 0, handedAckedId);
-    const scan = await scanSegments(dir, ackedId, true);
+    const scan = await scanSegments(dir, ackedId, true, (state?.nextId ?? 1) - 1);
     for (const d of scan.damage) {
       // Counted in records the sink had not acknowledged: a damaged header alone loses none.
       metrics?.corrupt.inc(d.lostRecords ?? 1);
@@ -68,9 +70,11 @@ export async function recoverLog(
         },
         d.kind === 'torn_tail'
           ? 'disk buffer: torn tail (a write cut by a crash) truncated at the last good record'
-          : d.offset === 0
-            ? 'disk buffer: damaged segment header; its records are read by their length and CRC'
-            : 'disk buffer: damaged record skipped; the records around it are replayed',
+          : d.kind === 'missing_tail'
+            ? 'disk buffer: records the ledger says were written are missing from the end of the log'
+            : d.offset === 0
+              ? 'disk buffer: damaged segment header; its records are read by their length and CRC'
+              : 'disk buffer: damaged record skipped; the records around it are replayed',
       );
     }
     if (scan.removed.length > 0) log.warn({ dir, segments: scan.removed }, 'disk buffer: unusable segments removed');
@@ -87,6 +91,7 @@ export async function recoverLog(
       segments: scan.segments,
       ackedId,
       firstId: Math.max(scan.maxId, ackedId, (state?.nextId ?? 1) - 1) + 1,
+      lastId: scan.maxId,
       unacked: { events: scan.unacked.events, bytes: scan.unacked.bytes },
       timeline: scan.timeline,
       firstUnacked: scan.firstUnacked,

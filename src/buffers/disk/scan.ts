@@ -29,12 +29,13 @@ export interface Damage {
   offset: number;
   reason: string;
   /** `torn_tail`: the end of the last segment, cut at the last good record; `corrupt`: skipped, reading went on. */
-  kind: 'torn_tail' | 'corrupt';
+  kind: 'torn_tail' | 'corrupt' | 'missing_tail';
   /**
    * Records lost that the sink had not acknowledged: the ids between the last good record before the damage
    * (or the segment's first id, or the acknowledged position, whichever is later) and the next good record
    * (or the next segment's first id). A damaged segment header loses none: its records are found by their
-   * framing. A torn tail counts the one record it cut (none when that id is acknowledged).
+   * framing. Damage with no good record after it counts up to the last record the ledger says was written
+   * (`writtenUpTo`), and at least the one record a torn tail cut (none when that id is acknowledged).
    */
   lostRecords: number | undefined;
   /** The first and last id of the records lost, when any. */
@@ -70,9 +71,15 @@ export const TIMELINE_STEP_MS = 100;
  * Reads every segment of a buffer directory in order, checking every record's CRC, and counts what is not
  * acknowledged. With `repair` (at start, under the lock) a torn tail of the last segment is truncated at the
  * last good record, and segments with no usable record are removed; without it (`fluxo buffer inspect`)
- * nothing is changed.
+ * nothing is changed. `writtenUpTo` is the last id the ledger says was written (0 when unknown): damage at
+ * the end of the log counts the records up to it, and a log that ends before it reports them missing.
  */
-export async function scanSegments(dir: string, ackedId: number, repair: boolean): Promise<ScanResult> {
+export async function scanSegments(
+  dir: string,
+  ackedId: number,
+  repair: boolean,
+  writtenUpTo = 0,
+): Promise<ScanResult> {
   const names = (await readdir(dir)).flatMap((name) => {
     const firstId = parseSegmentFileName(name);
     return firstId === undefined ? [] : [{ name, firstId }];
@@ -89,6 +96,8 @@ export async function scanSegments(dir: string, ackedId: number, repair: boolean
     removed: [],
   };
   let lastId = 0;
+  // Damage at the end of the log was counted up to `writtenUpTo` already.
+  let endCounted = false;
   // Damage whose lost records are counted once the next good record (or segment) shows which id comes next.
   let pending: { damage: Damage; floor: number } | undefined;
   const settle = (nextId: number) => {
@@ -150,8 +159,10 @@ export async function scanSegments(dir: string, ackedId: number, repair: boolean
           result.damage.push(damage);
           const floor = Math.max(lastId, firstId - 1, ackedId);
           if (kind === 'torn_tail') {
-            // Nothing follows to tell how many records the cut held: one, the record being written.
-            countLost(damage, floor, Math.max(lastId, firstId - 1) + 2);
+            // Nothing follows to tell how many records the cut held: those up to the last the ledger says was
+            // written, and at least one, the record being written.
+            countLost(damage, floor, Math.max(Math.max(lastId, firstId - 1) + 2, writtenUpTo + 1));
+            endCounted = true;
             if (repair) {
               await truncate(path, r.offset);
               segment.size = r.offset;
@@ -200,9 +211,23 @@ export async function scanSegments(dir: string, ackedId: number, repair: boolean
     }
     result.segments.push(segment);
   }
-  // Damage at the very end of the log with no later record: counted as the one record it must have held.
+  // Damage at the very end of the log with no later record: it held the records up to the last written, and at
+  // least one.
   const unresolved = pending as { floor: number } | undefined;
-  if (unresolved) settle(unresolved.floor + 2);
+  if (unresolved) {
+    settle(Math.max(unresolved.floor + 2, writtenUpTo + 1));
+    endCounted = true;
+  }
+  const floor = Math.max(lastId, ackedId);
+  if (!endCounted && writtenUpTo > floor) {
+    // The log ends at a record boundary before the last record written (a segment file cut or removed): what
+    // is not there was lost, and is said so rather than silently.
+    const lastName = names.at(-1)?.name ?? '';
+    const reason = `the log ends at record ${lastId}, the ledger says records up to ${writtenUpTo} were written`;
+    const damage = newDamage(lastName, result.segments.at(-1)?.size ?? 0, reason, 'missing_tail', 0);
+    countLost(damage, floor, writtenUpTo + 1);
+    result.damage.push(damage);
+  }
   result.maxId = lastId;
   return result;
 }

@@ -74,6 +74,7 @@ export class SegmentWriter {
   private syncTimer: NodeJS.Timeout | undefined;
   /** When the last group commit started (performance.now()). */
   private lastCommitAt = Number.NEGATIVE_INFINITY;
+  private writtenNext: number;
   /** Something failed and has not succeeded since. */
   stalled = false;
   /** Written but not yet fsynced (sync: interval): what a power loss could take. */
@@ -89,6 +90,7 @@ export class SegmentWriter {
     /** The id the next written record gets. */
     private nextId: number,
   ) {
+    this.writtenNext = nextId;
     if (options.sync === 'interval') {
       this.syncTimer = setInterval(() => {
         if (this.active?.unsynced) {
@@ -107,6 +109,11 @@ export class SegmentWriter {
   /** The id the next written record will get. */
   get next(): number {
     return this.nextId;
+  }
+
+  /** One past the last record whose write returned: the ledger's `nextId` (ids of a write in flight are not in it). */
+  get written(): number {
+    return this.writtenNext;
   }
 
   /** Records admitted and neither written nor discarded. */
@@ -353,6 +360,7 @@ export class SegmentWriter {
         throw error;
       }
       for (let i = 0; i < records.length; i++) records[i]!.id = firstId + i;
+      this.writtenNext = firstId + records.length;
       if (this.options.sync === 'always') {
         // O_DSYNC: the writev returned once the data (and the size) were on disk, like a write and fdatasync.
         this.hooks.fsynced((performance.now() - started) / 1000);
