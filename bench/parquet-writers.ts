@@ -35,7 +35,7 @@ const DEPS: Record<string, string> = {
   '@bokuweb/zstd-wasm': '0.0.27',
 };
 
-const CANDIDATES = ['hyparquet-writer', 'parquet-wasm', 'duckdb'];
+const CANDIDATES = ['hyparquet-writer', 'parquet-wasm', 'duckdb', 'duckdb-ndjson'];
 const CODECS = ['zstd', 'snappy'];
 
 const { values } = parseArgs({

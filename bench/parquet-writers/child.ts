@@ -8,7 +8,7 @@
  *   node --import tsx bench/parquet-writers/child.ts <candidate> <codec> <out.parquet> <events> <batch> <deps>
  */
 
-import { closeSync, createWriteStream, openSync, readFileSync, statSync, writeSync } from 'node:fs';
+import { closeSync, createWriteStream, openSync, readFileSync, rmSync, statSync, writeSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -232,11 +232,52 @@ async function duckdb(): Promise<Writer> {
   };
 }
 
+/**
+ * DuckDB reading the events back from NDJSON, as a seal would from Fluxo's staging file: the lines are written
+ * batch by batch (JSON.stringify and the write are counted as generation, since the sink's staging already
+ * pays for them), then one `COPY (SELECT … FROM read_ndjson(…, columns = …)) TO …` parses and encodes them in
+ * native code, in one thread. Unlike the other candidates it parses the JSON itself.
+ */
+async function duckdbNdjson(): Promise<Writer> {
+  const duck: Any = await load('@duckdb/node-api');
+  const sqlType = { string: 'VARCHAR', int32: 'INTEGER', int64: 'BIGINT', timestamp_ms: 'TIMESTAMPTZ' } as const;
+  return {
+    version: version('@duckdb/node-api'),
+    run: async () => {
+      const staging = `${outPath}.ndjson`;
+      const fd = openSync(staging, 'w');
+      for (const batch of batches()) {
+        const cpu0 = process.cpuUsage();
+        const t0 = performance.now();
+        let text = '';
+        for (const event of batch) text += `${JSON.stringify(event)}\n`;
+        writeSync(fd, text);
+        const cpu = process.cpuUsage(cpu0);
+        generation.cpuUs += cpu.user + cpu.system;
+        generation.wallMs += performance.now() - t0;
+      }
+      closeSync(fd);
+      const instance = await duck.DuckDBInstance.create(':memory:', { threads: '1' });
+      const conn = await instance.connect();
+      const columns = COLUMNS.map(({ name, kind }) => `'${name}': '${sqlType[kind]}'`).join(', ');
+      const q = (path: string) => `'${path.replaceAll("'", "''")}'`;
+      await conn.run(
+        `COPY (SELECT * FROM read_ndjson(${q(staging)}, columns = {${columns}})) TO ${q(outPath)} ` +
+          `(FORMAT parquet, COMPRESSION ${codec}, ROW_GROUP_SIZE ${ROW_GROUP_ROWS})`,
+      );
+      conn.closeSync();
+      instance.closeSync();
+      rmSync(staging);
+    },
+  };
+}
+
 const CANDIDATES: Record<string, () => Writer | Promise<Writer>> = {
   none,
   'hyparquet-writer': hyparquetWriter,
   'parquet-wasm': parquetWasm,
   duckdb,
+  'duckdb-ndjson': duckdbNdjson,
 };
 
 async function main(): Promise<void> {
