@@ -50,6 +50,31 @@ interface RawComponent {
   buckets: number[];
 }
 
+/** A component with nothing counted yet. */
+function emptyComponent(): RawComponent {
+  return {
+    received: 0,
+    sent: new Map(),
+    errors: new Map(),
+    retries: 0,
+    deadLettered: 0,
+    discarded: 0,
+    bufferEvents: 0,
+    bufferBytes: 0,
+    bufferMaxEvents: 0,
+    bufferMaxBytes: 0,
+    dropped: 0,
+    udpBacklogDropped: 0,
+    udpKernelDropped: 0,
+    partialDropped: 0,
+    throttled: 0,
+    pendingAcks: 0,
+    acknowledged: 0,
+    failed: 0,
+    buckets: [],
+  };
+}
+
 interface RawSample {
   at: number;
   components: Map<string, RawComponent>;
@@ -135,27 +160,7 @@ export class PipelineTelemetry {
     const of = (id: string): RawComponent => {
       let c = components.get(id);
       if (!c) {
-        c = {
-          received: 0,
-          sent: new Map(),
-          errors: new Map(),
-          retries: 0,
-          deadLettered: 0,
-          discarded: 0,
-          bufferEvents: 0,
-          bufferBytes: 0,
-          bufferMaxEvents: 0,
-          bufferMaxBytes: 0,
-          dropped: 0,
-          udpBacklogDropped: 0,
-          udpKernelDropped: 0,
-          partialDropped: 0,
-          throttled: 0,
-          pendingAcks: 0,
-          acknowledged: 0,
-          failed: 0,
-          buckets: [],
-        };
+        c = emptyComponent();
         components.set(id, c);
       }
       return c;
@@ -232,32 +237,11 @@ export class PipelineTelemetry {
     };
     const graph = this.source.graph();
     const oldest = this.source.oldestUnsettled();
-    const empty = (): RawComponent => ({
-      received: 0,
-      sent: new Map(),
-      errors: new Map(),
-      retries: 0,
-      deadLettered: 0,
-      discarded: 0,
-      bufferEvents: 0,
-      bufferBytes: 0,
-      bufferMaxEvents: 0,
-      bufferMaxBytes: 0,
-      dropped: 0,
-      udpBacklogDropped: 0,
-      udpKernelDropped: 0,
-      partialDropped: 0,
-      throttled: 0,
-      pendingAcks: 0,
-      acknowledged: 0,
-      failed: 0,
-      buckets: [],
-    });
     const components: ComponentSnapshot[] = [];
     let deadLetterTotal = 0;
     let deadLetterRate = 0;
     for (const g of graph) {
-      const c = now.components.get(g.id) ?? empty();
+      const c = now.components.get(g.id) ?? emptyComponent();
       const p = prev?.components.get(g.id);
       const errors = sum(c.errors);
       const snap: ComponentSnapshot = {
@@ -362,7 +346,7 @@ export class PipelineTelemetry {
     // A throttle's over-budget events are lost unless something reads its `<id>.dropped` output.
     const consumed = new Set(graph.flatMap((g) => g.inputs));
     for (const [id, reach] of reachOf) {
-      const c = now.components.get(id) ?? empty();
+      const c = now.components.get(id) ?? emptyComponent();
       let deadLettered = c.deadLettered;
       const drops: LedgerDrops = {
         buffer_full: 0,

@@ -1,3 +1,7 @@
+import type { AckStatus } from './ack.ts';
+import type { SourceContext } from './component.ts';
+import type { Event } from './event.ts';
+
 /**
  * What a stream source holds: messages delivered to it by the server and handed to the pipeline, not yet settled
  * back (acked, nak-ed, left pending). The count bounds how much more the source may ask for (its backpressure
@@ -18,6 +22,8 @@ export class HeldMessages<T> {
   private readonly keys = new Set<string>();
   private held = 0;
   private waiters: (() => void)[] = [];
+  /** Set by closeWhenReleased(): the source stops, and closes its connection once nothing is held. */
+  private closing: { close: () => Promise<void>; fallback: NodeJS.Timeout; done: boolean } | undefined;
 
   constructor(
     private readonly limit: number,
@@ -62,11 +68,51 @@ export class HeldMessages<T> {
     return this.unsettled.delete(batch);
   }
 
-  /** Gives the batch's room back and wakes a source waiting for it. */
+  /** Gives the batch's room back and wakes a source waiting for it; closes a stopping source that holds no more. */
   release(batch: HeldBatch<T>): void {
     this.held -= batch.count;
     if (this.key !== undefined) for (const item of batch.items) this.keys.delete(this.key(item));
     this.wake();
+    if (this.closing !== undefined && this.held === 0) void this.closeNow();
+  }
+
+  /**
+   * Holds `items` and hands `events` to the pipeline; `settle` gets the batch and its status, once it is known.
+   * Only a stopping pipeline rejects an emit: the batch was not taken, and settles as failed.
+   */
+  async emit(
+    ctx: SourceContext,
+    events: Event[],
+    bytes: number,
+    batch: HeldBatch<T>,
+    settle: (batch: HeldBatch<T>, status: AckStatus) => void,
+  ): Promise<void> {
+    try {
+      await ctx.emit(events, { bytes, onSettled: (status) => settle(batch, status) });
+    } catch (error) {
+      ctx.logger.debug({ err: String(error) }, `source ${ctx.id}: emit rejected`);
+      settle(batch, 'failed');
+    }
+  }
+
+  /**
+   * How a stopping source closes its connection: the settles still to come need it for their acks or commits,
+   * so `close` runs once the last held message is released (at once when none is), or after `graceMs`.
+   */
+  async closeWhenReleased(close: () => Promise<void>, graceMs = 30_000): Promise<void> {
+    if (this.closing !== undefined) return;
+    const fallback = setTimeout(() => void this.closeNow(), graceMs);
+    fallback.unref();
+    this.closing = { close, fallback, done: false };
+    if (this.held === 0) return this.closeNow();
+  }
+
+  private closeNow(): Promise<void> {
+    const closing = this.closing!;
+    if (closing.done) return Promise.resolve();
+    closing.done = true;
+    clearTimeout(closing.fallback);
+    return closing.close();
   }
 
   /** Resolves once there is room, or at once when `signal` aborted (a stopping source). */
@@ -86,37 +132,5 @@ export class HeldMessages<T> {
   /** Wakes every waiter (room was given back, or the source stops). */
   wake(): void {
     for (const resolve of this.waiters.splice(0)) resolve();
-  }
-}
-
-/**
- * How a stopping stream source closes its connection: the settles still to come need it for their acks or
- * commits, so it closes once the last held message is released, or after `graceMs` at the latest.
- */
-export class CloseWhenReleased {
-  private stopping = false;
-  private fallback: NodeJS.Timeout | undefined;
-
-  constructor(
-    private readonly close: () => Promise<void>,
-    private readonly graceMs = 30_000,
-  ) {}
-
-  /** At stop(), with the number of messages held then: closes at once when none. */
-  async stop(held: number): Promise<void> {
-    this.stopping = true;
-    if (held === 0) return this.closeNow();
-    this.fallback = setTimeout(() => void this.closeNow(), this.graceMs);
-    this.fallback.unref();
-  }
-
-  /** After a release, with the number still held: closes once a stopping source holds none. */
-  released(held: number): void {
-    if (this.stopping && held === 0) void this.closeNow();
-  }
-
-  private closeNow(): Promise<void> {
-    clearTimeout(this.fallback);
-    return this.close();
   }
 }

@@ -4,7 +4,7 @@ import type { AckStatus } from '../core/ack.ts';
 import { defineSource, type Source, type SourceContext } from '../core/component.ts';
 import { FluxoError } from '../core/errors.ts';
 import type { Event } from '../core/event.ts';
-import { CloseWhenReleased, type HeldBatch, HeldMessages } from '../core/held-messages.ts';
+import { type HeldBatch, HeldMessages } from '../core/held-messages.ts';
 import { lazyImport } from '../core/lazy-import.ts';
 import {
   describeKafkaError,
@@ -121,7 +121,6 @@ export class KafkaSource implements Source {
   private committing: Promise<void> = Promise.resolve();
   /** A batch failed while running: the stream is reopened at the committed offsets to read it again. */
   private reopen = false;
-  private readonly closer = new CloseWhenReleased(() => this.close());
   private closing: Promise<void> | undefined;
   private readonly committedTotal;
   private readonly malformed;
@@ -182,7 +181,7 @@ export class KafkaSource implements Source {
     void this.stream?.close().catch(() => {});
     await this.loop;
     // Settles still to come need the group membership for their commits; it ends when the last one came.
-    await this.closer.stop(this.held.count);
+    await this.held.closeWhenReleased(() => this.close());
   }
 
   private async run(): Promise<void> {
@@ -310,13 +309,7 @@ export class KafkaSource implements Source {
     const held = this.held.hold(ranges, taken);
     // Only dead letters: nothing waits in the pipeline, the offsets are done.
     if (events.length === 0) return this.settle(held, 'delivered');
-    try {
-      await this.ctx.emit(events, { bytes, onSettled: (status) => this.settle(held, status) });
-    } catch (error) {
-      // Only a stopping pipeline rejects: the batch was not taken.
-      this.ctx.logger.debug({ err: String(error) }, 'kafka source: emit rejected');
-      this.settle(held, 'failed');
-    }
+    await this.held.emit(this.ctx, events, bytes, held, (batch, status) => this.settle(batch, status));
   }
 
   private settle(held: HeldBatch<[PartitionOffsets, OffsetRange]>, status: AckStatus): void {
@@ -324,7 +317,6 @@ export class KafkaSource implements Source {
     for (const [track, range] of held.items) track.settle(range, status === 'delivered');
     if (status !== 'delivered' && !this.abort.signal.aborted) this.reopen = true;
     this.held.release(held);
-    this.closer.released(this.held.count);
   }
 
   /** The partitions the group gave this member in its current generation. */

@@ -4,7 +4,7 @@ import { z } from 'zod';
 import type { AckStatus } from '../core/ack.ts';
 import { defineSource, type Source, type SourceContext } from '../core/component.ts';
 import type { Event } from '../core/event.ts';
-import { CloseWhenReleased, type HeldBatch, HeldMessages } from '../core/held-messages.ts';
+import { type HeldBatch, HeldMessages } from '../core/held-messages.ts';
 import { lazyImport } from '../core/lazy-import.ts';
 import { connectError, natsConnectionOptions, natsConnectionShape } from '../core/net/nats-connection.ts';
 import { RateLimitedWarnings } from '../core/rate-limited-warnings.ts';
@@ -122,7 +122,6 @@ export class NatsSource implements Source {
   private heartbeat: NodeJS.Timeout | undefined;
   /** When the last pull request expires on the server. */
   private pullEndsAt = 0;
-  private readonly closer = new CloseWhenReleased(() => this.close());
   private closing: Promise<void> | undefined;
   private readonly acked;
   private readonly nacked;
@@ -172,7 +171,7 @@ export class NatsSource implements Source {
     this.held.wake();
     await this.loop;
     // Settles still to come need the connection for their acks; it closes when the last one came.
-    await this.closer.stop(this.held.count);
+    await this.held.closeWhenReleased(() => this.close());
   }
 
   private async run(): Promise<void> {
@@ -270,13 +269,7 @@ export class NatsSource implements Source {
     }
     if (events.length === 0) return;
     const held = this.held.hold(taken);
-    try {
-      await this.ctx.emit(events, { bytes, onSettled: (status) => this.settle(held, status) });
-    } catch (error) {
-      // Only a stopping pipeline rejects: the batch was not taken.
-      this.ctx.logger.debug({ err: String(error) }, 'nats source: emit rejected');
-      this.settle(held, 'failed');
-    }
+    await this.held.emit(this.ctx, events, bytes, held, (batch, status) => this.settle(batch, status));
   }
 
   private settle(held: HeldBatch<JsMsg>, status: AckStatus): void {
@@ -290,7 +283,6 @@ export class NatsSource implements Source {
       this.nacked.inc(held.items.length);
     }
     this.held.release(held);
-    this.closer.released(this.held.count);
   }
 
   /**

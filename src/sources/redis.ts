@@ -3,7 +3,7 @@ import type { AckStatus } from '../core/ack.ts';
 import { defineSource, type Source, type SourceContext } from '../core/component.ts';
 import { FluxoError } from '../core/errors.ts';
 import { type Event, HOSTNAME } from '../core/event.ts';
-import { CloseWhenReleased, type HeldBatch, HeldMessages } from '../core/held-messages.ts';
+import { type HeldBatch, HeldMessages } from '../core/held-messages.ts';
 import { closeRedis, connectRedis, describeRedisError } from '../core/net/redis-connection.ts';
 import { RateLimitedWarnings } from '../core/rate-limited-warnings.ts';
 import { backoffDelay, sleep } from '../core/retry.ts';
@@ -35,7 +35,6 @@ export class RedisSource implements Source {
   private reader: RedisClientType | undefined;
   private loop: Promise<void> | undefined;
   private refresh: NodeJS.Timeout | undefined;
-  private readonly closer = new CloseWhenReleased(() => this.close());
   private closing: Promise<void> | undefined;
   private nextClaimAt = 0;
   /** While a re-read of own pending entries is in flight: the ids acknowledged meanwhile. */
@@ -100,7 +99,7 @@ export class RedisSource implements Source {
     this.reader?.destroy();
     this.held.wake();
     await this.loop;
-    await this.closer.stop(this.held.count);
+    await this.held.closeWhenReleased(() => this.close());
   }
 
   private async run(): Promise<void> {
@@ -232,12 +231,7 @@ export class RedisSource implements Source {
     if (done.length > 0) void this.ack(done);
     if (events.length === 0) return;
     const held = this.held.hold(ids);
-    try {
-      await this.ctx.emit(events, { bytes, onSettled: (status) => this.settle(held, status) });
-    } catch (error) {
-      this.ctx.logger.debug({ err: String(error) }, 'redis source: emit rejected');
-      this.settle(held, 'failed');
-    }
+    await this.held.emit(this.ctx, events, bytes, held, (batch, status) => this.settle(batch, status));
   }
 
   private settle(held: HeldBatch<string>, status: AckStatus): void {
@@ -245,7 +239,6 @@ export class RedisSource implements Source {
     const release = () => {
       if (this.releasedDuringRead !== undefined) for (const id of held.items) this.releasedDuringRead.add(id);
       this.held.release(held);
-      this.closer.released(this.held.count);
     };
     // Held until the XACK is answered: a re-read over the other connection meanwhile would still see them
     // pending. A failed batch stays pending: re-read at the next start, or claimed after claim_idle.

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { CloseWhenReleased, HeldMessages } from '../../src/core/held-messages.ts';
+import { HeldMessages } from '../../src/core/held-messages.ts';
 import { settledWithin } from '../../src/core/retry.ts';
 
 describe('HeldMessages', () => {
@@ -39,38 +39,63 @@ describe('HeldMessages', () => {
   });
 });
 
-describe('CloseWhenReleased', () => {
+describe('HeldMessages.closeWhenReleased', () => {
   it('closes at stop when nothing is held, else once the last held message is released, once', async () => {
     let closes = 0;
-    const idle = new CloseWhenReleased(async () => {
+    const idle = new HeldMessages<string>(10);
+    await idle.closeWhenReleased(async () => {
       closes++;
     });
-    await idle.stop(0);
     assert.equal(closes, 1);
 
     closes = 0;
-    const busy = new CloseWhenReleased(async () => {
+    const busy = new HeldMessages<string>(10);
+    const early = busy.hold(['a']);
+    busy.release(early);
+    assert.equal(closes, 0, 'not stopping: a release does not close');
+    const a = busy.hold(['a', 'b']);
+    const b = busy.hold(['c']);
+    await busy.closeWhenReleased(async () => {
       closes++;
     });
-    busy.released(0);
-    assert.equal(closes, 0, 'not stopping: a release does not close');
-    await busy.stop(3);
     assert.equal(closes, 0, 'held messages still need the connection');
-    busy.released(1);
+    busy.release(a);
     assert.equal(closes, 0);
-    busy.released(0);
+    busy.release(b);
     assert.equal(closes, 1);
+    busy.release(busy.hold(['d']));
+    assert.equal(closes, 1, 'closed once');
   });
 
   it('closes after its grace period when held messages never settle', async () => {
     let closed = false;
-    const closer = new CloseWhenReleased(async () => {
+    const held = new HeldMessages<string>(10);
+    held.hold(['a', 'b']);
+    await held.closeWhenReleased(async () => {
       closed = true;
     }, 20);
-    await closer.stop(5);
     assert.equal(closed, false);
     await new Promise((r) => setTimeout(r, 60));
     assert.equal(closed, true);
+  });
+});
+
+describe('HeldMessages.emit', () => {
+  it("settles the batch with the pipeline's status, and as failed when a stopping pipeline rejects the emit", async () => {
+    const held = new HeldMessages<string>(10);
+    const settled: string[] = [];
+    const logger = { debug: () => {} };
+    const accepting = {
+      id: 'src',
+      logger,
+      emit: async (_events: unknown[], options: { onSettled: (s: 'delivered' | 'failed') => void }) =>
+        options.onSettled('delivered'),
+    };
+    const stopping = { id: 'src', logger, emit: async () => Promise.reject(new Error('pipeline stopping')) };
+    const settle = (batch: { items: readonly string[] }, status: string) => settled.push(`${batch.items}:${status}`);
+    await held.emit(accepting as never, [{}], 10, held.hold(['a']), settle);
+    await held.emit(stopping as never, [{}], 10, held.hold(['b']), settle);
+    assert.deepEqual(settled, ['a:delivered', 'b:failed']);
   });
 });
 

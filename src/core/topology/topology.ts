@@ -6,6 +6,7 @@ import { FluxoError } from '../errors.ts';
 import { type Event, estimateEventBytes } from '../event.ts';
 import type { PipelineMetrics } from '../metrics.ts';
 import { type ComponentRegistry, type ComponentSpec, DEAD_LETTER_ID, type PipelineConfig } from '../pipeline-config.ts';
+import { settledWithin } from '../retry.ts';
 import { errorMessage } from '../sink/runner.ts';
 import { type BuildEnvironment, type BuiltNodes, buildNodes } from './build.ts';
 import { DeadLetterOutput } from './dead-letter.ts';
@@ -296,7 +297,7 @@ export class Topology {
           this.logger.error({ component: n.spec.id, err: errorMessage(error) }, 'source failed to stop cleanly');
         });
         // A source blocked on backpressure cannot finish before the sinks drain; do not wait past the deadline.
-        await Promise.race([stopped, delay(Math.max(0, deadline - Date.now()))]);
+        await settledWithin(stopped, Math.max(0, deadline - Date.now()));
       }),
     );
   }
@@ -311,8 +312,4 @@ export class Topology {
     }
     return drained;
   }
-}
-
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms).unref());
 }
