@@ -89,3 +89,38 @@ export async function manualIntoSink(
     });
   return { ...p, lines, emit, settled };
 }
+
+/**
+ * The real source `in` (`source`: its whole config) → a controlled sink `out` with fast retries, and a
+ * controlled sink `dead` on the dead letter output; started, stopped after the test unless stop() stopped it.
+ * `out()` is the sink's handle, `dead()` what was dead-lettered, `lines` what the pipeline logged.
+ */
+export async function sourceIntoControlledSinks(
+  t: { after: (fn: () => unknown) => void },
+  source: Record<string, unknown>,
+  definitions: readonly ComponentDefinition[],
+  dataDir: string,
+) {
+  const { logger, lines } = recordingLogger('info');
+  const config = {
+    sources: { in: source },
+    sinks: {
+      out: { type: 'controlled', inputs: ['in'], retry: { initial_backoff: '20ms', max_backoff: '200ms' } },
+      dead: { type: 'controlled', inputs: ['dead_letter'] },
+    },
+  };
+  const p = testPipeline(stringify(config), dataDir, definitions, logger);
+  let stopped = false;
+  t.after(() => (stopped ? undefined : p.topology.stop(2000)));
+  await p.topology.start();
+  return {
+    ...p,
+    lines,
+    out: () => p.sink('out'),
+    dead: () => p.sink('dead').written,
+    stop: async (ms = 2000) => {
+      stopped = true;
+      return p.topology.stop(ms);
+    },
+  };
+}

@@ -1,13 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, it, type TestContext } from 'node:test';
 import type { Consumer as KafkaConsumer, Producer as KafkaProducer } from '@platformatic/kafka';
-import { stringify } from 'yaml';
 import type { Event } from '../../src/core/event.ts';
 import { PartitionOffsets } from '../../src/sources/kafka/offsets.ts';
 import { kafkaSource } from '../../src/sources/kafka.ts';
-import { recordingLogger, tempDir } from '../helpers/context.ts';
+import { tempDir } from '../helpers/context.ts';
 import { checkSequence } from '../helpers/fluxo-process.ts';
-import { testPipeline, until } from '../helpers/pipeline.ts';
+import { sourceIntoControlledSinks, until } from '../helpers/pipeline.ts';
 import { type KafkaMockCluster, startKafkaMock } from '../helpers/servers/kafka.ts';
 
 const TOPIC = 'logs';
@@ -60,42 +59,20 @@ async function committed(t: TestContext, k: KafkaMockCluster, group: string): Pr
 async function pipeline(t: TestContext, k: KafkaMockCluster, options: Record<string, unknown> = {}) {
   // Loaded before the pipeline starts, so the waits below never include the client's load time.
   await import('@platformatic/kafka');
-  const { logger, lines } = recordingLogger('info');
-  const config = {
-    sources: {
-      in: {
-        type: 'kafka',
-        bootstrap_servers: k.bootstrap,
-        topics: [TOPIC],
-        group_id: 'agg',
-        commit_interval: '100ms',
-        fetch_max_wait: '100ms',
-        heartbeat_interval: '200ms',
-        session_timeout: '6s',
-        rebalance_timeout: '6s',
-        batch_size: 50,
-        ...options,
-      },
-    },
-    sinks: {
-      out: { type: 'controlled', inputs: ['in'], retry: { initial_backoff: '20ms', max_backoff: '200ms' } },
-      dead: { type: 'controlled', inputs: ['dead_letter'] },
-    },
+  const source = {
+    type: 'kafka',
+    bootstrap_servers: k.bootstrap,
+    topics: [TOPIC],
+    group_id: 'agg',
+    commit_interval: '100ms',
+    fetch_max_wait: '100ms',
+    heartbeat_interval: '200ms',
+    session_timeout: '6s',
+    rebalance_timeout: '6s',
+    batch_size: 50,
+    ...options,
   };
-  const p = testPipeline(stringify(config), tempDir(t, 'fluxo-kafka-src-'), [kafkaSource], logger);
-  let stopped = false;
-  t.after(() => (stopped ? undefined : p.topology.stop(2000)));
-  await p.topology.start();
-  return {
-    ...p,
-    lines,
-    out: () => p.sink('out'),
-    dead: () => p.sink('dead').written,
-    stop: async (ms = 2000) => {
-      stopped = true;
-      return p.topology.stop(ms);
-    },
-  };
+  return sourceIntoControlledSinks(t, source, [kafkaSource], tempDir(t, 'fluxo-kafka-src-'));
 }
 
 /** Polls an asynchronous check (until() takes synchronous ones). */

@@ -2,12 +2,11 @@ import assert from 'node:assert/strict';
 import { describe, it, type TestContext } from 'node:test';
 import { type JetStreamClient, type JetStreamManager, jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { stringify } from 'yaml';
 import type { Event } from '../../src/core/event.ts';
 import { natsSource } from '../../src/sources/nats.ts';
-import { recordingLogger, tempDir } from '../helpers/context.ts';
+import { tempDir } from '../helpers/context.ts';
 import { checkSequence } from '../helpers/fluxo-process.ts';
-import { testPipeline, until } from '../helpers/pipeline.ts';
+import { sourceIntoControlledSinks, until } from '../helpers/pipeline.ts';
 import { type NatsServer, startNatsServer } from '../helpers/servers/nats.ts';
 
 async function server(t: TestContext): Promise<NatsServer> {
@@ -42,28 +41,12 @@ async function client(t: TestContext, url: string, stream = 'LOGS') {
 
 /** A Topology with the nats source `in`, a controlled sink `out` and a controlled sink on dead_letter. */
 async function pipeline(t: TestContext, options: Record<string, unknown>, dataDir = tempDir(t, 'fluxo-nats-src-')) {
-  const { logger, lines } = recordingLogger('info');
-  const config = {
-    sources: { in: { type: 'nats', stream: 'LOGS', durable: 'agg', batch_size: 50, fetch_wait: '1s', ...options } },
-    sinks: {
-      out: { type: 'controlled', inputs: ['in'], retry: { initial_backoff: '20ms', max_backoff: '200ms' } },
-      dead: { type: 'controlled', inputs: ['dead_letter'] },
-    },
-  };
-  const p = testPipeline(stringify(config), dataDir, [natsSource], logger);
-  let stopped = false;
-  t.after(() => (stopped ? undefined : p.topology.stop(2000)));
-  await p.topology.start();
-  return {
-    ...p,
-    lines,
-    out: () => p.sink('out'),
-    dead: () => p.sink('dead').written,
-    stop: async (ms = 2000) => {
-      stopped = true;
-      return p.topology.stop(ms);
-    },
-  };
+  return sourceIntoControlledSinks(
+    t,
+    { type: 'nats', stream: 'LOGS', durable: 'agg', batch_size: 50, fetch_wait: '1s', ...options },
+    [natsSource],
+    dataDir,
+  );
 }
 
 const numbers = (events: Event[]) => events.map((e) => e.n as number);

@@ -1,11 +1,10 @@
 import assert from 'node:assert/strict';
 import { describe, it, type TestContext } from 'node:test';
-import { stringify } from 'yaml';
 import type { Event } from '../../src/core/event.ts';
 import { redisSource } from '../../src/sources/redis.ts';
-import { recordingLogger, tempDir } from '../helpers/context.ts';
+import { tempDir } from '../helpers/context.ts';
 import { checkSequence } from '../helpers/fluxo-process.ts';
-import { testPipeline, until } from '../helpers/pipeline.ts';
+import { sourceIntoControlledSinks, until } from '../helpers/pipeline.ts';
 import { type RedisServer, startRedis } from '../helpers/servers/redis.ts';
 
 async function server(t: TestContext, appendonly = false): Promise<RedisServer> {
@@ -36,28 +35,12 @@ async function pending(redis: RedisServer, group = 'agg', key = 'logs'): Promise
 }
 
 async function pipeline(t: TestContext, options: Record<string, unknown>, dataDir = tempDir(t, 'fluxo-redis-src-')) {
-  const { logger, lines } = recordingLogger('info');
-  const config = {
-    sources: { in: { type: 'redis', key: 'logs', group: 'agg', consumer: 'c1', block: '200ms', ...options } },
-    sinks: {
-      out: { type: 'controlled', inputs: ['in'], retry: { initial_backoff: '20ms', max_backoff: '200ms' } },
-      dead: { type: 'controlled', inputs: ['dead_letter'] },
-    },
-  };
-  const p = testPipeline(stringify(config), dataDir, [redisSource], logger);
-  let stopped = false;
-  t.after(() => (stopped ? undefined : p.topology.stop(2000)));
-  await p.topology.start();
-  return {
-    ...p,
-    lines,
-    out: () => p.sink('out'),
-    dead: () => p.sink('dead').written,
-    stop: async (ms = 2000) => {
-      stopped = true;
-      return p.topology.stop(ms);
-    },
-  };
+  return sourceIntoControlledSinks(
+    t,
+    { type: 'redis', key: 'logs', group: 'agg', consumer: 'c1', block: '200ms', ...options },
+    [redisSource],
+    dataDir,
+  );
 }
 
 const numbers = (events: Event[]) => events.map((e) => e.n as number);

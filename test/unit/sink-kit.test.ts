@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { gunzipSync } from 'node:zlib';
+import type { Logger } from 'pino';
 import { z } from 'zod';
 import { MemoryBuffer } from '../../src/buffers/memory.ts';
 import { Acknowledgement } from '../../src/core/ack.ts';
@@ -326,6 +327,37 @@ describe('sink kit: encoding and compression', () => {
   });
 });
 
+/**
+ * A SinkRunner for `out` over `buffer`: one batch of up to 100 events at a time, no deadline per attempt,
+ * retrying forever with 1–2 ms backoff, a repeated failure logged every 200 ms; nothing may be dead-lettered.
+ */
+function retryingRunner(
+  sink: Sink,
+  buffer: MemoryBuffer,
+  ctx: ReturnType<typeof componentContext>,
+  logger: Logger,
+  healthcheck: boolean,
+): SinkRunner {
+  return new SinkRunner(
+    'out',
+    sink,
+    buffer,
+    {
+      batchMaxEvents: 100,
+      batchMaxBytes: 1e9,
+      batchTimeoutMs: 0,
+      timeoutMs: 0,
+      healthcheck,
+      concurrency: 1,
+      retry: { initialBackoffMs: 1, maxBackoffMs: 2, maxAttempts: 0 },
+      failureLogEveryMs: 200,
+    },
+    ctx.metrics,
+    logger,
+    () => assert.fail('nothing is dead-lettered'),
+  );
+}
+
 describe('sink kit: a write that keeps failing the same way', () => {
   it('is logged rate-limited with its attempt count and error, counted in fluxo_sink_retries_total, and does not hold shutdown', async () => {
     const { logger, lines } = recordingLogger('warn');
@@ -339,24 +371,7 @@ describe('sink kit: a write that keeps failing the same way', () => {
       },
       async stop() {},
     };
-    const runner = new SinkRunner(
-      'out',
-      sink,
-      buffer,
-      {
-        batchMaxEvents: 100,
-        batchMaxBytes: 1e9,
-        batchTimeoutMs: 0,
-        timeoutMs: 0,
-        healthcheck: false,
-        concurrency: 1,
-        retry: { initialBackoffMs: 1, maxBackoffMs: 2, maxAttempts: 0 },
-        failureLogEveryMs: 200,
-      },
-      ctx.metrics,
-      logger,
-      () => assert.fail('nothing is dead-lettered'),
-    );
+    const runner = retryingRunner(sink, buffer, ctx, logger, false);
     const statuses: string[] = [];
     buffer.push({ events: numbered(1, 3), ack: new Acknowledgement((s) => statuses.push(s)), bytes: 300 });
     runner.start();
@@ -399,24 +414,7 @@ describe('sink kit: a connect or healthcheck that never answers', () => {
         },
         async stop() {},
       };
-      const runner = new SinkRunner(
-        'out',
-        sink,
-        buffer,
-        {
-          batchMaxEvents: 100,
-          batchMaxBytes: 1e9,
-          batchTimeoutMs: 0,
-          timeoutMs: 0,
-          healthcheck: stuck === 'healthcheck',
-          concurrency: 1,
-          retry: { initialBackoffMs: 1, maxBackoffMs: 2, maxAttempts: 0 },
-          failureLogEveryMs: 200,
-        },
-        ctx.metrics,
-        testLogger(),
-        () => assert.fail('nothing is dead-lettered'),
-      );
+      const runner = retryingRunner(sink, buffer, ctx, testLogger(), stuck === 'healthcheck');
       const statuses: string[] = [];
       buffer.push({ events: numbered(1, 3), ack: new Acknowledgement((s) => statuses.push(s)), bytes: 300 });
       runner.start();
