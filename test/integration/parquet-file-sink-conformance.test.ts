@@ -1,9 +1,10 @@
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { fileSink } from '../../src/sinks/file.ts';
 import { type Destination, type SinkHarness, sinkConformance } from '../helpers/sink-conformance.ts';
+import { filesUnder, partitionBlockers } from './fixtures/sink-harnesses.ts';
 
 /**
  * The `_id`s of sealed Parquet files, read by DuckDB in a child process: Destination.received() is synchronous.
@@ -31,22 +32,6 @@ function readSealed(files: string[]): void {
   for (const [f, ids] of Object.entries(JSON.parse(text) as Record<string, string[]>)) sealedIds.set(f, ids);
 }
 
-function filesUnder(dir: string): string[] {
-  const out: string[] = [];
-  let entries: string[];
-  try {
-    entries = readdirSync(dir);
-  } catch {
-    return out;
-  }
-  for (const name of entries) {
-    const path = join(dir, name);
-    if (statSync(path).isDirectory()) out.push(...filesUnder(path));
-    else out.push(path);
-  }
-  return out;
-}
-
 /**
  * The Parquet file sink on the local disk: an acknowledged event is in a staging file (NDJSON, fsync'd) or,
  * once it rolled, in a sealed Parquet file; received() reads both. A plain file where a partition's directory
@@ -62,9 +47,7 @@ const parquetFileHarness: SinkHarness = {
   async destination(_t: TestContext, { down, dataDir }): Promise<Destination> {
     const out = join(dataDir, 'out');
     mkdirSync(out, { recursive: true });
-    const blocker = join(out, 'hour=03');
-    if (down) writeFileSync(blocker, 'not a directory');
-    const lateBlocker = join(out, 'hour=04');
+    const blockers = partitionBlockers(out, down);
     return {
       options: {
         path: `${out}/hour=%H/part.parquet`,
@@ -74,7 +57,7 @@ const parquetFileHarness: SinkHarness = {
       },
       received: () => {
         const ids: string[] = [];
-        const files = filesUnder(out).filter((f) => f !== blocker && f !== lateBlocker);
+        const files = filesUnder(out).filter((f) => !blockers.isBlocker(f));
         const sealed = files.filter((f) => f.endsWith('.parquet'));
         readSealed(sealed);
         for (const f of sealed) ids.push(...sealedIds.get(f)!);
@@ -85,19 +68,8 @@ const parquetFileHarness: SinkHarness = {
         }
         return ids;
       },
-      up: async () => rmSync(blocker, { force: true }),
-      partial: {
-        events: Array.from({ length: 6 }, (_, i) => ({
-          _id: `p-${1 + i}`,
-          message: `partial ${1 + i}`,
-          timestamp: new Date(Date.UTC(2026, 11, 2, i < 3 ? 3 : 4, 0, 0, i)).toISOString(),
-        })),
-        answered: ['p-1', 'p-2', 'p-3'],
-        arm: () => {
-          writeFileSync(lateBlocker, 'not a directory');
-          setTimeout(() => rmSync(lateBlocker, { force: true }), 100).unref();
-        },
-      },
+      up: blockers.up,
+      partial: blockers.partial,
     };
   },
 };

@@ -1,10 +1,11 @@
-import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { after, type TestContext } from 'node:test';
 import { fileSinkOptions, fileSinkOptionsShape, stagedFileSink } from '../../src/sinks/file.ts';
 import { s3Sink } from '../../src/sinks/s3.ts';
 import { type S3Server, startS3Server } from '../helpers/servers/s3.ts';
 import { type Destination, type SinkHarness, sinkConformance } from '../helpers/sink-conformance.ts';
+import { filesUnder, idsOfLines, partitionBlockers } from './fixtures/sink-harnesses.ts';
 
 /**
  * One Swift for every check of this file (a bucket each): starting one per check costs 3–15 s on a busy 2-core
@@ -23,29 +24,6 @@ function sharedServer(t: TestContext): Promise<S3Server | undefined> {
     skip: (m?: string) => t.skip(m),
   } as never);
   return shared;
-}
-
-function filesUnder(dir: string): string[] {
-  const out: string[] = [];
-  let names: string[];
-  try {
-    names = readdirSync(dir);
-  } catch {
-    return out;
-  }
-  for (const name of names) {
-    const path = join(dir, name);
-    if (statSync(path).isDirectory()) out.push(...filesUnder(path));
-    else out.push(path);
-  }
-  return out;
-}
-
-function idsOfLines(text: string): string[] {
-  return text
-    .split('\n')
-    .filter((l) => l !== '')
-    .map((l) => (JSON.parse(l) as { _id: string })._id);
 }
 
 /**
@@ -70,10 +48,7 @@ const s3Harness: SinkHarness = {
     await s3.createBucket(bucket);
     const root = join(dataDir, 'sinks', 'out');
     mkdirSync(root, { recursive: true });
-    // The conformance events are at 03:00 UTC; a file where their partition goes keeps it from being created.
-    const blocker = join(root, 'hour=03');
-    if (down) writeFileSync(blocker, 'not a directory');
-    const lateBlocker = join(root, 'hour=04');
+    const blockers = partitionBlockers(root, down);
     return {
       options: {
         bucket,
@@ -95,7 +70,7 @@ const s3Harness: SinkHarness = {
           ids.push(...idsOfLines(data.toString('utf8')));
         }
         for (const f of filesUnder(root)) {
-          if (f === blocker || f === lateBlocker) continue;
+          if (blockers.isBlocker(f)) continue;
           const staged = /^\.(.+)\.[0-9a-f]{8}\.inprogress$/.exec(basename(f));
           const relative = f.slice(root.length + 1);
           const key = staged ? join(relative.slice(0, relative.length - basename(f).length), staged[1]!) : relative;
@@ -104,19 +79,8 @@ const s3Harness: SinkHarness = {
         }
         return ids;
       },
-      up: async () => rmSync(blocker, { force: true }),
-      partial: {
-        events: Array.from({ length: 6 }, (_, i) => ({
-          _id: `p-${1 + i}`,
-          message: `partial ${1 + i}`,
-          timestamp: new Date(Date.UTC(2026, 11, 2, i < 3 ? 3 : 4, 0, 0, i)).toISOString(),
-        })),
-        answered: ['p-1', 'p-2', 'p-3'],
-        arm: () => {
-          writeFileSync(lateBlocker, 'not a directory');
-          setTimeout(() => rmSync(lateBlocker, { force: true }), 100).unref();
-        },
-      },
+      up: blockers.up,
+      partial: blockers.partial,
     };
   },
 };
