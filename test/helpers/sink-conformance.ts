@@ -20,6 +20,22 @@ export const CHECKS = [
 export type Check = (typeof CHECKS)[number];
 
 /** One real destination, started for one test. */
+/**
+ * Six events for the partial-answer check, three at 03:00 UTC and three at 04:00 (two partitions, subjects or
+ * topics when the destination's name is templated by the hour), with the three a destination that fails the
+ * 04 part answers for.
+ */
+export function partialEvents(): { events: Event[]; answered: string[] } {
+  return {
+    events: Array.from({ length: 6 }, (_, i) => ({
+      _id: `p-${1 + i}`,
+      message: `partial ${1 + i}`,
+      timestamp: new Date(Date.UTC(2026, 11, 2, i < 3 ? 3 : 4, 0, 0, i)).toISOString(),
+    })),
+    answered: ['p-1', 'p-2', 'p-3'],
+  };
+}
+
 export interface Destination {
   /** The sink's options (as in a config) that point at this destination. */
   readonly options: Record<string, unknown>;
