@@ -4,6 +4,7 @@
 // output. The compiled tree starts faster and takes ~30 MiB less memory: tsx compiles in a loader thread.
 // FLUXO_FROM_SOURCE=1 forces the sources.
 import { readdirSync, statSync } from 'node:fs';
+import module from 'node:module';
 import { setFlagsFromString } from 'node:v8';
 
 // Start-up allocates ~15 MiB (modules, option schemas) that outlive it; on that survival V8 doubles the young
@@ -38,6 +39,11 @@ function compiledIsFresh() {
 }
 
 if (compiledIsFresh()) {
+  // Node >= 22.1 keeps V8's compiled code of the bundle on disk (os.tmpdir()/node-compile-cache, keyed by the
+  // file's content and the Node version), so every start after the first skips compiling it: 570 -> 450 ms of
+  // CPU to ready on Node 26 (docs/benchmarks.md). Off with NODE_DISABLE_COMPILE_CACHE=1; Node 20 has no cache.
+  // A cache directory that cannot be written only leaves the cache off (the call reports it, never throws).
+  module.enableCompileCache?.();
   await import('../dist/cli/main.js');
 } else {
   const { register } = await import('tsx/esm/api');

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import module from 'node:module';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -28,6 +29,38 @@ describe('fluxo CLI', () => {
     const r = fluxo(['--version']);
     assert.equal(r.code, 0);
     assert.equal(r.stdout.trim(), pkg.version);
+  });
+
+  it('the compiled bundle fills Node’s compile cache where Node has one (≥ 22.1), so the next start skips compiling', (t) => {
+    const built = statSync(join(ROOT, 'dist/.built'), { throwIfNoEntry: false });
+    if (
+      !built ||
+      readdirSync(join(ROOT, 'src'), { recursive: true }).some(
+        (f) => statSync(join(ROOT, 'src', String(f))).mtimeMs > built.mtimeMs,
+      )
+    ) {
+      const message = 'dist/ is older than src/ (run npm run build): bin/fluxo.js runs the sources';
+      if (process.env.CI === 'true') throw new Error(message);
+      t.skip(message);
+      return;
+    }
+    // Where enableCompileCache() puts it by default: os.tmpdir(), which TMPDIR moves. NODE_COMPILE_CACHE would
+    // turn the cache on by itself, so it is not set: only bin/fluxo.js can have made this directory.
+    const tmp = tempDir(t);
+    const cache = join(tmp, 'node-compile-cache');
+    const { NODE_COMPILE_CACHE: _, ...env } = process.env;
+    const run = () =>
+      spawnSync(process.execPath, [BIN, '--version'], { encoding: 'utf8', env: { ...env, TMPDIR: tmp } });
+    assert.equal(run().status, 0);
+    const hasCache = typeof (module as { enableCompileCache?: unknown }).enableCompileCache === 'function';
+    const files = existsSync(cache) ? readdirSync(cache, { recursive: true }) : [];
+    if (hasCache)
+      assert.ok(
+        files.length > 0,
+        `Node ${process.version} has a compile cache: ${cache} should hold the bundle's code`,
+      );
+    else assert.deepEqual(files, [], `Node ${process.version} has no compile cache`);
+    assert.equal(run().status, 0, 'a start from the cache works');
   });
 
   it('--help lists the commands and examples', () => {
