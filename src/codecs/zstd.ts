@@ -1,7 +1,7 @@
 import * as zlib from 'node:zlib';
 
 /**
- * zstd for formats that carry it (Parquet pages): node:zlib's where Node has it (≥ 22.15), else the
+ * zstd for formats that carry it (Parquet pages, Kafka record batches): node:zlib's where Node has it (≥ 22.15), else the
  * WebAssembly build of the reference library (Node 20), loaded on first use and once.
  */
 
@@ -14,9 +14,6 @@ interface ZstdZlib {
   zstdDecompressSync?: (input: Uint8Array) => Buffer;
 }
 const native = zlib as unknown as ZstdZlib;
-
-/** Whether this Node's node:zlib has zstd (22.15 / 23.8 and later), which some clients use directly. */
-export const nodeHasZstd = typeof native.zstdCompressSync === 'function';
 
 let wasm: Promise<typeof import('@bokuweb/zstd-wasm')> | undefined;
 const loadWasm = () => {
@@ -37,6 +34,43 @@ export async function zstdCompressor(level: number): Promise<Compress> {
   }
   const lib = await loadWasm();
   return (input) => lib.compress(input, level);
+}
+
+/** Largest frame of unknown content size decompressed (the buffer doubles from 1 MiB up to it). */
+const MAX_UNKNOWN_SIZE = 256 * 1024 * 1024;
+
+/**
+ * One-shot zstd for a caller that cannot wait (a synchronous codec table), at `level`; decompression takes frames
+ * with or without their content size (streaming compressors, librdkafka's among them, may leave it out).
+ * node:zlib's where Node has it, else the WebAssembly build, loaded here.
+ */
+export async function zstdCodec(
+  level: number,
+): Promise<{ compress: Compress; decompress: (input: Uint8Array) => Uint8Array }> {
+  const compress = await zstdCompressor(level);
+  const nodeDecompress = native.zstdDecompressSync;
+  if (nodeDecompress !== undefined) return { compress, decompress: (input) => nodeDecompress(input) };
+  const lib = await loadWasm();
+  const decompress = (input: Uint8Array): Uint8Array => {
+    for (let size = Math.max(1 << 20, input.length * 8); ; size *= 2) {
+      try {
+        return lib.decompress(input, { defaultHeapSize: size });
+      } catch (error) {
+        // A frame that says its size was given that much room: its failure is the frame's.
+        if (size >= MAX_UNKNOWN_SIZE || frameContentSizeKnown(input)) throw error;
+      }
+    }
+  };
+  return { compress, decompress };
+}
+
+/** Whether a zstd frame header carries the frame's content size (RFC 8878, 3.1.1.1.1). */
+function frameContentSizeKnown(frame: Uint8Array): boolean {
+  if (frame.length < 5) return false;
+  const descriptor = frame[4]!;
+  const sizeFlag = descriptor >> 6;
+  const singleSegment = (descriptor >> 5) & 1;
+  return sizeFlag !== 0 || singleSegment === 1;
 }
 
 export async function zstdDecompressor(): Promise<Decompress> {

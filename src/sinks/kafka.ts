@@ -1,25 +1,21 @@
 import type { Producer } from '@platformatic/kafka';
 import { z } from 'zod';
 import { PathTemplate, templateString } from '../codecs/path-template.ts';
-import { nodeHasZstd } from '../codecs/zstd.ts';
 import { type ComponentContext, defineSink, type Sink } from '../core/component.ts';
 import { RetryableError } from '../core/errors.ts';
 import type { Event } from '../core/event.ts';
-import { lazyImport } from '../core/lazy-import.ts';
 import {
   describeKafkaError,
   hearFailedConnections,
   kafkaBootstrapServers,
   kafkaClientOptions,
   kafkaClientShape,
+  kafkaLibrary,
 } from '../core/net/kafka-client.ts';
 import { abortable, settledWithin } from '../core/retry.ts';
 import { type Encoding, encodingOf, encodingOptions, type SendResult, type SinkRequest } from '../core/sink/index.ts';
 import { duration, size } from '../core/units.ts';
 import { type KafkaMessage, partitionOf, readProduceError } from './kafka/produce.ts';
-
-/** The Kafka client loads when a kafka sink connects, not when Fluxo starts (see lazyImport). */
-const kafkaClient = lazyImport(() => import('@platformatic/kafka'));
 
 const { encoding, text_field } = encodingOptions(['ndjson', 'text'], { codec: 'ndjson', aliases: { json: 'ndjson' } });
 
@@ -50,12 +46,8 @@ const options = z.object({
   compression: z
     .enum(['none', 'gzip', 'snappy', 'lz4', 'zstd'])
     .default('none')
-    // The Kafka client compresses zstd batches with node:zlib.
-    .refine((c) => c !== 'zstd' || nodeHasZstd, {
-      message: `zstd needs node:zlib's zstd (Node 22.15 or later); this is Node ${process.versions.node}: use lz4 or snappy, or a newer Node`,
-    })
     .describe(
-      'Compression of each record batch. `zstd` needs Node 22.15 or later (the client compresses with node:zlib).',
+      'Compression of each record batch (zstd: node:zlib on Node 22.15 or later, the reference library built to WebAssembly before).',
     ),
   ...kafkaClientShape(),
   max_message_bytes: size()
@@ -161,7 +153,7 @@ export class KafkaSink implements Sink {
   }
 
   private async newProducer(): Promise<Producer<Buffer, Buffer, string, string>> {
-    const { Producer, stringSerializers } = await kafkaClient();
+    const { Producer, stringSerializers } = await kafkaLibrary();
     const producer = new Producer<Buffer, Buffer, string, string>({
       ...kafkaClientOptions(this.opts, `sink ${this.context.id}`),
       idempotent: true,

@@ -5,13 +5,13 @@ import { defineSource, type Source, type SourceContext } from '../core/component
 import { FluxoError } from '../core/errors.ts';
 import type { Event } from '../core/event.ts';
 import { type HeldBatch, HeldMessages } from '../core/held-messages.ts';
-import { lazyImport } from '../core/lazy-import.ts';
 import {
   describeKafkaError,
   hearFailedConnections,
   kafkaBootstrapServers,
   kafkaClientOptions,
   kafkaClientShape,
+  kafkaLibrary,
 } from '../core/net/kafka-client.ts';
 import { RateLimitedWarnings } from '../core/rate-limited-warnings.ts';
 import { backoffDelay, settledWithin, sleep } from '../core/retry.ts';
@@ -87,9 +87,6 @@ const options = z.object({
 });
 
 export type KafkaSourceOptions = z.infer<typeof options>;
-
-/** The Kafka client loads when a kafka source starts, not when Fluxo starts (see lazyImport). */
-const kafkaClient = lazyImport(() => import('@platformatic/kafka'));
 
 const RETRY = { initialBackoffMs: 200, maxBackoffMs: 10_000, maxAttempts: 0 };
 
@@ -224,7 +221,7 @@ export class KafkaSource implements Source {
   /** One group member for the source's life: the client reconnects and rejoins by itself. */
   private async connect(): Promise<KafkaConsumer> {
     if (this.consumer !== undefined) return this.consumer;
-    const { Consumer } = await kafkaClient();
+    const { Consumer } = await kafkaLibrary();
     const o = this.opts;
     const consumer = new Consumer<Buffer, Buffer, Buffer, Buffer>({
       ...kafkaClientOptions(o, this.what),
@@ -440,7 +437,7 @@ export const kafkaSource = defineSource({
   type: 'kafka',
   description:
     'Reads Kafka topics as a member of a consumer group; commits each partition’s offsets up to what every sink settled. ' +
-    'Batches compressed with zstd need Node 22.15 or later (node:zlib zstd); gzip, snappy and lz4 read on any Node.',
+    'Reads batches compressed with gzip, snappy, lz4 or zstd on every Node.',
   options,
   example: `sources:
   from_speed_layer:

@@ -208,6 +208,23 @@ describe('kafka source', { timeout: 240_000 }, () => {
     await p.stop();
   });
 
+  it('reads record batches another producer compressed (librdkafka: gzip, snappy, lz4, zstd), on every Node', async (t) => {
+    const k = await cluster(t);
+    const codecs = ['gzip', 'snappy', 'lz4', 'zstd'] as const;
+    // 500 per codec, produced by librdkafka in batches (linger 20 ms), so each batch is one compressed whole.
+    for (const [i, codec] of codecs.entries()) await k.produce(TOPIC, codec, 1 + i * 500, 500);
+    const p = await pipeline(t, k);
+    await until(() => p.out().written.length >= 2000, '2000 events', 60_000);
+    const { missing, duplicated } = checkSequence(numbers(p.out().written), 2000);
+    assert.deepEqual({ missing, duplicated }, { missing: [], duplicated: [] });
+    assert.equal(p.dead().length, 0);
+    assert.ok(
+      !p.lines.some((l) => /compression|zstd/i.test(String(l.msg ?? '') + String(l.err ?? ''))),
+      'no codec error logged',
+    );
+    await p.stop();
+  });
+
   it('decoding text: the value is the message', async (t) => {
     const k = await cluster(t);
     const produce = await producer(t, k);

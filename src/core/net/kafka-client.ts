@@ -1,5 +1,7 @@
 import { z } from 'zod';
 import { loadTlsClientOptions, tlsClientOption } from '../../codecs/tls.ts';
+import { zstdCodec } from '../../codecs/zstd.ts';
+import { lazyImport } from '../lazy-import.ts';
 import { address } from '../units.ts';
 
 // How the kafka sink and the kafka source reach their brokers: the option names they share and the client's
@@ -10,6 +12,33 @@ export const kafkaBootstrapServers = () =>
     .array(address())
     .min(1)
     .describe('Brokers to learn the cluster from, `host:port` each; the client then talks to each partition leader.');
+
+/**
+ * @platformatic/kafka, loaded when a kafka sink connects or a kafka source starts (not when Fluxo starts: see
+ * lazyImport), with zstd in its codec table on every Node. The client compresses and reads zstd batches with
+ * node:zlib, which has zstd from Node 22.15 on; on an older Node its table's zstd entry only throws, so a
+ * producer could not use zstd and, worse, a consumer could not read a topic another producer wrote with zstd.
+ * There the entry is given the WebAssembly build of the reference library (codecs/zstd.ts) instead.
+ */
+export const kafkaLibrary = lazyImport(async () => {
+  const lib = await import('@platformatic/kafka');
+  const entry = lib.compressionsAlgorithms.zstd as unknown as {
+    compressSync: (data: Uint8Array | { buffer: Buffer }) => Buffer;
+    decompressSync: (data: Uint8Array | { buffer: Buffer }) => Buffer;
+    available: boolean;
+  };
+  if (!entry.available) {
+    // zstd level 3: the library's own default, and what librdkafka and the Java client use.
+    const { compress, decompress } = await zstdCodec(3);
+    // The client hands a Buffer, or its growable buffer type, whose `buffer` is the bytes.
+    const bytes = (data: Uint8Array | { buffer: Buffer }) => (data instanceof Uint8Array ? data : data.buffer);
+    const asBuffer = (out: Uint8Array) => Buffer.from(out.buffer, out.byteOffset, out.byteLength);
+    entry.compressSync = (data) => asBuffer(compress(bytes(data)));
+    entry.decompressSync = (data) => asBuffer(decompress(bytes(data)));
+    entry.available = true;
+  }
+  return lib;
+});
 
 /** `client_id`, `sasl` and `tls`, the same in the sink and the source. */
 export const kafkaClientShape = () => ({

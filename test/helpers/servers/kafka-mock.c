@@ -17,6 +17,10 @@
  *                  consumer (independent of the client under test), one line
  *                  each: "msg <partition> <offset> <key-hex|-> <value-hex|->
  *                  [<header-name>=<value-hex>...]", then "ok <count>"
+ *   produce <topic> <codec> <from> <count>   produces {"n":<from>}.. with
+ *                  librdkafka's own producer (compression.codec <codec>:
+ *                  none, gzip, snappy, lz4, zstd), round-robin over the
+ *                  partitions, then "ok <count>" once every one is acked
  *   ping
  * Exits on stdin EOF (the test runner closing the pipe or dying).
  */
@@ -124,6 +128,69 @@ static void dump_topic(rd_kafka_mock_cluster_t *mc, const char *topic) {
   fflush(stdout);
 }
 
+static int produce_errors;
+static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m,
+                        void *opaque) {
+  (void)rk;
+  (void)opaque;
+  if (m->err) {
+    produce_errors++;
+    printf("warn %s\n", rd_kafka_err2str(m->err));
+  }
+}
+
+static void produce(rd_kafka_mock_cluster_t *mc, const char *topic,
+                    const char *codec, long from, long count) {
+  char errstr[512];
+  rd_kafka_conf_t *conf = rd_kafka_conf_new();
+  rd_kafka_conf_set(conf, "bootstrap.servers",
+                    rd_kafka_mock_cluster_bootstraps(mc), errstr,
+                    sizeof(errstr));
+  if (rd_kafka_conf_set(conf, "compression.codec", codec, errstr,
+                        sizeof(errstr)) != RD_KAFKA_CONF_OK) {
+    printf("error %s\n", errstr);
+    fflush(stdout);
+    rd_kafka_conf_destroy(conf);
+    return;
+  }
+  /* Batches of many records, so that each is compressed as a whole. */
+  rd_kafka_conf_set(conf, "linger.ms", "20", errstr, sizeof(errstr));
+  rd_kafka_conf_set(conf, "log_level", "3", errstr, sizeof(errstr));
+  rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+  rd_kafka_t *p = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+  if (!p) {
+    printf("error %s\n", errstr);
+    fflush(stdout);
+    return;
+  }
+  produce_errors = 0;
+  char value[64];
+  for (long n = from; n < from + count; n++) {
+    int len = snprintf(value, sizeof(value), "{\"n\":%ld}", n);
+    rd_kafka_resp_err_t err;
+    while ((err = rd_kafka_producev(p, RD_KAFKA_V_TOPIC(topic),
+                                    RD_KAFKA_V_VALUE(value, (size_t)len),
+                                    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                    RD_KAFKA_V_END)) ==
+           RD_KAFKA_RESP_ERR__QUEUE_FULL)
+      rd_kafka_poll(p, 10);
+    if (err) {
+      printf("error %s\n", rd_kafka_err2name(err));
+      fflush(stdout);
+      rd_kafka_destroy(p);
+      return;
+    }
+  }
+  rd_kafka_resp_err_t flushed = rd_kafka_flush(p, 30000);
+  rd_kafka_destroy(p);
+  if (flushed || produce_errors)
+    printf("error produce %s, %d failed\n", rd_kafka_err2name(flushed),
+           produce_errors);
+  else
+    printf("ok %ld\n", count);
+  fflush(stdout);
+}
+
 static void answer(const char *fmt, const char *detail) {
   if (detail)
     printf(fmt, detail);
@@ -150,6 +217,8 @@ static void run_command(rd_kafka_mock_cluster_t *mc, char *line) {
 
   if (!strcmp(cmd, "dump") && argc == 2) {
     dump_topic(mc, argv[1]);
+  } else if (!strcmp(cmd, "produce") && argc == 5) {
+    produce(mc, argv[1], argv[2], atol(argv[3]), atol(argv[4]));
   } else if (!strcmp(cmd, "ping")) {
     answer("ok\n", NULL);
   } else if (!strcmp(cmd, "create_topic") && argc == 4) {

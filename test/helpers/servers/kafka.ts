@@ -37,6 +37,16 @@ export interface KafkaMockCluster {
   brokerUp(id: number): Promise<void>;
   /** Every message of `topic`, partition by partition in offset order. */
   messages(topic: string): Promise<KafkaMessage[]>;
+  /**
+   * Produces `{"n":from}` … `{"n":from+count-1}` into `topic` with librdkafka's own producer (not the client
+   * under test), its record batches compressed with `codec`; resolves once every one was acknowledged.
+   */
+  produce(
+    topic: string,
+    codec: 'none' | 'gzip' | 'snappy' | 'lz4' | 'zstd',
+    from: number,
+    count: number,
+  ): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -142,6 +152,15 @@ export async function startKafkaMock(
     pushErrors: (apiKey, count, ...codes) => simple(`push_errors ${apiKey} ${count} ${codes.join(' ')}`),
     brokerDown: (id) => simple(`broker_down ${id}`),
     brokerUp: (id) => simple(`broker_up ${id}`),
+    produce: (topic, codec, from, count) =>
+      command(`produce ${topic} ${codec} ${from} ${count}`, async () => {
+        for (;;) {
+          const line = await next();
+          if (line.startsWith('warn ')) continue;
+          if (line !== `ok ${count}`) throw new Error(`kafka-mock produce ${topic} ${codec}: ${line}`);
+          return;
+        }
+      }),
     messages: (topic) =>
       command(`dump ${topic}`, async () => {
         const out: KafkaMessage[] = [];
@@ -169,6 +188,17 @@ export async function startKafkaMock(
       }),
     stop,
   };
+}
+
+/** The compression codec of every record batch the shim saw produced (0 none, 1 gzip, 2 snappy, 3 lz4, 4 zstd). */
+export function producedCodecs(shim: KafkaShim): Set<number> {
+  const out = new Set<number>();
+  for (const request of shim.produceAttempts) {
+    for (let at = 0; at + 61 <= request.length; at += 12 + request.readInt32BE(at + 8)) {
+      out.add(request.readInt16BE(at + 21) & 0x07);
+    }
+  }
+  return out;
 }
 
 /**
