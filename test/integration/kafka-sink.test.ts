@@ -1,14 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it, type TestContext } from 'node:test';
-import zlib from 'node:zlib';
 import { stringify } from 'yaml';
-import { ConfigError, formatProblem } from '../../src/config/errors.ts';
-import { loadConfigTexts } from '../../src/config/load.ts';
 import type { Event } from '../../src/core/event.ts';
-import { createRegistry } from '../../src/core/pipeline-config.ts';
 import { murmur2, partitionOf } from '../../src/sinks/kafka/produce.ts';
 import { kafkaSink } from '../../src/sinks/kafka.ts';
-import { manualSource } from '../helpers/components.ts';
 import { tempDir } from '../helpers/context.ts';
 import { testPipeline, until } from '../helpers/pipeline.ts';
 import {
