@@ -5,6 +5,7 @@
 // FLUXO_FROM_SOURCE=1 forces the sources.
 import { readdirSync, statSync } from 'node:fs';
 import module from 'node:module';
+import { fileURLToPath } from 'node:url';
 import { setFlagsFromString } from 'node:v8';
 
 // Start-up allocates ~15 MiB (modules, option schemas) that outlive it; on that survival V8 doubles the young
@@ -39,11 +40,14 @@ function compiledIsFresh() {
 }
 
 if (compiledIsFresh()) {
-  // Node >= 22.1 keeps V8's compiled code of the bundle on disk (os.tmpdir()/node-compile-cache, keyed by the
-  // file's content and the Node version), so every start after the first skips compiling it: 570 -> 450 ms of
-  // CPU to ready on Node 26 (docs/benchmarks.md). Off with NODE_DISABLE_COMPILE_CACHE=1; Node 20 has no cache.
-  // A cache directory that cannot be written only leaves the cache off (the call reports it, never throws).
-  module.enableCompileCache?.();
+  // Node >= 22.1 keeps V8's compiled code of the bundle on disk, keyed by the file's content and the Node
+  // version, so every start after the first skips compiling it (docs/benchmarks.md, "Node's compile cache").
+  // The cache lives beside the bundle, in dist/ (emptied by every build), not in a shared temporary directory:
+  // whoever can write there can already change the bundle, while a cache another user planted in /tmp would
+  // run as Fluxo. FLUXO_COMPILE_CACHE=<dir> puts it elsewhere (an install the service user cannot write);
+  // NODE_DISABLE_COMPILE_CACHE=1 turns it off. A directory that cannot be written only leaves the cache off
+  // (the call reports it, never throws). Node 20 has no such cache.
+  module.enableCompileCache?.(process.env.FLUXO_COMPILE_CACHE || fileURLToPath(new URL('dist/.compile-cache/', root)));
   await import('../dist/cli/main.js');
 } else {
   const { register } = await import('tsx/esm/api');

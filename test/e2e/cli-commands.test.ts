@@ -31,7 +31,7 @@ describe('fluxo CLI', () => {
     assert.equal(r.stdout.trim(), pkg.version);
   });
 
-  it('the compiled bundle fills Node’s compile cache where Node has one (≥ 22.1), so the next start skips compiling', (t) => {
+  it('the compiled bundle fills Node’s compile cache where Node has one (≥ 22.1), in its own directory, so the next start skips compiling', (t) => {
     const built = statSync(join(ROOT, 'dist/.built'), { throwIfNoEntry: false });
     if (
       !built ||
@@ -44,13 +44,16 @@ describe('fluxo CLI', () => {
       t.skip(message);
       return;
     }
-    // Where enableCompileCache() puts it by default: os.tmpdir(), which TMPDIR moves. NODE_COMPILE_CACHE would
-    // turn the cache on by itself, so it is not set: only bin/fluxo.js can have made this directory.
+    // NODE_COMPILE_CACHE would turn the cache on by itself, so it is not set: only bin/fluxo.js can have made
+    // the directory. TMPDIR is moved too, to see that nothing goes to the shared default.
     const tmp = tempDir(t);
-    const cache = join(tmp, 'node-compile-cache');
+    const cache = join(tmp, 'fluxo-cache');
     const { NODE_COMPILE_CACHE: _, ...env } = process.env;
     const run = () =>
-      spawnSync(process.execPath, [BIN, '--version'], { encoding: 'utf8', env: { ...env, TMPDIR: tmp } });
+      spawnSync(process.execPath, [BIN, '--version'], {
+        encoding: 'utf8',
+        env: { ...env, TMPDIR: tmp, FLUXO_COMPILE_CACHE: cache },
+      });
     assert.equal(run().status, 0);
     const hasCache = typeof (module as { enableCompileCache?: unknown }).enableCompileCache === 'function';
     const files = existsSync(cache) ? readdirSync(cache, { recursive: true }) : [];
@@ -60,6 +63,7 @@ describe('fluxo CLI', () => {
         `Node ${process.version} has a compile cache: ${cache} should hold the bundle's code`,
       );
     else assert.deepEqual(files, [], `Node ${process.version} has no compile cache`);
+    assert.equal(existsSync(join(tmp, 'node-compile-cache')), false, 'nothing in the shared temporary directory');
     assert.equal(run().status, 0, 'a start from the cache works');
   });
 
