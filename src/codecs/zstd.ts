@@ -1,7 +1,7 @@
 import * as zlib from 'node:zlib';
 
 /**
- * zstd for formats that carry it (Parquet pages, Kafka record batches): node:zlib's where Node has it (≥ 22.15), else the
+ * zstd for formats that carry it (Parquet pages, Kafka record batches, HTTP bodies): node:zlib's where Node has it (≥ 22.15), else the
  * WebAssembly build of the reference library (Node 20), loaded on first use and once.
  */
 

@@ -251,11 +251,6 @@ export const errorCatalogue = {
     meaning: 'The options of a sink are valid one by one but do not work together (e.g. `tls` with an http:// uri).',
     action: 'Fix the options as the message explains.',
   },
-  FLUXO_SINK_COMPRESSION_UNAVAILABLE: {
-    area: 'sink',
-    meaning: 'A sink asks for a compression this Node.js cannot do (zstd needs Node.js 22.15 or later).',
-    action: 'Use `compression: gzip`, or run Fluxo on a newer Node.js.',
-  },
   FLUXO_PATH_TEMPLATE_INVALID: {
     area: 'sink',
     meaning:

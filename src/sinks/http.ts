@@ -7,7 +7,6 @@ import { lazyImport } from '../core/lazy-import.ts';
 import {
   authorizationHeader,
   type Compression,
-  checkCompression,
   clientAuthOption,
   compressionOption,
   contentEncoding,
@@ -25,7 +24,7 @@ const httpSinkOptions = z.object({
   ...encodingOptions(['json', 'ndjson', 'text'], { codec: 'json' }),
   compression: compressionOption(['none', 'gzip', 'zstd'], {
     default: 'none',
-    describe: '`gzip` or `zstd` (Node.js ≥ 22.15) compresses the body (Content-Encoding); `none` sends it as it is.',
+    describe: '`gzip` or `zstd` compresses the body (Content-Encoding); `none` sends it as it is.',
   }),
   headers: z
     .record(z.string(), z.string())
@@ -79,7 +78,6 @@ export class HttpSink implements Sink {
   ) {
     this.encoding = encodingOf(options);
     this.compression = options.compression;
-    checkCompression(options.compression, `sink ${context.id}`);
     const tls = loadTlsClientOptions(options.tls, `sink ${context.id}`);
     this.tls = tls;
     const url = new URL(options.uri);

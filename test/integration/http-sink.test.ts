@@ -8,6 +8,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { gunzipSync } from 'node:zlib';
+import { zstdDecompressor } from '../../src/codecs/zstd.ts';
 import { PermanentError, RetryableError } from '../../src/core/errors.ts';
 import { httpSink, parseRetryAfter } from '../../src/sinks/http.ts';
 import { componentContext, tempDir } from '../helpers/context.ts';
@@ -23,7 +24,11 @@ interface Received {
 
 type Responder = (req: Received, res: ServerResponse) => void;
 
-/** A real HTTP(S) server on 127.0.0.1:0 that records each request (gunzipped) and answers with `respond`. */
+// The frames carry their size; the decoder is node:zlib's or the WebAssembly one, as the sink's encoder.
+const zstdDecoder = await zstdDecompressor();
+const zstdDecode = (raw: Buffer) => zstdDecoder(raw, 64 * 1024 * 1024);
+
+/** A real HTTP(S) server on 127.0.0.1:0 that records each request (gunzipped or zstd-decoded) and answers with `respond`. */
 async function startServer(
   t: { after: (fn: () => Promise<void> | void) => void },
   tls?: { cert: Buffer; key: Buffer },
@@ -35,7 +40,9 @@ async function startServer(
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
       const raw = Buffer.concat(chunks);
-      const body = (req.headers['content-encoding'] === 'gzip' ? gunzipSync(raw) : raw).toString('utf8');
+      const encoding = req.headers['content-encoding'];
+      const decoded = encoding === 'gzip' ? gunzipSync(raw) : encoding === 'zstd' ? zstdDecode(raw) : raw;
+      const body = Buffer.from(decoded).toString('utf8');
       const r = { method: req.method!, url: req.url!, headers: req.headers, body };
       received.push(r);
       respond(r, res);
@@ -108,6 +115,15 @@ describe('http sink', { timeout: 60_000 }, () => {
     assert.equal(r!.headers['content-encoding'], 'gzip');
     assert.equal(r!.headers['x-tenant'], 'web');
     assert.equal(r!.headers.authorization, 'Bearer s3cret');
+    assert.equal(r!.body, `${JSON.stringify(events[0])}\n${JSON.stringify(events[1])}\n`);
+  });
+
+  it('zstd compresses the body on every Node (Content-Encoding: zstd)', async (t) => {
+    const server = await startServer(t);
+    const sink = await build(t, { uri: server.url, encoding: 'ndjson', compression: 'zstd' });
+    await driven(sink).write(events, never);
+    const [r] = server.received;
+    assert.equal(r!.headers['content-encoding'], 'zstd');
     assert.equal(r!.body, `${JSON.stringify(events[0])}\n${JSON.stringify(events[1])}\n`);
   });
 

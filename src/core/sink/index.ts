@@ -3,7 +3,7 @@
  * docs/architecture.md.
  */
 export { authorizationHeader, type ClientAuth, clientAuthOption, redactUrl } from './auth.ts';
-export { type Compression, checkCompression, compress, compressionOption, contentEncoding } from './compression.ts';
+export { type Compression, compress, compressionOption, contentEncoding } from './compression.ts';
 export {
   type EncodedLines,
   type Encoding,
