@@ -36,8 +36,12 @@ export async function zstdCompressor(level: number): Promise<Compress> {
   return (input) => lib.compress(input, level);
 }
 
-/** Largest frame of unknown content size decompressed (the buffer doubles from 1 MiB up to it). */
-const MAX_UNKNOWN_SIZE = 256 * 1024 * 1024;
+/**
+ * Largest frame of unknown content size decompressed: the buffer doubles from 1 MiB up to it, and WebAssembly
+ * memory, once grown, stays. A Kafka batch is at most the broker's message.max.bytes (1 MiB by default).
+ */
+const MAX_UNKNOWN_SIZE = 64 * 1024 * 1024;
+const ZSTD_MAGIC = 0xfd2fb528;
 
 /**
  * One-shot zstd for a caller that cannot wait (a synchronous codec table), at `level`; decompression takes frames
@@ -52,6 +56,9 @@ export async function zstdCodec(
   if (nodeDecompress !== undefined) return { compress, decompress: (input) => nodeDecompress(input) };
   const lib = await loadWasm();
   const decompress = (input: Uint8Array): Uint8Array => {
+    if (input.length < 4 || Buffer.from(input.buffer, input.byteOffset, 4).readUInt32LE(0) !== ZSTD_MAGIC) {
+      throw new Error('not a zstd frame (bad magic number)');
+    }
     for (let size = Math.max(1 << 20, input.length * 8); ; size *= 2) {
       try {
         return lib.decompress(input, { defaultHeapSize: size });
