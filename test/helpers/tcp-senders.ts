@@ -64,3 +64,14 @@ export async function fillUntilSourceStopsReading(
   assert.equal(rec.batches.length, 1, 'one batch emitted while blocked');
   assert.equal(rec.events().length, receivedWhenBlocked, 'received count stopped growing');
 }
+
+/**
+ * Resolves when `socket` closes, whether the peer ended it or reset it. `once(socket, 'close')` would reject on
+ * the ECONNRESET a server's close sends to a client still writing, which is as much "closed" as a FIN.
+ */
+export function closedOrReset(socket: Socket): Promise<void> {
+  return new Promise((resolve) => {
+    if (socket.closed) resolve();
+    else socket.once('close', () => resolve());
+  });
+}

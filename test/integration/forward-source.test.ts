@@ -9,6 +9,7 @@ import { Packr } from 'msgpackr';
 import { forwardSource } from '../../src/sources/forward.ts';
 import { tempDir } from '../helpers/context.ts';
 import { requireProgram } from '../helpers/external.ts';
+import { closedOrReset } from '../helpers/tcp-senders.ts';
 import { eventually, makeForwardCertificates, portOf, settlingContext } from './fixtures/forward-helpers.ts';
 
 /** Plain MessagePack, encoded independently of the codec under test. */
@@ -46,7 +47,7 @@ async function rawClient(t: TestContext, port: number) {
   socket.on('data', (d: Buffer) => {
     received = Buffer.concat([received, d]);
   });
-  const closed = once(socket, 'close');
+  const closed = closedOrReset(socket);
   return { socket, closed, received: () => received };
 }
 
@@ -349,7 +350,7 @@ describe('forward source with @fluent-org/logger', { timeout: 60_000 }, () => {
 describe('forward source: graceful stop', { timeout: 30_000 }, () => {
   it('stops reading but still sends the acks of batches already handed over', async (t) => {
     const { rec, source, port } = await startSource(t, {}, 'manual');
-    const raw: { socket: Socket; closed: Promise<unknown[]>; received: () => Buffer } = await rawClient(t, port);
+    const raw: { socket: Socket; closed: Promise<void>; received: () => Buffer } = await rawClient(t, port);
     raw.socket.write(pack(['t', 1, { message: 'in flight' }, { chunk: 'c-stop' }]));
     await rec.waitForEvents(1);
     await eventually(() => rec.unsettled === 1, 'waiting for settlement');

@@ -5,6 +5,7 @@ import { describe, it, type TestContext } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import { request } from 'undici';
 import { httpSource } from '../../src/sources/http.ts';
+import { closedOrReset } from '../helpers/tcp-senders.ts';
 import { eventually, settlingContext } from './fixtures/forward-helpers.ts';
 
 /** An http source on 127.0.0.1:0 whose batches the test sees and settles (`manual`) or that settle at once. */
@@ -158,7 +159,7 @@ async function rawConnection(t: TestContext, url: string) {
   socket.on('data', (chunk) => {
     received += chunk;
   });
-  const closed = once(socket, 'close').then(() => received);
+  const closed = closedOrReset(socket).then(() => received);
   await once(socket, 'connect');
   return { socket, closed, received: () => received };
 }

@@ -13,7 +13,7 @@ import { FluxoError } from '../../src/core/errors.ts';
 import { syslogSource } from '../../src/sources/syslog.ts';
 import { recordingLogger, recordingSourceContext, tempDir } from '../helpers/context.ts';
 import { requireProgram } from '../helpers/external.ts';
-import { fillUntilSourceStopsReading } from '../helpers/tcp-senders.ts';
+import { closedOrReset, fillUntilSourceStopsReading } from '../helpers/tcp-senders.ts';
 import { makeTestCertificates } from './fixtures/syslog-tls-certs.ts';
 
 const run = promisify(execFile);
@@ -417,7 +417,7 @@ describe('syslog source, tcp: deadlines against slow and idle connections (slowl
   /** A peer that sends an incomplete message, then one more byte every `ms`, never a newline. */
   async function trickler(t: TestContext, port: number, ms = 20) {
     const socket = await client(t, port);
-    const closed = once(socket, 'close');
+    const closed = closedOrReset(socket);
     socket.write('<13>never ends');
     const timer = setInterval(() => socket.writable && socket.write('x'), ms);
     t.after(() => clearInterval(timer));
