@@ -7,7 +7,7 @@ import { setImmediate as immediate } from 'node:timers/promises';
 import { FluxoError } from '../../src/core/errors.ts';
 import { socketSource } from '../../src/sources/socket.ts';
 import { recordingSourceContext } from '../helpers/context.ts';
-import { fillUntilSourceStopsReading } from '../helpers/tcp-senders.ts';
+import { closedOrReset, fillUntilSourceStopsReading } from '../helpers/tcp-senders.ts';
 
 async function startSource(t: TestContext, raw: Record<string, unknown> = {}) {
   const rec = recordingSourceContext('sock', '/nonexistent', 'socket');
@@ -272,7 +272,7 @@ describe('socket source, tcp: connection deadlines', { timeout: 30_000 }, () => 
   it('closes a line that trickles past read_timeout and a silent connection past idle_timeout', async (t) => {
     const { rec, port } = await startSource(t, { read_timeout: 200, idle_timeout: 300 });
     const slow = await client(t, port);
-    const slowClosed = once(slow, 'close');
+    const slowClosed = closedOrReset(slow);
     slow.write('never');
     const timer = setInterval(() => slow.writable && slow.write('x'), 20);
     t.after(() => clearInterval(timer));
