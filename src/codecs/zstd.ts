@@ -6,8 +6,8 @@ import * as zlib from 'node:zlib';
  */
 
 export type Compress = (input: Uint8Array) => Uint8Array;
-/** `outputLength`: the size the format says the data has once decompressed. */
-export type Decompress = (input: Uint8Array, outputLength: number) => Uint8Array;
+/** `outputLength`: the size the format says the data has once decompressed, when it says one. */
+export type Decompress = (input: Uint8Array, outputLength?: number) => Uint8Array;
 
 interface ZstdZlib {
   zstdCompressSync?: (input: Uint8Array, options: object) => Buffer;
@@ -43,19 +43,26 @@ export async function zstdCompressor(level: number): Promise<Compress> {
 const MAX_UNKNOWN_SIZE = 64 * 1024 * 1024;
 const ZSTD_MAGIC = 0xfd2fb528;
 
+/** Whether a zstd frame header carries the frame's content size (RFC 8878, 3.1.1.1.1). */
+function frameContentSizeKnown(frame: Uint8Array): boolean {
+  if (frame.length < 5) return false;
+  const descriptor = frame[4]!;
+  const sizeFlag = descriptor >> 6;
+  const singleSegment = (descriptor >> 5) & 1;
+  return sizeFlag !== 0 || singleSegment === 1;
+}
+
 /**
- * One-shot zstd for a caller that cannot wait (a synchronous codec table), at `level`; decompression takes frames
- * with or without their content size (streaming compressors, librdkafka's among them, may leave it out).
- * node:zlib's where Node has it, else the WebAssembly build, loaded here.
+ * A decompressor. The WebAssembly build sizes its output from the frame header; a frame without its content
+ * size (streaming compressors, librdkafka's among them, may leave it out) gets `outputLength` when the caller
+ * knows it (a Parquet page), else a buffer that doubles from 1 MiB up to MAX_UNKNOWN_SIZE.
  */
-export async function zstdCodec(
-  level: number,
-): Promise<{ compress: Compress; decompress: (input: Uint8Array) => Uint8Array }> {
-  const compress = await zstdCompressor(level);
-  const nodeDecompress = native.zstdDecompressSync;
-  if (nodeDecompress !== undefined) return { compress, decompress: (input) => nodeDecompress(input) };
+export async function zstdDecompressor(): Promise<Decompress> {
+  const decompress = native.zstdDecompressSync;
+  if (decompress !== undefined) return (input) => decompress(input);
   const lib = await loadWasm();
-  const decompress = (input: Uint8Array): Uint8Array => {
+  return (input, outputLength) => {
+    if (outputLength !== undefined) return lib.decompress(input, { defaultHeapSize: Math.max(outputLength, 1) });
     if (input.length < 4 || Buffer.from(input.buffer, input.byteOffset, 4).readUInt32LE(0) !== ZSTD_MAGIC) {
       throw new Error('not a zstd frame (bad magic number)');
     }
@@ -68,22 +75,17 @@ export async function zstdCodec(
       }
     }
   };
-  return { compress, decompress };
 }
 
-/** Whether a zstd frame header carries the frame's content size (RFC 8878, 3.1.1.1.1). */
-function frameContentSizeKnown(frame: Uint8Array): boolean {
-  if (frame.length < 5) return false;
-  const descriptor = frame[4]!;
-  const sizeFlag = descriptor >> 6;
-  const singleSegment = (descriptor >> 5) & 1;
-  return sizeFlag !== 0 || singleSegment === 1;
-}
+const asBuffer = (out: Uint8Array): Buffer => Buffer.from(out.buffer, out.byteOffset, out.byteLength);
 
-export async function zstdDecompressor(): Promise<Decompress> {
-  const decompress = native.zstdDecompressSync;
-  if (decompress !== undefined) return (input) => decompress(input);
-  const lib = await loadWasm();
-  // A frame without its content size is decompressed into a buffer of the size the caller knows.
-  return (input, outputLength) => lib.decompress(input, { defaultHeapSize: Math.max(outputLength, 1) });
+/**
+ * One-shot zstd at `level`, as Buffers, for a caller that cannot wait (a synchronous codec table) or wants
+ * Buffers (an HTTP body); frames of any size, with or without their content size.
+ */
+export async function zstdCodec(
+  level: number,
+): Promise<{ compress: (input: Uint8Array) => Buffer; decompress: (input: Uint8Array) => Buffer }> {
+  const [compress, decompress] = await Promise.all([zstdCompressor(level), zstdDecompressor()]);
+  return { compress: (input) => asBuffer(compress(input)), decompress: (input) => asBuffer(decompress(input)) };
 }

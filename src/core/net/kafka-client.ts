@@ -32,9 +32,8 @@ export const kafkaLibrary = lazyImport(async () => {
     const { compress, decompress } = await zstdCodec(3);
     // The client hands a Buffer, or its growable buffer type, whose `buffer` is the bytes.
     const bytes = (data: Uint8Array | { buffer: Buffer }) => (data instanceof Uint8Array ? data : data.buffer);
-    const asBuffer = (out: Uint8Array) => Buffer.from(out.buffer, out.byteOffset, out.byteLength);
-    entry.compressSync = (data) => asBuffer(compress(bytes(data)));
-    entry.decompressSync = (data) => asBuffer(decompress(bytes(data)));
+    entry.compressSync = (data) => compress(bytes(data));
+    entry.decompressSync = (data) => decompress(bytes(data));
     entry.available = true;
   }
   return lib;

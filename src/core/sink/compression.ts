@@ -1,7 +1,7 @@
 import { promisify } from 'node:util';
 import * as zlib from 'node:zlib';
 import { z } from 'zod';
-import { zstdCompressor } from '../../codecs/zstd.ts';
+import { zstdCodec } from '../../codecs/zstd.ts';
 
 /** Compression of a write's body, with one meaning in every sink that takes it. */
 export type Compression = 'none' | 'gzip' | 'zstd';
@@ -13,14 +13,13 @@ const gzip = promisify(zlib.gzip) as Compressor;
 // to WebAssembly (codecs/zstd.ts, loaded on first use) compresses on the event loop: a body of a few MiB
 // takes milliseconds there, and Node 20 is past its end of life.
 const zstdCompress = (zlib as { zstdCompress?: unknown }).zstdCompress;
-let wasmZstd: Promise<(input: Uint8Array) => Uint8Array> | undefined;
+let wasmZstd: ReturnType<typeof zstdCodec> | undefined;
 const zstd: Compressor =
   typeof zstdCompress === 'function'
     ? (promisify(zstdCompress) as Compressor)
     : async (data) => {
-        wasmZstd ??= zstdCompressor(3);
-        const out = (await wasmZstd)(data);
-        return Buffer.from(out.buffer, out.byteOffset, out.byteLength);
+        wasmZstd ??= zstdCodec(3);
+        return (await wasmZstd).compress(data);
       };
 
 const MEANING: Record<Compression, string> = {
