@@ -294,7 +294,7 @@ export class DiskBuffer implements SinkBuffer {
       this.memoryBytes,
       ackedId,
       recovered.firstUnacked,
-      { after: Math.max(recovered.lastId, ackedId), through: recovered.firstId - 1 },
+      recovered.idsWithoutRecords,
     );
     this.queue = queue;
     // Closed while the files were opening: what waits for its write delay is written now (as close() does),

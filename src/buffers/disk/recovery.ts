@@ -18,8 +18,11 @@ export interface RecoveredLog {
   ackedId: number;
   /** The id the writer gives first: past everything on disk and everything the ledger says was given. */
   firstId: number;
-  /** The id of the last record in the log (0 when it has none). */
-  lastId: number;
+  /**
+   * Ids no record holds: after the log's last record (or the acknowledged position), up to `firstId - 1`: a
+   * tail lost to damage, already reported (see DeliveryQueue).
+   */
+  idsWithoutRecords: { after: number; through: number };
   /** The records the sink has yet to acknowledge. */
   unacked: { events: number; bytes: number };
   timeline: TimelinePoint[];
@@ -54,7 +57,9 @@ export async function recoverLog(
       log.error({ dir, problem }, 'disk buffer: ledger unreadable, replaying every record on disk');
     }
     const ackedId = Math.max(state?.ackedId ?? 0, handedAckedId);
-    const scan = await scanSegments(dir, ackedId, true, (state?.nextId ?? 1) - 1);
+    // The last record the ledger says was written.
+    const writtenUpTo = (state?.nextId ?? 1) - 1;
+    const scan = await scanSegments(dir, ackedId, true, writtenUpTo);
     for (const d of scan.damage) {
       // Counted in records the sink had not acknowledged: a damaged header alone loses none.
       metrics?.corrupt.inc(d.lostRecords ?? 1);
@@ -85,13 +90,16 @@ export async function recoverLog(
         'disk buffer: replaying events not acknowledged by the sink before the last stop',
       );
     }
+    // Where the log ends (its last record, or what the acknowledged position passed), and the last id given.
+    const logEnd = Math.max(scan.maxId, ackedId);
+    const lastGiven = Math.max(logEnd, writtenUpTo);
     return {
       ledger,
       releaseLock,
       segments: scan.segments,
       ackedId,
-      firstId: Math.max(scan.maxId, ackedId, (state?.nextId ?? 1) - 1) + 1,
-      lastId: scan.maxId,
+      firstId: lastGiven + 1,
+      idsWithoutRecords: { after: logEnd, through: lastGiven },
       unacked: { events: scan.unacked.events, bytes: scan.unacked.bytes },
       timeline: scan.timeline,
       firstUnacked: scan.firstUnacked,
