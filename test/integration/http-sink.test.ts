@@ -24,9 +24,8 @@ interface Received {
 
 type Responder = (req: Received, res: ServerResponse) => void;
 
-// The frames carry their size; the decoder is node:zlib's or the WebAssembly one, as the sink's encoder.
-const zstdDecoder = await zstdDecompressor();
-const zstdDecode = (raw: Buffer) => zstdDecoder(raw, 64 * 1024 * 1024);
+// node:zlib's decoder or the WebAssembly one, as the sink's encoder.
+const zstdDecode = await zstdDecompressor();
 
 /** A real HTTP(S) server on 127.0.0.1:0 that records each request (gunzipped or zstd-decoded) and answers with `respond`. */
 async function startServer(

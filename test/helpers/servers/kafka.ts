@@ -190,14 +190,21 @@ export async function startKafkaMock(
   };
 }
 
+/** Calls `each` with every record batch the shim saw produced: its request, where it starts and ends. */
+function forEachProducedBatch(shim: KafkaShim, each: (request: Buffer, at: number, end: number) => void): void {
+  for (const request of shim.produceAttempts) {
+    for (let at = 0; at + 61 <= request.length; ) {
+      const end = at + 12 + request.readInt32BE(at + 8);
+      each(request, at, end);
+      at = end;
+    }
+  }
+}
+
 /** The compression codec of every record batch the shim saw produced (0 none, 1 gzip, 2 snappy, 3 lz4, 4 zstd). */
 export function producedCodecs(shim: KafkaShim): Set<number> {
   const out = new Set<number>();
-  for (const request of shim.produceAttempts) {
-    for (let at = 0; at + 61 <= request.length; at += 12 + request.readInt32BE(at + 8)) {
-      out.add(request.readInt16BE(at + 21) & 0x07);
-    }
-  }
+  forEachProducedBatch(shim, (request, at) => out.add(request.readInt16BE(at + 21) & 0x07));
   return out;
 }
 
@@ -209,18 +216,14 @@ export function producedCodecs(shim: KafkaShim): Set<number> {
  */
 export function resentRecordValues(shim: KafkaShim): Set<string> {
   const sends = new Map<string, { count: number; values: string[] }>();
-  for (const request of shim.produceAttempts) {
-    for (let at = 0; at + 61 <= request.length; ) {
-      const end = at + 12 + request.readInt32BE(at + 8);
-      // producer id / epoch / base sequence / the batch's CRC-32C (which partition's batch it is, by content)
-      const key = `${request.readBigInt64BE(at + 43)}/${request.readInt16BE(at + 51)}/${request.readInt32BE(at + 53)}/${request.readUInt32BE(at + 17)}`;
-      const compressed = (request.readInt16BE(at + 21) & 0x07) !== 0;
-      const seen = sends.get(key) ?? { count: 0, values: compressed ? [] : recordValues(request, at + 61, end) };
-      seen.count++;
-      sends.set(key, seen);
-      at = end;
-    }
-  }
+  forEachProducedBatch(shim, (request, at, end) => {
+    // producer id / epoch / base sequence / the batch's CRC-32C (which partition's batch it is, by content)
+    const key = `${request.readBigInt64BE(at + 43)}/${request.readInt16BE(at + 51)}/${request.readInt32BE(at + 53)}/${request.readUInt32BE(at + 17)}`;
+    const compressed = (request.readInt16BE(at + 21) & 0x07) !== 0;
+    const seen = sends.get(key) ?? { count: 0, values: compressed ? [] : recordValues(request, at + 61, end) };
+    seen.count++;
+    sends.set(key, seen);
+  });
   const out = new Set<string>();
   for (const { count, values } of sends.values()) if (count > 1) for (const v of values) out.add(v);
   return out;
