@@ -41,14 +41,19 @@ const load = async (name: string): Promise<Any> => import(pathToFileURL(requireD
 const generation = { cpuUs: 0, wallMs: 0 };
 const source = new AccessEventSource();
 
-function nextBatch(remaining: number): Event[] {
+/** Runs `work` with its CPU and wall time counted as generation (subtracted from the candidate's). */
+function asGeneration<T>(work: () => T): T {
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
-  const batch = source.batch(Math.min(batchSize, remaining));
+  const out = work();
   const cpu = process.cpuUsage(cpu0);
   generation.cpuUs += cpu.user + cpu.system;
   generation.wallMs += performance.now() - t0;
-  return batch;
+  return out;
+}
+
+function nextBatch(remaining: number): Event[] {
+  return asGeneration(() => source.batch(Math.min(batchSize, remaining)));
 }
 
 /** Yields the batches a sink would be handed, until `totalEvents`. */
@@ -247,14 +252,11 @@ async function duckdbNdjson(): Promise<Writer> {
       const staging = `${outPath}.ndjson`;
       const fd = openSync(staging, 'w');
       for (const batch of batches()) {
-        const cpu0 = process.cpuUsage();
-        const t0 = performance.now();
-        let text = '';
-        for (const event of batch) text += `${JSON.stringify(event)}\n`;
-        writeSync(fd, text);
-        const cpu = process.cpuUsage(cpu0);
-        generation.cpuUs += cpu.user + cpu.system;
-        generation.wallMs += performance.now() - t0;
+        asGeneration(() => {
+          let text = '';
+          for (const event of batch) text += `${JSON.stringify(event)}\n`;
+          writeSync(fd, text);
+        });
       }
       closeSync(fd);
       const instance = await duck.DuckDBInstance.create(':memory:', { threads: '1' });

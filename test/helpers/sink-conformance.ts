@@ -19,7 +19,6 @@ export const CHECKS = [
 ] as const;
 export type Check = (typeof CHECKS)[number];
 
-/** One real destination, started for one test. */
 /**
  * Six events for the partial-answer check, three at 03:00 UTC and three at 04:00 (two partitions, subjects or
  * topics when the destination's name is templated by the hour), with the three a destination that fails the
@@ -36,6 +35,7 @@ export function partialEvents(): { events: Event[]; answered: string[] } {
   };
 }
 
+/** One real destination, started for one test. */
 export interface Destination {
   /** The sink's options (as in a config) that point at this destination. */
   readonly options: Record<string, unknown>;
