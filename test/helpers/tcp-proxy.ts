@@ -12,6 +12,11 @@ export interface TcpProxyOptions {
   serverSpeaksFirst?: boolean;
   /** Records the writes (see `writes()`) and lets `dropNextAttempt()` cut one, on any connection. */
   requestKind?: RequestKind;
+  /**
+   * Each chunk of the server's answers waits for this before it goes on to the client, in order: e.g. a round
+   * trip on another connection of the test, which then has seen what the server sent it before that answer.
+   */
+  answerAfter?: () => Promise<void>;
 }
 
 /**
@@ -113,6 +118,8 @@ export class TcpProxy {
     let dropping = false;
     let upstream: Socket | undefined;
     let answerBudget: number | undefined;
+    // With answerAfter: the server's chunks to this client, one after the other.
+    let answers: Promise<void> = Promise.resolve();
     const open = () => {
       if (this.closeAfterFirstAnswer !== undefined) {
         answerBudget = this.closeAfterFirstAnswer;
@@ -137,8 +144,13 @@ export class TcpProxy {
             up.destroy();
           }
         };
-        if (this.stalled) this.held.push(pass);
-        else pass();
+        const forward = () => {
+          if (this.stalled) this.held.push(pass);
+          else pass();
+        };
+        const barrier = this.options.answerAfter;
+        if (barrier === undefined) forward();
+        else answers = answers.then(barrier).then(forward, forward);
       });
       return up;
     };
