@@ -15,6 +15,7 @@ import {
   timestampValue,
   widen,
 } from '../../src/sinks/file/parquet-schema.ts';
+import { utf8Views } from '../../src/sinks/file/parquet-writer.ts';
 import { sealedParquetPath } from '../../src/sinks/file/sealer.ts';
 import { type FileSink, fileSink } from '../../src/sinks/file.ts';
 import { componentContext, tempDir } from '../helpers/context.ts';
@@ -179,6 +180,60 @@ describe('parquet schema: timestamps', () => {
     assert.equal(timestampValue(1796180400123, spec('us')), 1796180400123000n);
     assert.equal(timestampValue('nope', spec('ms')), NO_FIT);
     assert.equal(timestampValue(true, spec('ms')), NO_FIT);
+  });
+  it('a run of one string converts the same for each column, whatever its unit and zone', () => {
+    const ms = spec('ms');
+    const us = spec('us');
+    const local = spec('ms', 'local');
+    const at = '2026-12-02T03:00:00.123456Z';
+    const offset = BigInt(new Date(Date.parse(at)).getTimezoneOffset() * 60_000);
+    for (let i = 0; i < 3; i++) {
+      assert.equal(timestampValue(at, ms), 1796180400123n);
+      assert.equal(timestampValue(at, ms), 1796180400123n);
+      assert.equal(timestampValue(at, us), 1796180400123456n);
+      assert.equal(timestampValue(at, local), 1796180400123n - offset);
+      assert.equal(timestampValue('nope', ms), NO_FIT);
+      assert.equal(timestampValue('2026-12-02T03:00:01Z', ms), 1796180401000n);
+    }
+  });
+});
+
+describe('parquet writer: text columns', () => {
+  const values = ['plain ascii', null, 'é, ß and 漢字', '😀 emoji', 'lone \ud800 surrogate', '', 'tail \udfff'];
+  it('utf8Views gives the bytes TextEncoder gives, and keeps nulls', () => {
+    const views = utf8Views(values);
+    const encoder = new TextEncoder();
+    assert.equal(views.length, values.length);
+    for (let i = 0; i < values.length; i++) {
+      const v = values[i];
+      if (typeof v !== 'string') assert.equal(views[i], v);
+      else assert.deepEqual(Buffer.from(views[i] as Uint8Array), Buffer.from(encoder.encode(v)), `value ${i}`);
+    }
+  });
+  it('a column of mostly distinct text reads back the same from the file', async (t) => {
+    const dir = tempDir(t);
+    const out = join(dir, 'out');
+    const options = fileSink.options.parse({ path: `${out}/part.parquet`, encoding: 'parquet' });
+    const sink = fileSink.build(options, componentContext('m', join(dir, 'data'), 'sink', 'file')) as FileSink;
+    await sink.start!();
+    // Over 1,000 rows, so the writer picks the plain encoding for the distinct text columns.
+    const events: Event[] = Array.from({ length: 1500 }, (_, i) => ({
+      _id: `id-${i}`,
+      timestamp: '2026-12-02T03:00:00.000Z',
+      message: `${values[i % values.length] ?? 'none'} #${i}`,
+    }));
+    await driven(sink).write(events, signal);
+    await sink.stop();
+    const glob = sqlString(`${out}/*.parquet`);
+    const rows = await duckQuery(`SELECT _id, message FROM read_parquet(${glob}) ORDER BY CAST(_id[4:] AS INT)`);
+    // A lone surrogate has no UTF-8 form: the file holds U+FFFD there, as Buffer.from writes it.
+    const expected = events.map((e) => ({ _id: e._id, message: Buffer.from(e.message as string).toString() }));
+    assert.deepEqual(rows, expected);
+    const encodings = await duckQuery(
+      `SELECT DISTINCT path_in_schema AS col, encodings FROM parquet_metadata(${glob}) WHERE path_in_schema IN ('_id', 'message')`,
+    );
+    assert.deepEqual(encodings.map((r) => r.col).sort(), ['_id', 'message']);
+    for (const r of encodings) assert.doesNotMatch(String(r.encodings), /DICTIONARY/, `${r.col} is written plain`);
   });
 });
 

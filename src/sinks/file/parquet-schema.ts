@@ -128,8 +128,24 @@ type Converted = string | number | bigint | boolean | null | unknown[] | object;
 const UNIT_PER_MS: Record<TimeUnit, bigint> = { ms: 1n, us: 1_000n, ns: 1_000_000n };
 const FRACTION = /\.(\d+)/;
 
+/** The last string timestampValue() converted, for which column, and to what: log lines come in runs of one second. */
+let lastText: string | undefined;
+let lastSpec: ColumnSpec | undefined;
+let lastResult: bigint | typeof NO_FIT = NO_FIT;
+
 /** Epoch time in `unit` from an ISO-8601 string or epoch milliseconds; NO_FIT when it is neither. */
 export function timestampValue(value: unknown, spec: ColumnSpec): bigint | typeof NO_FIT {
+  if (typeof value === 'string') {
+    if (value === lastText && spec === lastSpec) return lastResult;
+    lastResult = timestampOf(value, spec);
+    lastText = value;
+    lastSpec = spec;
+    return lastResult;
+  }
+  return timestampOf(value, spec);
+}
+
+function timestampOf(value: unknown, spec: ColumnSpec): bigint | typeof NO_FIT {
   let ms: number;
   let sub = 0n;
   if (typeof value === 'number' && Number.isFinite(value)) {

@@ -89,6 +89,35 @@ function mostlyDistinct(columns: readonly { name: string; data: unknown[] }[], r
   return out;
 }
 
+/**
+ * The values of a string column as UTF-8 views into one buffer (nulls kept). The library would otherwise
+ * encode each value with TextEncoder into an allocation of its own, which costs ~1 µs for an access-log line;
+ * one `buf.write` per value into a shared buffer costs a third of that and leaves less for the collector.
+ * Same bytes as TextEncoder, lone surrogates included (both write U+FFFD).
+ */
+export function utf8Views(values: readonly unknown[]): unknown[] {
+  let units = 0;
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
+    if (typeof v === 'string') units += v.length;
+  }
+  // At most 3 bytes per UTF-16 unit: enough for any value, so no write is ever cut.
+  const buffer = Buffer.allocUnsafeSlow(units * 3);
+  const out: unknown[] = new Array(values.length);
+  let at = 0;
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
+    if (typeof v !== 'string') {
+      out[i] = v;
+      continue;
+    }
+    const n = buffer.write(v, at);
+    out[i] = buffer.subarray(at, at + n);
+    at += n;
+  }
+  return out;
+}
+
 export interface WrittenParquet {
   readonly events: number;
   readonly bytes: number;
@@ -152,10 +181,13 @@ export async function writeParquetFile(
     const codecs = await compressors(options.compression);
     const lib = await loadLibrary();
     let plain: Set<string> | undefined;
+    /** The plain columns that hold text (a json column's strings are values to stringify, not bytes). */
+    let plainText: Set<string> | undefined;
+    /** The file's columns: the declared ones, and in `infer` mode those of its first row group. */
+    let columns: readonly ColumnSpec[] = options.columns;
     const flushGroup = async () => {
       const rows = (first ?? builder)!.rows;
       if (rows === 0) return;
-      let columns: readonly ColumnSpec[] = options.columns;
       let columnData: { name: string; data: unknown[] }[];
       if (first !== undefined) {
         const done = first.finish();
@@ -176,11 +208,16 @@ export async function writeParquetFile(
           createdBy: 'fluxo (hyparquet-writer)',
         });
       }
-      plain ??= mostlyDistinct(columnData, rows);
+      if (plain === undefined) {
+        plain = mostlyDistinct(columnData, rows);
+        const chosen = plain;
+        plainText = new Set(columns.filter((c) => c.type === 'string' && chosen.has(c.name)).map((c) => c.name));
+      }
       for (const column of columnData) {
         if (!plain.has(column.name)) continue;
         // Min/max of ids or raw lines prune nothing; computing them costs a sixth of the column's time.
         Object.assign(column, { encoding: 'PLAIN', statistics: false });
+        if (plainText!.has(column.name)) column.data = utf8Views(column.data);
       }
       await writer.write({ columnData: columnData as never, rowGroupSize: rows });
       events += rows;
