@@ -9,7 +9,7 @@ import { settledWithin } from '../core/retry.ts';
 import { type Encoding, encodingOf, type SendResult, type SinkRequest } from '../core/sink/index.ts';
 import { connectError, natsConnectionOptions } from './nats/connection.ts';
 import { type NatsSinkOptions, natsSinkOptions, safeSubject } from './nats/options.ts';
-import { JetStreamPublisher } from './nats/publisher.ts';
+import { JetStreamPublisher, type PublishListener } from './nats/publisher.ts';
 
 /** The NATS client loads when a nats sink connects, not when Fluxo starts (see lazyImport). */
 const natsClient = lazyImport(() => import('@nats-io/transport-node'));
@@ -126,7 +126,33 @@ export class NatsSink implements Sink {
     const rejected: { index: number; reason: string }[] = [];
     const retry: number[] = [];
     let failure: unknown;
-    const pending: Promise<void>[] = [];
+    // One listener for the whole batch: a publish costs no promise or closure of its own.
+    let outstanding = 0;
+    let queued = false;
+    let allAnswered: (() => void) | undefined;
+    const answered = new Promise<void>((resolve) => {
+      allAnswered = resolve;
+    });
+    const done = () => {
+      if (--outstanding === 0 && queued) allAnswered!();
+    };
+    const listener: PublishListener = {
+      acked: (_index, ack) => {
+        this.published.inc();
+        if (ack.duplicate) this.duplicates.inc();
+        done();
+      },
+      failed: (index, error) => {
+        const to = subjects[index]!;
+        const reason = permanentReason(error);
+        if (reason !== undefined) rejected.push({ index, reason: `nats ${to}: ${reason}` });
+        else {
+          retry.push(index);
+          failure ??= this.publishError(error, to);
+        }
+        done();
+      },
+    };
     let aborted: (() => void) | undefined;
     const abort = new Promise<never>((_, reject) => {
       aborted = () => reject(signal.reason ?? new Error('aborted'));
@@ -147,25 +173,11 @@ export class NatsSink implements Sink {
         // Waits only when max_inflight publishes are out: the rest of a batch is queued in the same turn, so
         // the client writes it to the socket at once.
         while (publisher.full) await Promise.race([publisher.room(), abort]);
-        const payload = bytes.subarray(offsets[i]!, offsets[i + 1]! - 1);
-        pending.push(
-          publisher.publish(to, payload, headers[i]!).then(
-            (ack) => {
-              this.published.inc();
-              if (ack.duplicate) this.duplicates.inc();
-            },
-            (error: unknown) => {
-              const reason = permanentReason(error);
-              if (reason !== undefined) rejected.push({ index: i, reason: `nats ${to}: ${reason}` });
-              else {
-                retry.push(i);
-                failure ??= this.publishError(error, to);
-              }
-            },
-          ),
-        );
+        outstanding++;
+        publisher.publish(to, bytes.subarray(offsets[i]!, offsets[i + 1]! - 1), headers[i]!, listener, i);
       }
-      await Promise.race([Promise.all(pending), abort]);
+      queued = true;
+      if (outstanding > 0) await Promise.race([answered, abort]);
     } finally {
       signal.removeEventListener('abort', aborted!);
     }

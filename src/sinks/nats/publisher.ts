@@ -24,9 +24,15 @@ export class PublishError extends Error {
   }
 }
 
+/** Told how each publish ended, by its index in the caller's batch: one object per batch, not a promise per message. */
+export interface PublishListener {
+  acked(index: number, ack: PubAck): void;
+  failed(index: number, error: Error): void;
+}
+
 interface Waiting {
-  resolve: (ack: PubAck) => void;
-  reject: (error: Error) => void;
+  listener: PublishListener;
+  index: number;
   deadline: number;
 }
 
@@ -60,23 +66,24 @@ export class JetStreamPublisher {
     return new Promise((resolve) => this.roomWaiters.push(resolve));
   }
 
-  /** Queued on the connection now (written with the others of this turn); resolves with the PubAck. */
-  publish(subject: string, payload: Uint8Array, headers: MsgHdrs): Promise<PubAck> {
+  /**
+   * Queued on the connection now (written with the others of this turn); `listener` hears of its PubAck or
+   * failure later, never during this call.
+   */
+  publish(subject: string, payload: Uint8Array, headers: MsgHdrs, listener: PublishListener, index: number): void {
     const token = (this.next++).toString(36);
-    const answered = new Promise<PubAck>((resolve, reject) => {
-      this.waiting.set(token, { resolve, reject, deadline: Date.now() + this.ackTimeout });
-    });
+    this.waiting.set(token, { listener, index, deadline: Date.now() + this.ackTimeout });
     try {
       this.nc.publish(subject, payload, { reply: this.prefix + token, headers });
     } catch (error) {
-      // max_payload exceeded, a closed connection: thrown at once, answered at once.
-      this.settle(token)?.reject(error as Error);
+      // max_payload exceeded, a closed connection: thrown at once, told in a microtask like every answer.
+      const waiting = this.settle(token)!;
+      queueMicrotask(() => waiting.listener.failed(waiting.index, error as Error));
     }
     if (this.timer === undefined) {
       this.timer = setInterval(() => this.expire(), Math.max(20, Math.min(1_000, this.ackTimeout / 4)));
       this.timer.unref();
     }
-    return answered;
   }
 
   /** Fails every publish still waiting and stops listening. */
@@ -84,7 +91,11 @@ export class JetStreamPublisher {
     clearInterval(this.timer);
     this.timer = undefined;
     for (const token of [...this.waiting.keys()]) {
-      this.settle(token)?.reject(new PublishError('ClosedConnectionError', 'the sink closed its connection'));
+      const waiting = this.settle(token)!;
+      waiting.listener.failed(
+        waiting.index,
+        new PublishError('ClosedConnectionError', 'the sink closed its connection'),
+      );
     }
     this.sub.unsubscribe();
   }
@@ -94,8 +105,9 @@ export class JetStreamPublisher {
     const waiting = this.settle(msg.subject.slice(this.prefix.length));
     if (waiting === undefined) return; // answered after its deadline: it was retried already
     // No stream captures the subject: the server answers with a 503 status and no payload.
+    const { listener, index } = waiting;
     if (msg.headers?.code === 503) {
-      waiting.reject(new PublishError('JetStreamNotEnabled', 'no responders: no stream captures the subject'));
+      listener.failed(index, new PublishError('JetStreamNotEnabled', 'no responders: no stream captures the subject'));
       return;
     }
     let reply: {
@@ -107,15 +119,18 @@ export class JetStreamPublisher {
     try {
       reply = msg.json();
     } catch {
-      waiting.reject(new PublishError('JetStreamApiError', `a PubAck that is not JSON: ${msg.string().slice(0, 200)}`));
+      listener.failed(
+        index,
+        new PublishError('JetStreamApiError', `a PubAck that is not JSON: ${msg.string().slice(0, 200)}`),
+      );
       return;
     }
     if (reply.error !== undefined) {
       const { err_code: code, description } = reply.error;
-      waiting.reject(new PublishError('JetStreamApiError', description ?? 'JetStream error', code));
+      listener.failed(index, new PublishError('JetStreamApiError', description ?? 'JetStream error', code));
       return;
     }
-    waiting.resolve({ stream: reply.stream ?? '', seq: reply.seq ?? 0, duplicate: reply.duplicate === true });
+    listener.acked(index, { stream: reply.stream ?? '', seq: reply.seq ?? 0, duplicate: reply.duplicate === true });
   }
 
   private expire(): void {
@@ -123,7 +138,10 @@ export class JetStreamPublisher {
     for (const [token, waiting] of this.waiting) {
       if (waiting.deadline > now) break;
       this.settle(token);
-      waiting.reject(new PublishError('TimeoutError', `no PubAck within ${this.ackTimeout} ms`));
+      waiting.listener.failed(
+        waiting.index,
+        new PublishError('TimeoutError', `no PubAck within ${this.ackTimeout} ms`),
+      );
     }
     if (this.waiting.size === 0) {
       clearInterval(this.timer);
