@@ -1,9 +1,10 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import type { HttpAuthenticator } from '../codecs/http-auth.ts';
 import { FluxoError } from '../core/errors.ts';
 import type { Event } from '../core/event.ts';
+import { nodeHttp } from '../core/net/builtins.ts';
 import { splitAddress } from '../core/units.ts';
 import { DASHBOARD_CSS } from './dashboard/css.ts';
 import { DASHBOARD_HTML, unauthorizedPage } from './dashboard/html.ts';
@@ -60,7 +61,7 @@ export class ApiServer {
   ) {}
 
   async start(): Promise<string> {
-    const server = createServer((req, res) => {
+    const server = nodeHttp().createServer((req, res) => {
       const [url, query] = (req.url ?? '/').split('?') as [string, string | undefined];
       if (req.method !== 'GET' && req.method !== 'HEAD') {
         res.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain' }).end('method not allowed\n');

@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs';
-import { type ConnectionOptions, createSecureContext, type TlsOptions } from 'node:tls';
+import type { ConnectionOptions, TlsOptions } from 'node:tls';
 import { z } from 'zod';
 import { FluxoError } from '../core/errors.ts';
+import { nodeTls } from '../core/net/builtins.ts';
 
 /**
  * The `tls` block every network component shares (syslog, http, forward source and sink, …):
@@ -145,7 +146,7 @@ export function loadTlsClientOptions(tls: TlsConfig | undefined, component = 'tl
  */
 function checkUsable<T extends TlsOptions | ConnectionOptions>(options: T, tls: TlsConfig, component: string): T {
   try {
-    createSecureContext({ cert: options.cert, key: options.key, ca: options.ca });
+    nodeTls().createSecureContext({ cert: options.cert, key: options.key, ca: options.ca });
   } catch (error) {
     const files = (['crt_file', 'key_file', 'ca_file'] as const)
       .filter((k) => tls[k] !== undefined)

@@ -1,5 +1,6 @@
-import { Counter, collectDefaultMetrics, Gauge, type MetricValueWithName, Registry } from 'prom-client';
+import type { MetricValueWithName } from 'prom-client';
 import type { ComponentKind } from './component.ts';
+import { Counter, collectDefaultMetrics, Gauge, Registry } from './prom.ts';
 
 /**
  * All metrics of one running pipeline. Children are bound to their labels once per component at build

@@ -1,11 +1,11 @@
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { type AddressInfo, createServer as createTcpServer, type Server, type Socket } from 'node:net';
-import { createServer as createTlsServer } from 'node:tls';
 import { z } from 'zod';
 import { loadTlsServerOptions, tlsServerOption } from '../codecs/tls.ts';
 import type { AckStatus } from '../core/ack.ts';
 import { defineSource, type Source, type SourceContext } from '../core/component.ts';
 import { type Event, EventIdGenerator, HOSTNAME } from '../core/event.ts';
+import { nodeTls } from '../core/net/builtins.ts';
 import { ConnectionDeadlines } from '../core/net/connection-deadlines.ts';
 import { listenServer } from '../core/net/listen.ts';
 import { connectionDeadlineOptions, maxConnectionsOption } from '../core/net/options.ts';
@@ -197,7 +197,7 @@ export class ForwardSource implements Source, ForwardServer {
     const tls = loadTlsServerOptions(opts.tls, `source ${ctx.id}`);
     const serverOptions = { allowHalfOpen: true, keepAlive: opts.keepalive, keepAliveInitialDelay: 60_000 };
     this.server = tls
-      ? createTlsServer({ ...tls, ...serverOptions }, onConnection)
+      ? nodeTls().createServer({ ...tls, ...serverOptions }, onConnection)
       : createTcpServer(serverOptions, onConnection);
     // The source enforces max_connections (evicting idle connections); Node only caps handshakes and closing sockets.
     this.server.maxConnections = opts.max_connections + ACCEPT_HEADROOM;

@@ -1,5 +1,4 @@
-import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { createServer as createHttpsServer } from 'node:https';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { z } from 'zod';
 import {
   DEFAULT_MAX_EVENTS_PER_REQUEST,
@@ -24,6 +23,7 @@ import { loadTlsServerOptions, tlsServerOption } from '../codecs/tls.ts';
 import { type BatchedEmitTarget, emitInBatches, PendingEmits } from '../core/batched-emit.ts';
 import { defineSource, type Source, type SourceContext } from '../core/component.ts';
 import { EventIdGenerator } from '../core/event.ts';
+import { nodeHttp, nodeHttps } from '../core/net/builtins.ts';
 import { HttpConnectionGuard, httpConnectionOptions, httpServerOptions } from '../core/net/http-connections.ts';
 import { boundHostPort, listenServer } from '../core/net/listen.ts';
 import { maxConnectionsOption } from '../core/net/options.ts';
@@ -185,8 +185,8 @@ export class OtlpSource implements Source {
     const tls = loadTlsServerOptions(opts.tls, `source ${ctx.id}`);
     const serverOptions = httpServerOptions(opts);
     this.server = tls
-      ? createHttpsServer({ ...tls, ...serverOptions }, handler)
-      : createHttpServer(serverOptions, handler);
+      ? nodeHttps().createServer({ ...tls, ...serverOptions }, handler)
+      : nodeHttp().createServer(serverOptions, handler);
     // Counts connections, evicts or refuses beyond max_connections, counts the header and request timeouts.
     new HttpConnectionGuard(this.server, opts, 'otlp', ctx.metrics, (kind, fields, message) =>
       this.warnings.warn(kind, fields, `otlp: ${message}`),

@@ -142,8 +142,15 @@ const CLIENT_LIBRARIES = [
 // A static value import: `import x from`, `import { a, type B } from`; not `import type { … } from`.
 const STATIC_IMPORT = /^[ \t]*import\s+(?!type\b)([^;'"`]*?)\bfrom\s*['"]([^'"]+)['"]/gm;
 
-/** The client libraries `text` imports statically for their values (an all-`type` brace list does not count). */
-function eagerClientImports(text: string): string[] {
+/**
+ * Modules that cost every start when imported for their values, wherever the importing file is: node:http's ES
+ * facade loads Node's bundled undici, node:tls (and node:https over it) loads for configs without TLS, and
+ * prom-client's index loads its Pushgateway (node:https). src/core/net/builtins.ts and src/core/prom.ts load them.
+ */
+const COSTLY_AT_START = ['node:http', 'node:https', 'node:tls', 'prom-client'];
+
+/** The modules of `libraries` that `text` imports statically for their values (an all-`type` brace list does not count). */
+function eagerImports(text: string, libraries: readonly (string | RegExp)[] = CLIENT_LIBRARIES): string[] {
   const found: string[] = [];
   for (const [, what, specifier] of text.matchAll(STATIC_IMPORT)) {
     const names = /^\{([^}]*)\}\s*$/.exec(what!.trim())?.[1];
@@ -155,7 +162,7 @@ function eagerClientImports(text: string): string[] {
         .filter((n) => n !== '')
         .every((n) => n.startsWith('type '));
     if (onlyTypes) continue;
-    if (CLIENT_LIBRARIES.some((lib) => (typeof lib === 'string' ? lib === specifier : lib.test(specifier!)))) {
+    if (libraries.some((lib) => (typeof lib === 'string' ? lib === specifier : lib.test(specifier!)))) {
       found.push(specifier!);
     }
   }
@@ -173,17 +180,35 @@ describe('client libraries load lazily', () => {
       "import { z } from 'zod';",
       "const kafka = lazyImport(() => import('@platformatic/kafka'));",
     ].join('\n');
-    assert.deepEqual(eagerClientImports(text), ['undici', '@aws-sdk/client-s3', 'pg']);
+    assert.deepEqual(eagerImports(text), ['undici', '@aws-sdk/client-s3', 'pg']);
   });
 
   it('no component imports a client library at the top of its file', () => {
     const found: string[] = [];
     for (const dir of COMPONENT_KINDS.map((k) => `src/${k}`)) {
       for (const file of sourceFiles(dir)) {
-        for (const lib of eagerClientImports(readFileSync(new URL(file, ROOT), 'utf8'))) found.push(`${file} → ${lib}`);
+        for (const lib of eagerImports(readFileSync(new URL(file, ROOT), 'utf8'))) found.push(`${file} → ${lib}`);
       }
     }
     assert.deepEqual(found, [], 'load these with lazyImport() from start() or connect()');
+  });
+
+  it('no file imports node:http, node:https, node:tls or prom-client for values', () => {
+    assert.deepEqual(
+      eagerImports(
+        "import { createServer } from 'node:http';\nimport type { Registry } from 'prom-client';",
+        COSTLY_AT_START,
+      ),
+      ['node:http'],
+    );
+    const found: string[] = [];
+    // A declaration file (.d.ts) loads nothing at run time.
+    for (const file of sourceFiles('src').filter((f) => !f.endsWith('.d.ts'))) {
+      for (const lib of eagerImports(readFileSync(new URL(file, ROOT), 'utf8'), COSTLY_AT_START)) {
+        found.push(`${file} → ${lib}`);
+      }
+    }
+    assert.deepEqual(found, [], 'use nodeHttp()/nodeHttps()/nodeTls() (core/net/builtins.ts) and core/prom.ts');
   });
 });
 

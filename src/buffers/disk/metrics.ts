@@ -1,5 +1,6 @@
-import { Histogram, type Registry } from 'prom-client';
+import type { Registry } from 'prom-client';
 import type { ComponentMetrics } from '../../core/metrics.ts';
+import { Histogram } from '../../core/prom.ts';
 import { TIMELINE_STEP_MS, type TimelinePoint } from './scan.ts';
 
 const FSYNC_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];

@@ -1,7 +1,8 @@
 import { createServer, type Server, type Socket } from 'node:net';
-import { createServer as createTlsServer, type TlsOptions } from 'node:tls';
+import type { TlsOptions } from 'node:tls';
 import type { Event } from '../event.ts';
 import type { LocalCounter, LocalGauge } from '../metrics.ts';
+import { nodeTls } from './builtins.ts';
 import { ConnectionDeadlines, type ExpiryReason, type TimedConnection } from './connection-deadlines.ts';
 import { listenServer } from './listen.ts';
 import { formatEndpoint, type NetSourceBase, type NetTransport } from './net-source-base.ts';
@@ -104,7 +105,7 @@ export class TcpStreamListener<C extends StreamConnection> implements Connection
     const onConnection = (socket: Socket) => this.accept(socket);
     if (options.tls) {
       this.scheme = 'tls';
-      this.server = createTlsServer({ ...netOptions, ...options.tls }, onConnection);
+      this.server = nodeTls().createServer({ ...netOptions, ...options.tls }, onConnection);
     } else {
       this.scheme = 'tcp';
       this.server = createServer(netOptions, onConnection);

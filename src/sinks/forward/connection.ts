@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { isIP, type Socket, connect as tcpConnect } from 'node:net';
-import { type ConnectionOptions, connect as tlsConnect } from 'node:tls';
+import type { ConnectionOptions } from 'node:tls';
 import {
   decodeServerMessage,
   digestsEqual,
@@ -12,6 +12,7 @@ import {
   sharedKeyDigest,
 } from '../../codecs/forward.ts';
 import { FluxoError, RetryableError } from '../../core/errors.ts';
+import { nodeTls } from '../../core/net/builtins.ts';
 
 export interface ClientAuth {
   sharedKey: string;
@@ -38,7 +39,7 @@ export function openSocket(settings: ConnectSettings, signal?: AbortSignal): Pro
   const { host, port, tls, connectTimeoutMs } = settings;
   return new Promise((resolve, reject) => {
     const socket: Socket = tls
-      ? tlsConnect({ ...tls, host, port, servername: isIP(host) ? undefined : host })
+      ? nodeTls().connect({ ...tls, host, port, servername: isIP(host) ? undefined : host })
       : tcpConnect({ host, port });
     const done = (error?: Error) => {
       clearTimeout(timer);

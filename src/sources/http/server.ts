@@ -1,5 +1,4 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { createServer as createHttpsServer } from 'node:https';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import {
   DecodedBodyTooLargeError,
   gunzipCapped,
@@ -13,6 +12,7 @@ import { loadTlsServerOptions } from '../../codecs/tls.ts';
 import { type BatchedEmitTarget, emitInBatches, PendingEmits } from '../../core/batched-emit.ts';
 import type { Source, SourceContext } from '../../core/component.ts';
 import { type Event, EventIdGenerator } from '../../core/event.ts';
+import { nodeHttp, nodeHttps } from '../../core/net/builtins.ts';
 import { HttpConnectionGuard, httpServerOptions } from '../../core/net/http-connections.ts';
 import { boundHostPort, listenServer, peerHost } from '../../core/net/listen.ts';
 import { RateLimitedWarnings } from '../../core/rate-limited-warnings.ts';
@@ -88,7 +88,9 @@ export class HttpSource implements Source {
     const handler = (req: IncomingMessage, res: ServerResponse) => this.onRequest(req, res, false);
     this.scheme = tls ? 'https' : 'http';
     const serverOptions = httpServerOptions(opts);
-    this.server = tls ? createHttpsServer({ ...tls, ...serverOptions }, handler) : createServer(serverOptions, handler);
+    this.server = tls
+      ? nodeHttps().createServer({ ...tls, ...serverOptions }, handler)
+      : nodeHttp().createServer(serverOptions, handler);
     // Expect: 100-continue lets a client learn about 401/413/429/503 before it sends the body.
     this.server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => this.onRequest(req, res, true));
     // Counts connections, evicts or refuses beyond max_connections, counts the header and request timeouts.

@@ -1,11 +1,11 @@
 import { createServer, type Server, type Socket } from 'node:net';
-import { createServer as createTlsServer } from 'node:tls';
 import { SyslogParser, syslogEvent } from '../../codecs/syslog.ts';
 import { loadTlsServerOptions } from '../../codecs/tls.ts';
 import type { AckStatus } from '../../core/ack.ts';
 import type { Source, SourceContext } from '../../core/component.ts';
 import { type Event, EventIdGenerator, ReceiptClock } from '../../core/event.ts';
 import type { LocalCounter, LocalGauge } from '../../core/metrics.ts';
+import { nodeTls } from '../../core/net/builtins.ts';
 import { ConnectionDeadlines } from '../../core/net/connection-deadlines.ts';
 import { boundHostPort, listenServer, peerHost } from '../../core/net/listen.ts';
 import { ACCEPT_HEADROOM } from '../../core/net/tcp-stream-listener.ts';
@@ -101,7 +101,7 @@ export class RelpSource implements Source {
     const onConnection = (socket: Socket) => this.accept(socket);
     if (tls) {
       this.scheme = 'tls';
-      this.server = createTlsServer({ ...netOptions, ...tls }, onConnection);
+      this.server = nodeTls().createServer({ ...netOptions, ...tls }, onConnection);
       this.server.on('tlsClientError', (error: Error, socket: Socket) => {
         ctx.metrics.error('tls_handshake');
         this.warn('tls', { host: peerHost(socket.remoteAddress), err: error.message }, 'TLS handshake failed');

@@ -1,6 +1,5 @@
 import { randomBytes } from 'node:crypto';
 import { connect, type Socket } from 'node:net';
-import { connect as tlsConnect } from 'node:tls';
 import { gzipSync } from 'node:zlib';
 import {
   decodeServerMessage,
@@ -9,6 +8,7 @@ import {
   MsgpackScanner,
   packEntries,
 } from '../../../codecs/forward.ts';
+import { nodeTls } from '../../../core/net/builtins.ts';
 import type { SenderFactory, SenderOptions } from '../sender.ts';
 import type { SimulationStats } from '../stats.ts';
 import { BatchingSender, tlsClientOptions } from './common.ts';
@@ -96,7 +96,7 @@ class ForwardServer extends BatchingSender<InFlight> {
     this.connecting = true;
     const tls = this.options.tls !== undefined;
     const socket = tls
-      ? tlsConnect(tlsClientOptions(this.options))
+      ? nodeTls().connect(tlsClientOptions(this.options))
       : connect({ host: this.options.host, port: this.options.port });
     const scanner = new MsgpackScanner(64 * 1024, 'any');
     let pending: Buffer | undefined;

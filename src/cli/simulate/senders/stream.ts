@@ -1,5 +1,5 @@
 import { connect, type Socket } from 'node:net';
-import { connect as tlsConnect } from 'node:tls';
+import { nodeTls } from '../../../core/net/builtins.ts';
 import type { LineBatch, SenderOptions, SimulatedServer } from '../sender.ts';
 import type { SimulationStats } from '../stats.ts';
 import { tlsClientOptions } from './common.ts';
@@ -48,7 +48,7 @@ export class StreamServer implements SimulatedServer {
     return new Promise((resolve) => {
       const tls = this.options.tls !== undefined;
       const socket = tls
-        ? tlsConnect(tlsClientOptions(this.options))
+        ? nodeTls().connect(tlsClientOptions(this.options))
         : connect({ host: this.options.host, port: this.options.port });
       this.socket = socket;
       socket.setNoDelay(true);
