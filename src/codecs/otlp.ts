@@ -18,54 +18,35 @@
  * `dropped_attributes_count` is kept when not zero. A record whose fields have the wrong type (JSON) or a trace id
  * of the wrong length is rejected and reported in the response's partial success.
  */
-import protobuf from 'protobufjs';
 import { FluxoError } from '../core/errors.ts';
 import type { Event, EventIdGenerator } from '../core/event.ts';
+import { lazyImport } from '../core/lazy-import.ts';
 import {
   DEFAULT_MAX_EVENTS_PER_REQUEST,
   DEFAULT_MAX_NESTING_DEPTH,
   NestingTooDeepError,
   scanJson,
-  TooManyEventsError,
 } from './body-limits.ts';
 
-// The OTLP messages the logs endpoint needs, with the field numbers of opentelemetry-proto (logs/v1, common/v1,
-// resource/v1, collector/logs/v1). Field names are camel-cased by protobufjs, which makes them the OTLP/JSON names,
-// so one mapping reads both encodings. Severity is an enum on the wire, a varint like int32.
-const SCHEMA = `
-syntax = "proto3";
-package fluxo.otlp;
-message AnyValue {
-  oneof value {
-    string string_value = 1; bool bool_value = 2; int64 int_value = 3; double double_value = 4;
-    ArrayValue array_value = 5; KeyValueList kvlist_value = 6; bytes bytes_value = 7;
-  }
-}
-message ArrayValue { repeated AnyValue values = 1; }
-message KeyValueList { repeated KeyValue values = 1; }
-message KeyValue { string key = 1; AnyValue value = 2; }
-message InstrumentationScope {
-  string name = 1; string version = 2; repeated KeyValue attributes = 3; uint32 dropped_attributes_count = 4;
-}
-message Resource { repeated KeyValue attributes = 1; uint32 dropped_attributes_count = 2; }
-message LogRecord {
-  fixed64 time_unix_nano = 1; fixed64 observed_time_unix_nano = 11; int32 severity_number = 2;
-  string severity_text = 3; AnyValue body = 5; repeated KeyValue attributes = 6;
-  uint32 dropped_attributes_count = 7; fixed32 flags = 8; bytes trace_id = 9; bytes span_id = 10;
-  string event_name = 12;
-}
-message ScopeLogs { InstrumentationScope scope = 1; repeated LogRecord log_records = 2; string schema_url = 3; }
-message ResourceLogs { Resource resource = 1; repeated ScopeLogs scope_logs = 2; string schema_url = 3; }
-message ExportLogsServiceRequest { repeated ResourceLogs resource_logs = 1; }
-message ExportLogsPartialSuccess { int64 rejected_log_records = 1; string error_message = 2; }
-message ExportLogsServiceResponse { ExportLogsPartialSuccess partial_success = 1; }
-message Status { int32 code = 1; string message = 2; }
-`;
+type ProtobufCodec = typeof import('./otlp-protobuf.ts');
+let protobufCodec: ProtobufCodec | undefined;
+const importProtobuf = lazyImport(() => import('./otlp-protobuf.ts'));
 
-const root = protobuf.parse(SCHEMA).root;
-const RequestType = root.lookupType('fluxo.otlp.ExportLogsServiceRequest');
-const ResponseType = root.lookupType('fluxo.otlp.ExportLogsServiceResponse');
-const StatusType = root.lookupType('fluxo.otlp.Status');
+/**
+ * Loads protobufjs and the OTLP schema (src/codecs/otlp-protobuf.ts), once: ~20 ms of CPU that a start, and an
+ * agent whose clients send OTLP/JSON or nothing, does not pay. The source awaits it before it decodes or answers
+ * its first protobuf request; the functions below need it for protobuf and throw when it was not loaded.
+ */
+export async function loadOtlpProtobuf(): Promise<void> {
+  protobufCodec ??= await importProtobuf();
+}
+
+export const otlpProtobufLoaded = (): boolean => protobufCodec !== undefined;
+
+function protobuf(): ProtobufCodec {
+  if (protobufCodec === undefined) throw new Error('the OTLP protobuf codec is used before loadOtlpProtobuf()');
+  return protobufCodec;
+}
 
 /** The body cannot be read as an ExportLogsServiceRequest: answered 400. */
 export class OtlpFormatError extends FluxoError {
@@ -97,9 +78,10 @@ const JSON_RECORDS_LEVEL = 6;
  */
 export function decodeLogsRequest(body: Uint8Array, encoding: OtlpEncoding, limits = DEFAULT_LIMITS): unknown {
   if (encoding === 'protobuf') {
-    countProtobufLogRecords(body, limits.maxRecords);
+    const codec = protobuf();
+    codec.countProtobufLogRecords(body, limits.maxRecords);
     try {
-      return RequestType.decode(body);
+      return codec.decodeRequest(body);
     } catch (error) {
       throw new OtlpFormatError(`invalid protobuf ExportLogsServiceRequest: ${(error as Error).message}`);
     }
@@ -118,76 +100,21 @@ export function decodeLogsRequest(body: Uint8Array, encoding: OtlpEncoding, limi
   }
 }
 
-/**
- * Counts the LogRecords of a protobuf ExportLogsServiceRequest by walking its wire format (resource_logs = 1 →
- * scope_logs = 2 → log_records = 2) without decoding them; throws TooManyEventsError past `max`. A malformed body
- * stops the walk quietly: protobufjs reports it next.
- */
-export function countProtobufLogRecords(body: Uint8Array, max: number): number {
-  let count = 0;
-  const onRecord = () => {
-    if (++count > max) throw new TooManyEventsError(max);
-  };
-  const onScopeLogs = (start: number, end: number) => forEachMessageField(body, start, end, 2, onRecord);
-  const onResourceLogs = (start: number, end: number) => forEachMessageField(body, start, end, 2, onScopeLogs);
-  forEachMessageField(body, 0, body.length, 1, onResourceLogs);
-  return count;
-}
-
-/**
- * Calls `fn` with the bounds of each length-delimited field `fieldNo` of the message in `buf[start, end)`. The
- * walk reads tags, lengths and unknown fields (groups included) with protobufjs's own Reader, the way its decoder
- * does: a walk that read them otherwise (it used to stop at a group, which the decoder skips) counts fewer records
- * than the decoder then builds.
- */
-function forEachMessageField(
-  buf: Uint8Array,
-  start: number,
-  end: number,
-  fieldNo: number,
-  fn: (start: number, end: number) => void,
-): void {
-  const reader = protobuf.Reader.create(buf);
-  reader.pos = start;
-  reader.len = end;
-  while (reader.pos < end) {
-    let len: number;
-    try {
-      const tag = reader.tag();
-      if (tag >>> 3 !== fieldNo || (tag & 7) !== 2) {
-        reader.skipType(tag & 7, 0, tag >>> 3);
-        continue;
-      }
-      len = reader.size();
-    } catch {
-      return; // malformed: the decoder throws at the same place
-    }
-    const from = reader.pos;
-    if (len > end - from) return;
-    fn(from, from + len);
-    reader.pos = from + len;
-  }
-}
-
 /** The success response: empty when everything was accepted, else a partial success with the count and reason. */
 export function encodeLogsResponse(encoding: OtlpEncoding, rejected: number, errorMessage: string): Buffer {
-  if (rejected === 0) return encoding === 'protobuf' ? EMPTY_PROTOBUF_RESPONSE : EMPTY_JSON_RESPONSE;
-  if (encoding === 'protobuf') {
-    const message = rejected > 0 ? { partialSuccess: { rejectedLogRecords: rejected, errorMessage } } : {};
-    return Buffer.from(ResponseType.encode(ResponseType.fromObject(message)).finish());
-  }
+  if (encoding === 'protobuf') return protobuf().encodeResponse(rejected, errorMessage);
+  if (rejected === 0) return EMPTY_JSON_RESPONSE;
   // int64 is a decimal string in OTLP/JSON (proto3 JSON mapping).
   const json = rejected > 0 ? { partialSuccess: { rejectedLogRecords: String(rejected), errorMessage } } : {};
   return Buffer.from(JSON.stringify(json));
 }
 
-/** The full-success bodies, the same for every request (Node copies a buffer into the socket, never keeps it). */
-const EMPTY_PROTOBUF_RESPONSE = Buffer.from(ResponseType.encode(ResponseType.fromObject({})).finish());
+/** The full-success body, the same for every request (Node copies a buffer into the socket, never keeps it). */
 const EMPTY_JSON_RESPONSE = Buffer.from('{}');
 
 /** A google.rpc.Status body for error responses (400, 413, 415, 429, 503). */
 export function encodeStatus(encoding: OtlpEncoding, code: number, message: string): Buffer {
-  if (encoding === 'protobuf') return Buffer.from(StatusType.encode(StatusType.fromObject({ code, message })).finish());
+  if (encoding === 'protobuf') return protobuf().encodeStatus(code, message);
   return Buffer.from(JSON.stringify({ code, message }));
 }
 

@@ -15,9 +15,11 @@ import {
   decodeLogsRequest,
   encodeLogsResponse,
   encodeStatus,
+  loadOtlpProtobuf,
   logsRequestToEvents,
   type OtlpEncoding,
   OtlpFormatError,
+  otlpProtobufLoaded,
 } from '../codecs/otlp.ts';
 import { loadTlsServerOptions, tlsServerOption } from '../codecs/tls.ts';
 import { type BatchedEmitTarget, emitInBatches, PendingEmits } from '../core/batched-emit.ts';
@@ -219,6 +221,8 @@ export class OtlpSource implements Source {
     const url = req.url ?? '/';
     const path = url.includes('?') ? url.slice(0, url.indexOf('?')) : url;
     const encoding = encodingOf(req.headers['content-type']);
+    // protobufjs and the schema load with the first protobuf request, not at start.
+    if (encoding === 'protobuf' && !otlpProtobufLoaded()) await loadOtlpProtobuf();
     const answerAs = encoding ?? 'json';
     if (path !== this.opts.path) return this.fail(res, 404, answerAs, NOT_FOUND, `no OTLP endpoint at ${path}`);
     if (req.method !== 'POST') {

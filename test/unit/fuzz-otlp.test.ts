@@ -9,9 +9,12 @@ import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import protobuf from 'protobufjs';
 import { NestingTooDeepError, TooManyEventsError } from '../../src/codecs/body-limits.ts';
-import { decodeLogsRequest, logsRequestToEvents, OtlpFormatError } from '../../src/codecs/otlp.ts';
+import { decodeLogsRequest, loadOtlpProtobuf, logsRequestToEvents, OtlpFormatError } from '../../src/codecs/otlp.ts';
 import { EventIdGenerator } from '../../src/core/event.ts';
 import { fuzzRuns } from '../helpers/fuzz.ts';
+
+// The source loads it with its first protobuf request.
+await loadOtlpProtobuf();
 
 const runs = fuzzRuns;
 

@@ -210,6 +210,21 @@ describe('client libraries load lazily', () => {
     }
     assert.deepEqual(found, [], 'use nodeHttp()/nodeHttps()/nodeTls() (core/net/builtins.ts) and core/prom.ts');
   });
+
+  it('protobufjs loads with the first OTLP protobuf request: only otlp-protobuf.ts imports it, and only with import()', () => {
+    const importers: string[] = [];
+    for (const file of sourceFiles('src')) {
+      const text = readFileSync(new URL(file, ROOT), 'utf8');
+      const statics = [...text.matchAll(STATIC_IMPORT)].map((m) => m[2]!);
+      for (const m of text.matchAll(/^[ \t]*import\s*['"]([^'"]+)['"]/gm)) statics.push(m[1]!);
+      for (const specifier of statics) {
+        if (specifier === 'protobufjs' || resolveImport(file, specifier) === 'src/codecs/otlp-protobuf.ts') {
+          importers.push(`${file} → ${specifier}`);
+        }
+      }
+    }
+    assert.deepEqual(importers, ['src/codecs/otlp-protobuf.ts → protobufjs']);
+  });
 });
 
 describe('layering', () => {

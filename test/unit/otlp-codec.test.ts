@@ -1,7 +1,16 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { decodeLogsRequest, encodeLogsResponse, logsRequestToEvents, OtlpFormatError } from '../../src/codecs/otlp.ts';
+import {
+  decodeLogsRequest,
+  encodeLogsResponse,
+  loadOtlpProtobuf,
+  logsRequestToEvents,
+  OtlpFormatError,
+} from '../../src/codecs/otlp.ts';
 import { EventIdGenerator } from '../../src/core/event.ts';
+
+// The source loads it with its first protobuf request.
+await loadOtlpProtobuf();
 
 function convert(records: unknown[], resourceAttributes: unknown[] = [], scope?: unknown) {
   const request = {
