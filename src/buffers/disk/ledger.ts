@@ -1,8 +1,8 @@
 import { writeSync } from 'node:fs';
 import { type FileHandle, open } from 'node:fs/promises';
 import { join } from 'node:path';
-import { crc32c } from '@node-rs/crc32';
 import { syncDirectory } from '../../core/fs.ts';
+import { crc32c } from './crc32c.ts';
 
 /** What the sink acknowledged: the replay at start begins after `ackedId`. */
 export interface LedgerState {

@@ -1,5 +1,5 @@
-import { crc32c } from '@node-rs/crc32';
 import type { Event } from '../../core/event.ts';
+import { crc32c } from './crc32c.ts';
 
 /**
  * The on-disk format of the disk buffer.
