@@ -111,7 +111,7 @@ async function load(): Promise<void> {
             for (;;) {
               const end = scanner.scan(pending, start, pending.length);
               if (end < 0) break;
-              const reply = forwardUnpackr.unpack(pending.subarray(start, end)) as { ack?: string };
+              const reply = forwardUnpackr().unpack(pending.subarray(start, end)) as { ack?: string };
               if (typeof reply.ack === 'string') {
                 inFlight--;
                 acked += perMessage;

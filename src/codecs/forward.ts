@@ -16,7 +16,8 @@
  * complete (and not larger than allowed) before spending any work on it; msgpackr then decodes whole frames.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { addExtension, Packr, Unpackr } from 'msgpackr';
+import { createRequire } from 'node:module';
+import type { Packr, Unpackr } from 'msgpackr';
 import { FluxoError } from '../core/errors.ts';
 
 /** Fluentd's nanosecond timestamp (msgpack ext type 0). */
@@ -38,32 +39,56 @@ export class EventTime {
 
 const EVENT_TIME_TYPE = 0;
 
-// msgpackr keeps extensions per process. Type 0 is otherwise read as `undefined` (notepack's convention), which no
-// Fluxo component relies on; the forward protocol owns it.
-addExtension({
-  type: EVENT_TIME_TYPE,
-  unpack(data: Uint8Array) {
-    if (data.length !== 8) return new EventTime(Number.NaN, 0);
-    const seconds = ((data[0]! << 24) | (data[1]! << 16) | (data[2]! << 8) | data[3]!) >>> 0;
-    const nanos = ((data[4]! << 24) | (data[5]! << 16) | (data[6]! << 8) | data[7]!) >>> 0;
-    return new EventTime(seconds, nanos);
-  },
-});
-// msgpackr refuses to register a packer for type 0 (it tests the type for truthiness), so the packer is registered
-// under an unused type and writes the whole fixext 8 itself (0xd7, type 0, seconds, nanoseconds) through the raw
-// write callback, returning nothing for msgpackr to wrap. Type 99 is neither a msgpackr nor a Fluentd type.
-addExtension({
-  Class: EventTime,
-  type: 99,
-  pack(time: EventTime, allocateForWrite: (size: number) => { target: Uint8Array; position: number }) {
-    const { target, position } = allocateForWrite(10);
-    target[position] = 0xd7;
-    target[position + 1] = EVENT_TIME_TYPE;
-    writeUInt32(target, position + 2, time.seconds);
-    writeUInt32(target, position + 6, time.nanos);
-    return undefined;
-  },
-} as unknown as Parameters<typeof addExtension>[0]);
+type Msgpackr = typeof import('msgpackr');
+type MsgpackCodec = { packr: Packr; unpackr: Unpackr };
+const require = createRequire(import.meta.url);
+let codec: MsgpackCodec | undefined;
+
+/**
+ * The forward protocol's msgpackr packer and unpacker, made on first use: msgpackr loads a native addon
+ * (msgpackr-extract) when it is imported, which a start, and a config without forward, need not pay for.
+ * - int64 values decode as numbers (JSON has no BigInt; precision is lost above 2^53), maps as plain objects;
+ * - packing uses no msgpackr records or bundled strings: plain MessagePack any Fluentd implementation reads.
+ */
+function msgpack(): MsgpackCodec {
+  if (codec !== undefined) return codec;
+  const { addExtension, Packr, Unpackr } = require('msgpackr') as Msgpackr;
+  // msgpackr keeps extensions per process. Type 0 is otherwise read as `undefined` (notepack's convention), which
+  // no Fluxo component relies on; the forward protocol owns it.
+  addExtension({
+    type: EVENT_TIME_TYPE,
+    unpack(data: Uint8Array) {
+      if (data.length !== 8) return new EventTime(Number.NaN, 0);
+      const seconds = ((data[0]! << 24) | (data[1]! << 16) | (data[2]! << 8) | data[3]!) >>> 0;
+      const nanos = ((data[4]! << 24) | (data[5]! << 16) | (data[6]! << 8) | data[7]!) >>> 0;
+      return new EventTime(seconds, nanos);
+    },
+  });
+  // msgpackr refuses to register a packer for type 0 (it tests the type for truthiness), so the packer is
+  // registered under an unused type and writes the whole fixext 8 itself (0xd7, type 0, seconds, nanoseconds)
+  // through the raw write callback, returning nothing for msgpackr to wrap. Type 99 is neither a msgpackr nor a
+  // Fluentd type.
+  addExtension({
+    Class: EventTime,
+    type: 99,
+    pack(time: EventTime, allocateForWrite: (size: number) => { target: Uint8Array; position: number }) {
+      const { target, position } = allocateForWrite(10);
+      target[position] = 0xd7;
+      target[position + 1] = EVENT_TIME_TYPE;
+      writeUInt32(target, position + 2, time.seconds);
+      writeUInt32(target, position + 6, time.nanos);
+      return undefined;
+    },
+  } as unknown as Parameters<Msgpackr['addExtension']>[0]);
+  codec = {
+    unpackr: new Unpackr({ mapsAsObjects: true, useRecords: false, int64AsType: 'number' }),
+    packr: new Packr({ useRecords: false, variableMapSize: true }),
+  };
+  return codec;
+}
+
+/** The forward protocol's unpacker (see msgpack()). */
+export const forwardUnpackr = (): Unpackr => msgpack().unpackr;
 
 function writeUInt32(target: Uint8Array, p: number, n: number): void {
   target[p] = n >>> 24;
@@ -71,13 +96,6 @@ function writeUInt32(target: Uint8Array, p: number, n: number): void {
   target[p + 2] = (n >>> 8) & 0xff;
   target[p + 3] = n & 0xff;
 }
-
-/**
- * int64 values decode as numbers (JSON has no BigInt; precision is lost above 2^53). Maps decode as plain objects.
- */
-export const forwardUnpackr = new Unpackr({ mapsAsObjects: true, useRecords: false, int64AsType: 'number' });
-/** No msgpackr records or bundled strings: a plain MessagePack any Fluentd implementation reads. */
-export const forwardPackr = new Packr({ useRecords: false, variableMapSize: true });
 
 /** A malformed, oversized or truncated frame: the connection that sent it is closed with `message` logged. */
 export class ForwardProtocolError extends FluxoError {
@@ -313,7 +331,7 @@ export function decodeClientFrame(frame: Buffer, maxEntries = NO_ENTRY_LIMIT): C
 /** msgpackr's errors (an unknown extension type, …) as the protocol error the connection reports. */
 function unpackOrThrow(bytes: Buffer): unknown {
   try {
-    return forwardUnpackr.unpack(bytes);
+    return msgpack().unpackr.unpack(bytes);
   } catch (error) {
     throw new ForwardProtocolError(`invalid MessagePack: ${(error as Error).message}`);
   }
@@ -374,7 +392,7 @@ export function decodePackedEntries(packed: Uint8Array, maxEntries = NO_ENTRY_LI
   if (packed.length === 0) return entries;
   let over = false;
   try {
-    forwardUnpackr.unpackMultiple(packed as Buffer, (value: unknown) => {
+    msgpack().unpackr.unpackMultiple(packed as Buffer, (value: unknown) => {
       if (entries.length >= maxEntries) {
         over = true;
         return false;
@@ -399,18 +417,18 @@ export function entryTimeMs(time: unknown): number {
 // --- server → client ---------------------------------------------------------------------------------------------
 
 export function encodeAck(chunk: string): Buffer {
-  return forwardPackr.pack({ ack: chunk });
+  return msgpack().packr.pack({ ack: chunk });
 }
 
 export function encodeHelo(nonce: Uint8Array, authSalt: Uint8Array | undefined): Buffer {
-  return forwardPackr.pack([
+  return msgpack().packr.pack([
     'HELO',
     { nonce: Buffer.from(nonce), auth: authSalt ? Buffer.from(authSalt) : '', keepalive: true },
   ]);
 }
 
 export function encodePong(ok: boolean, reason: string, hostname: string, digest: string): Buffer {
-  return forwardPackr.pack(['PONG', ok, reason, hostname, digest]);
+  return msgpack().packr.pack(['PONG', ok, reason, hostname, digest]);
 }
 
 // --- client → server ---------------------------------------------------------------------------------------------
@@ -422,7 +440,7 @@ export function encodePing(
   username: string,
   passwordDigest: string,
 ): Buffer {
-  return forwardPackr.pack(['PING', hostname, Buffer.from(salt), digest, username, passwordDigest]);
+  return msgpack().packr.pack(['PING', hostname, Buffer.from(salt), digest, username, passwordDigest]);
 }
 
 /**
@@ -431,8 +449,8 @@ export function encodePing(
  */
 export function encodePackedForward(tag: string, entries: Buffer, size: number, chunk: string, gzip: boolean): Buffer {
   const option: ForwardOption = gzip ? { size, chunk, compressed: 'gzip' } : { size, chunk };
-  const head = forwardPackr.pack(tag);
-  const optionBytes = forwardPackr.pack(option);
+  const head = msgpack().packr.pack(tag);
+  const optionBytes = msgpack().packr.pack(option);
   const binHeader = binHeaderOf(entries.length);
   return Buffer.concat([Buffer.from([0x93]), head, binHeader, entries, optionBytes]);
 }
@@ -448,7 +466,7 @@ function binHeaderOf(length: number): Buffer {
 
 /** Packs `[time, record]` entries and returns them concatenated, without the enclosing array header. */
 export function packEntries(entries: unknown[]): Buffer {
-  const packed = forwardPackr.pack(entries);
+  const packed = msgpack().packr.pack(entries);
   const h = packed[0]!;
   const header = h <= 0x9f ? 1 : h === 0xdc ? 3 : 5;
   return packed.subarray(header);
@@ -463,7 +481,7 @@ export type ServerMessage =
 export function decodeServerMessage(frame: Buffer): ServerMessage {
   let value: unknown;
   try {
-    value = forwardUnpackr.unpack(frame);
+    value = msgpack().unpackr.unpack(frame);
   } catch (error) {
     throw new ForwardProtocolError(`invalid MessagePack from the server: ${(error as Error).message}`);
   }

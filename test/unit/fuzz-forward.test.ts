@@ -255,7 +255,7 @@ function acksOf(socket: FakeSocket): string[] {
   const acks: string[] = [];
   const all = Buffer.concat(socket.written);
   if (all.length === 0) return acks;
-  forwardUnpackr.unpackMultiple(all, (v: unknown) => {
+  forwardUnpackr().unpackMultiple(all, (v: unknown) => {
     acks.push((v as { ack: string }).ack);
   });
   return acks;

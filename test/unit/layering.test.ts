@@ -145,10 +145,11 @@ const STATIC_IMPORT = /^[ \t]*import\s+(?!type\b)([^;'"`]*?)\bfrom\s*['"]([^'"]+
 /**
  * Modules that cost every start when imported for their values, wherever the importing file is: node:http's ES
  * facade loads Node's bundled undici, node:tls (and node:https over it) loads for configs without TLS,
- * prom-client's index loads its Pushgateway (node:https), and @node-rs/crc32 is a native addon that only a disk
- * buffer needs. src/core/net/builtins.ts, src/core/prom.ts and src/buffers/disk/crc32c.ts load them.
+ * prom-client's index loads its Pushgateway (node:https), @node-rs/crc32 is a native addon that only a disk
+ * buffer needs, and msgpackr loads one (msgpackr-extract) that only the forward protocol needs.
+ * src/core/net/builtins.ts, src/core/prom.ts, src/buffers/disk/crc32c.ts and src/codecs/forward.ts load them.
  */
-const COSTLY_AT_START = ['node:http', 'node:https', 'node:tls', 'prom-client', '@node-rs/crc32'];
+const COSTLY_AT_START = ['node:http', 'node:https', 'node:tls', 'prom-client', '@node-rs/crc32', 'msgpackr'];
 
 /** The modules of `libraries` that `text` imports statically for their values (an all-`type` brace list does not count). */
 function eagerImports(text: string, libraries: readonly (string | RegExp)[] = CLIENT_LIBRARIES): string[] {
@@ -194,7 +195,7 @@ describe('client libraries load lazily', () => {
     assert.deepEqual(found, [], 'load these with lazyImport() from start() or connect()');
   });
 
-  it('no file imports node:http, node:https, node:tls, prom-client or @node-rs/crc32 for values', () => {
+  it('no file imports node:http, node:https, node:tls, prom-client, @node-rs/crc32 or msgpackr for values', () => {
     assert.deepEqual(
       eagerImports(
         "import { createServer } from 'node:http';\nimport type { Registry } from 'prom-client';",
@@ -209,7 +210,7 @@ describe('client libraries load lazily', () => {
         found.push(`${file} → ${lib}`);
       }
     }
-    assert.deepEqual(found, [], 'use core/net/builtins.ts, core/prom.ts and buffers/disk/crc32c.ts');
+    assert.deepEqual(found, [], 'load them as core/net/builtins.ts, core/prom.ts and buffers/disk/crc32c.ts do');
   });
 
   it('protobufjs loads with the first OTLP protobuf request: only otlp-protobuf.ts imports it, and only with import()', () => {
