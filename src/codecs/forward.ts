@@ -16,9 +16,9 @@
  * complete (and not larger than allowed) before spending any work on it; msgpackr then decodes whole frames.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { createRequire } from 'node:module';
 import type { Packr, Unpackr } from 'msgpackr';
 import { FluxoError } from '../core/errors.ts';
+import { lazyRequire } from '../core/lazy-import.ts';
 
 /** Fluentd's nanosecond timestamp (msgpack ext type 0). */
 export class EventTime {
@@ -41,7 +41,7 @@ const EVENT_TIME_TYPE = 0;
 
 type Msgpackr = typeof import('msgpackr');
 type MsgpackCodec = { packr: Packr; unpackr: Unpackr };
-const require = createRequire(import.meta.url);
+const msgpackr = lazyRequire<Msgpackr>('msgpackr');
 let codec: MsgpackCodec | undefined;
 
 /**
@@ -52,7 +52,7 @@ let codec: MsgpackCodec | undefined;
  */
 function msgpack(): MsgpackCodec {
   if (codec !== undefined) return codec;
-  const { addExtension, Packr, Unpackr } = require('msgpackr') as Msgpackr;
+  const { addExtension, Packr, Unpackr } = msgpackr();
   // msgpackr keeps extensions per process. Type 0 is otherwise read as `undefined` (notepack's convention), which
   // no Fluxo component relies on; the forward protocol owns it.
   addExtension({
@@ -449,8 +449,9 @@ export function encodePing(
  */
 export function encodePackedForward(tag: string, entries: Buffer, size: number, chunk: string, gzip: boolean): Buffer {
   const option: ForwardOption = gzip ? { size, chunk, compressed: 'gzip' } : { size, chunk };
-  const head = msgpack().packr.pack(tag);
-  const optionBytes = msgpack().packr.pack(option);
+  const { packr } = msgpack();
+  const head = packr.pack(tag);
+  const optionBytes = packr.pack(option);
   const binHeader = binHeaderOf(entries.length);
   return Buffer.concat([Buffer.from([0x93]), head, binHeader, entries, optionBytes]);
 }

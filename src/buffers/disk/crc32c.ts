@@ -1,4 +1,4 @@
-import { createRequire } from 'node:module';
+import { lazyRequire } from '../../core/lazy-import.ts';
 
 /*
  * CRC-32C of the disk buffer's records and ledger, from @node-rs/crc32 (native code, SSE 4.2), loaded on the
@@ -6,11 +6,8 @@ import { createRequire } from 'node:module';
  * the addon (dlopen and its loader) costs ~10 ms of CPU that a config without a disk buffer never needs.
  */
 
-type Crc32c = typeof import('@node-rs/crc32').crc32c;
-const require = createRequire(import.meta.url);
-let native: Crc32c | undefined;
+const native = lazyRequire<typeof import('@node-rs/crc32')>('@node-rs/crc32');
 
 export function crc32c(data: Buffer): number {
-  native ??= (require('@node-rs/crc32') as typeof import('@node-rs/crc32')).crc32c;
-  return native(data);
+  return native().crc32c(data);
 }

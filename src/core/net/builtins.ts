@@ -1,4 +1,4 @@
-import { createRequire } from 'node:module';
+import { lazyRequire } from '../lazy-import.ts';
 
 /*
  * node:http, node:https and node:tls, loaded with require() when first used instead of imported.
@@ -11,8 +11,6 @@ import { createRequire } from 'node:module';
  * object and reads no export it is not asked for.
  */
 
-const require = createRequire(import.meta.url);
-
-export const nodeHttp = (): typeof import('node:http') => require('node:http');
-export const nodeHttps = (): typeof import('node:https') => require('node:https');
-export const nodeTls = (): typeof import('node:tls') => require('node:tls');
+export const nodeHttp = lazyRequire<typeof import('node:http')>('node:http');
+export const nodeHttps = lazyRequire<typeof import('node:https')>('node:https');
+export const nodeTls = lazyRequire<typeof import('node:tls')>('node:tls');

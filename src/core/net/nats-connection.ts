@@ -1,9 +1,9 @@
 import { readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import type { Authenticator, NodeConnectionOptions } from '@nats-io/transport-node';
 import { z } from 'zod';
 import { type TlsConfig, tlsClientOption } from '../../codecs/tls.ts';
 import { FluxoError, RetryableError } from '../errors.ts';
+import { lazyRequire } from '../lazy-import.ts';
 import { duration } from '../units.ts';
 
 // How the nats sink and the nats source reach their servers: the auth option, the client's connection options,
@@ -86,9 +86,7 @@ export function natsAuthOption() {
  * above keeps the NATS client out of a Fluxo that uses no nats component (see lazy-import.ts). Synchronous, so
  * natsConnectionOptions() stays so; the package's main entry is CommonJS.
  */
-function authenticators(): typeof import('@nats-io/transport-node') {
-  return createRequire(import.meta.url)('@nats-io/transport-node');
-}
+const authenticators = lazyRequire<typeof import('@nats-io/transport-node')>('@nats-io/transport-node');
 
 /** The client's options: reconnect forever with jittered waits, auth, TLS (handed on to tls.connect). */
 export function natsConnectionOptions(o: NatsConnectionConfig, id: string, what: string): NodeConnectionOptions {
