@@ -192,6 +192,58 @@ describe('redis sink', { timeout: 120_000 }, () => {
     assert.equal(await redis.client.exists('fluxo:dedupe:logs:db:e-3'), 0, 'the marker of the failed write stays');
   });
 
+  it('dedupe writes up to SCRIPT_EVENTS events per script call, in order, with events without _id between calls', async (t) => {
+    const redis = await startRedis(t);
+    if (!redis) return;
+    await redis.client.set('logs:db', 'a string, not a stream');
+    const sink = await build(t, {
+      endpoint: redis.url,
+      key: 'logs:{{ app }}',
+      max_len: 100_000,
+      dedupe: { prefix: 'dédup:' },
+    });
+    // 700 events: #300 has no _id (a plain XADD between two script calls), #450 goes to a key of another type;
+    // multi-byte text in some (the script cuts the lines out of one argument by byte lengths).
+    const batch = events(1, 700, (n) => ({ app: n === 450 ? 'db' : 'web', text: n % 7 === 0 ? 'é ✓ 😀' : '' }));
+    delete batch[299]!._id;
+    const evalsha = async () => {
+      const stats = await redis.client.info('commandstats');
+      return Number(/cmdstat_evalsha:calls=(\d+)/.exec(stats)?.[1] ?? 0);
+    };
+    const before = await evalsha();
+    await assert.rejects(driven(sink).write(batch, never), (error: unknown) => {
+      assert.ok(error instanceof PermanentError);
+      assert.deepEqual(
+        error.events?.map((e) => e.n),
+        [450],
+      );
+      assert.match(error.reason, /redis XADD: WRONGTYPE/);
+      return true;
+    });
+    // 299 events before the one without _id: 2 calls (256 + 43); 400 after it: 2 calls (256 + 144).
+    assert.equal((await evalsha()) - before, 4, 'script calls');
+    const expected = batch.filter((e) => e.n !== 450);
+    const got = await entries(redis.client, 'logs:web');
+    assert.deepEqual(
+      got.map((f) => JSON.parse(f.message!) as Event),
+      expected,
+    );
+    assert.deepEqual(
+      got.filter((f) => !f.message!.endsWith('}')),
+      [],
+      'each message is exactly its line',
+    );
+    assert.deepEqual(
+      got.map((f) => f._id),
+      expected.map((e) => e._id),
+    );
+    assert.equal(await redis.client.exists('dédup:logs:web:e-1'), 1, "a written event's marker");
+    assert.equal(await redis.client.exists('dédup:logs:db:e-450'), 0, 'the failed write left its marker');
+    // A resend: only the event without _id (no marker) and the one whose write failed are written again.
+    await assert.rejects(driven(sink).write([...batch], never), PermanentError);
+    assert.equal(await redis.client.xLen('logs:web'), 700);
+  });
+
   it('a server down at connect is a retryable error; a bad endpoint fails validation', async (t) => {
     const redis = await startRedis(t);
     if (!redis) return;
