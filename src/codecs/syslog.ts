@@ -126,6 +126,13 @@ export class SyslogParser {
   /** The last RFC 3339 timestamp and its ISO form: messages of one burst often share it. */
   private lastRfc3339 = '';
   private lastIso = '';
+  /**
+   * The last BSD timestamp's text, the second of the clock it was read at, and its ISO form: lines of one
+   * second share it, and reading one (a regex, a local-time conversion) was ~1 µs of the syslog source's time.
+   */
+  private lastBsd = '';
+  private lastBsdSecond = -1;
+  private lastBsdIso = '';
 
   /** Parses one message (no trailing newline). `nowMs` anchors the year of RFC 3164 timestamps. */
   parse(line: string, nowMs: number = Date.now()): SyslogMessage | undefined {
@@ -288,11 +295,26 @@ export class SyslogParser {
     let i = start;
     let timestamp: string | undefined;
     const rest = line.slice(i);
-    const bsd = BSD_TIMESTAMP.exec(rest);
-    if (bsd) timestamp = bsdTimestamp(bsd, nowMs);
-    if (timestamp !== undefined) {
-      i += bsd![0].length;
+    const second = Math.floor(nowMs / 1000);
+    const last = this.lastBsd;
+    if (
+      second === this.lastBsdSecond &&
+      rest.startsWith(last) &&
+      (rest.length === last.length || rest.charCodeAt(last.length) === SP)
+    ) {
+      timestamp = this.lastBsdIso;
+      i += last.length;
     } else {
+      const bsd = BSD_TIMESTAMP.exec(rest);
+      if (bsd) timestamp = bsdTimestamp(bsd, nowMs);
+      if (timestamp !== undefined) {
+        i += bsd![0].length;
+        this.lastBsd = bsd![0];
+        this.lastBsdSecond = second;
+        this.lastBsdIso = timestamp;
+      }
+    }
+    if (timestamp === undefined) {
       const sp = rest.indexOf(' ');
       const token = sp < 0 ? rest : rest.slice(0, sp);
       timestamp = this.rfc3339(token);
@@ -353,8 +375,9 @@ export class SyslogParser {
 }
 
 /**
- * A BSD timestamp has neither year nor zone: it is read in the collector's time zone, in the year that does
- * not put it more than a week in the future.
+ * A BSD timestamp has neither year nor zone: it is read in the collector's time zone, in the year that puts it
+ * nearest before the collector's clock, or up to a week after it (a sender whose clock runs ahead): Dec 31 read
+ * just after the new year is last year's, Jan 1 read just before it is next year's.
  */
 function bsdTimestamp(m: RegExpExecArray, nowMs: number): string | undefined {
   const month = MONTHS[m[1]!];
@@ -366,7 +389,12 @@ function bsdTimestamp(m: RegExpExecArray, nowMs: number): string | undefined {
   const ms = m[6] === undefined ? 0 : Math.floor(Number(`0.${m[6]}`) * 1000);
   const year = new Date(nowMs).getFullYear();
   let date = new Date(year, month, day, h, min, s, ms);
-  if (date.getTime() - nowMs > FUTURE_TOLERANCE_MS) date = new Date(year - 1, month, day, h, min, s, ms);
+  if (date.getTime() - nowMs > FUTURE_TOLERANCE_MS) {
+    date = new Date(year - 1, month, day, h, min, s, ms);
+  } else if (nowMs - date.getTime() > 300 * 86_400_000) {
+    const next = new Date(year + 1, month, day, h, min, s, ms);
+    if (next.getTime() - nowMs <= FUTURE_TOLERANCE_MS) date = next;
+  }
   return date.toISOString();
 }
 

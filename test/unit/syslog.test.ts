@@ -334,4 +334,27 @@ describe('syslog parser: RFC 3164', () => {
     // A sender whose clock runs a little ahead stays in the current year.
     assert.equal(parser.parse('<13>Jan  2 00:00:00 h a: x', newYear)!.timestamp, local(2025, 0, 2, 0, 0, 0));
   });
+
+  it('puts a year-less date just before the new year from a sender ahead of the clock into the next year', () => {
+    const newYearsEve = new Date(2024, 11, 31, 23, 59, 50).getTime();
+    assert.equal(parser.parse('<13>Jan  1 00:00:05 h a: x', newYearsEve)!.timestamp, local(2025, 0, 1, 0, 0, 5));
+    assert.equal(parser.parse('<13>Dec 31 23:59:49 h a: x', newYearsEve)!.timestamp, local(2024, 11, 31, 23, 59, 49));
+    assert.equal(parser.parse('<13>Jan 15 00:00:00 h a: x', newYearsEve)!.timestamp, local(2024, 0, 15, 0, 0, 0));
+  });
+
+  it('reuses the last BSD timestamp within one second of the clock only, and only for the same text', () => {
+    const p = new SyslogParser();
+    const before = new Date(2025, 0, 1, 0, 0, 0, 100).getTime() - 1000;
+    const line = '<13>Jan  1 00:00:03 h a: x';
+    assert.equal(p.parse(line, before)!.timestamp, local(2025, 0, 1, 0, 0, 3));
+    // The same text a year later (another second of the clock): read again, not taken from the last one.
+    const later = new Date(2026, 0, 1, 0, 0, 1).getTime();
+    assert.equal(p.parse(line, later)!.timestamp, local(2026, 0, 1, 0, 0, 3));
+    const again = p.parse('<13>Jan  1 00:00:03 h2 b: y', later)!;
+    assert.equal(again.timestamp, local(2026, 0, 1, 0, 0, 3));
+    assert.equal(again.hostname, 'h2');
+    assert.equal(again.message, 'y');
+    // A text that starts with the last one but is longer is another timestamp.
+    assert.equal(p.parse('<13>Jan  1 00:00:03.250 h a: x', later)!.timestamp, local(2026, 0, 1, 0, 0, 3, 250));
+  });
 });
