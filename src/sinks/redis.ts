@@ -81,7 +81,8 @@ const options = z
           '(`SET <prefix><key>:<_id> 1 NX PX <ttl>`) and adds the event only when the marker was new, so a retried ' +
           'write adds nothing already added. Events without a string `_id` are written as they are. Markers live ' +
           'in memory like any key: a server restarted without persistence forgets them (duplicates with the same ' +
-          '`_id` are then possible).',
+          '`_id` are then possible). Redis 8.6 `XADD … IDMP` is not used: it remembers at most 10,000 ids per ' +
+          'producer and stream (100 by default) for at most 24 h, fewer than one disk buffer replays after a restart.',
       ),
     connect_timeout: duration().default(5_000).describe('How long to wait for a connection (and its TLS and AUTH).'),
     ...encodingOptions(['ndjson', 'text'], { codec: 'ndjson' }),
