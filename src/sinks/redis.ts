@@ -150,9 +150,9 @@ return out`;
 const DEDUPE_SHA = createHash('sha1').update(DEDUPE_SCRIPT).digest('hex');
 
 /**
- * Events per script call. The server runs a call alone: ~12 µs per event for the marker and the XADD
- * (redis-server took 75,000–82,000 events/s on one core in bench/streams.ts), so ~3 ms per call, well under
- * what other clients notice. A call whose answer is lost is sent again whole (its markers make that harmless).
+ * Events per script call. The server runs a call alone: ~11 µs per event for the marker and the XADD
+ * (redis-server used 0.75 of a core for 67,000 events/s in bench/streams.ts), so ~3 ms per call. A call whose
+ * answer is lost is sent again whole (its markers make that harmless).
  */
 export const SCRIPT_EVENTS = 256;
 
